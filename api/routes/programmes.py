@@ -1,0 +1,83 @@
+"""Programmes: calls for applications, created by admins, read by everyone signed in."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+
+from api.deps import Admin, CurrentCaller, DbConn, Res
+from schemas.common import ApiError
+from schemas.programmes import IntakeState, ProgrammeCreate, ProgrammePublic, ProgrammeStart
+from store import programmes
+from workflows.application import PROGRAMME
+from workflows.programme import ProgrammeWorkflow
+
+router = APIRouter(prefix="/v1/programmes", tags=["programmes"])
+
+
+def intake_refusal(programme: ProgrammePublic, now: datetime) -> str | None:
+    """Why an application submitted `now` is refused, or None while intake is open.
+    Both the programme workflow's recorded state and the window itself must say open."""
+    if now >= programme.intake_closes or programme.intake_state == IntakeState.closed:
+        return (
+            f"intake for {programme.name!r} closed at "
+            f"{programme.intake_closes.isoformat()}: late applications are refused"
+        )
+    if now < programme.intake_opens or programme.intake_state == IntakeState.scheduled:
+        return f"intake for {programme.name!r} opens at {programme.intake_opens.isoformat()}"
+    return None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProgrammePublic,
+    responses={403: {"model": ApiError}},
+)
+async def create_programme(
+    body: ProgrammeCreate, caller: Admin, conn: DbConn, res: Res
+) -> ProgrammePublic:
+    """Open a call for applications. Its workflow opens and closes intake on time."""
+    programme_id = str(uuid.uuid4())
+    start = ProgrammeStart(programme_id=programme_id, created_by=caller.actor.user_id, spec=body)
+    await res.client.execute_update_with_start_workflow(
+        ProgrammeWorkflow.registered,
+        id="registered",
+        start_workflow_operation=WithStartWorkflowOperation(
+            ProgrammeWorkflow.run,
+            start,
+            id=f"programme-{programme_id}",
+            task_queue=res.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(PROGRAMME, programme_id)]),
+        ),
+    )
+    created = await programmes.get(conn, uuid.UUID(programme_id))
+    assert created is not None  # the update returns only once the row is written
+    return created
+
+
+@router.get("", response_model=list[ProgrammePublic])
+async def list_programmes(
+    _: CurrentCaller, conn: DbConn, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[ProgrammePublic]:
+    """Programmes, newest first."""
+    return await programmes.list_recent(conn, limit)
+
+
+@router.get("/{programme_id}", response_model=ProgrammePublic, responses={404: {"model": ApiError}})
+async def get_programme(programme_id: uuid.UUID, _: CurrentCaller, conn: DbConn) -> ProgrammePublic:
+    """One programme with its intake state and parameters."""
+    found = await programmes.get(conn, programme_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "programme not found")
+    return found

@@ -1,0 +1,1 @@
+"""grantflow: innovation grants and pilot projects as durable Temporal workflows over Postgres."""

@@ -1,0 +1,140 @@
+"""The `grantflow` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated
+
+import asyncpg
+import typer
+from rich.console import Console
+
+from grantflow.logging import configure_logging
+from grantflow.settings import Settings
+from schemas.common import OrganisationType, Role
+from schemas.users import UserCreate
+
+app = typer.Typer(
+    help="grantflow: innovation grants as durable workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+users_app = typer.Typer(help="Users and their bearer tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _resolved() -> Settings:
+    try:
+        return _settings().resolved()
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def dev() -> None:
+    """Start everything on embedded servers (what `make run` does): PostgreSQL, the Temporal
+    dev server with its Web UI, migrations, demo users, the worker and the API."""
+    from grantflow.stack import EmbeddedStack, prepare, serve
+
+    settings = _settings()
+    stack = EmbeddedStack(settings)
+    try:
+        resolved = stack.start()
+        demo = asyncio.run(prepare(resolved))
+        if demo:
+            tokens = settings.home / "demo-tokens.json"
+            tokens.write_text(json.dumps([d.model_dump(mode="json") for d in demo], indent=2))
+            os.chmod(tokens, 0o600)
+        asyncio.run(serve(resolved, worker=True, api=True, banner=demo))
+    finally:
+        stack.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
+    from grantflow.stack import serve
+
+    asyncio.run(serve(_resolved(), worker=True, api=False))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+) -> None:
+    """Run the HTTP API against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
+    from grantflow.stack import serve
+
+    settings = _resolved()
+    settings = settings.model_copy(
+        update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
+    )
+    asyncio.run(serve(settings, worker=False, api=True))
+
+
+@app.command(name="migrate")
+def migrate_command() -> None:
+    """Apply the SQL migrations not applied yet and register the search attributes."""
+    from grantflow.stack import prepare
+
+    settings = _resolved().model_copy(update={"env": "production"})  # no demo users here
+    asyncio.run(prepare(settings))
+    console.print("[green]database and search attributes are up to date[/]")
+
+
+@users_app.command("create")
+def users_create(
+    role: Annotated[Role, typer.Option(help="applicant, reviewer, council or admin.")],
+    name: Annotated[str, typer.Option(help="The person's name.")],
+    institution: Annotated[str | None, typer.Option(help="Applicants and reviewers.")] = None,
+    organisation_type: Annotated[
+        OrganisationType, typer.Option(help="The institution's type (when it is new).")
+    ] = OrganisationType.medical_institution,
+    specialty: Annotated[str | None, typer.Option(help="Reviewers.")] = None,
+) -> None:
+    """Create a user and print its bearer token (shown once, stored only as a hash)."""
+    from store.users import create_user
+
+    settings = _resolved()
+    try:
+        new = UserCreate(
+            name=name,
+            role=role,
+            institution=institution,
+            specialty=specialty,
+            organisation_type=organisation_type if institution else None,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+    async def create() -> None:
+        assert settings.database_url
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            made = await create_user(conn, new)
+        finally:
+            await conn.close()
+        console.print(f"created {made.user.role} {made.user.name} ({made.user.id})")
+        print(made.token)  # alone on stdout, so scripts can capture it
+
+    try:
+        asyncio.run(create())
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

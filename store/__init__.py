@@ -1,0 +1,12 @@
+"""Plain, parameterised SQL: one module per table group, the asyncpg connection passed in.
+
+Every module-level constant whose name ends in `_SQL` is a statement the code runs;
+tests/test_migrations.py prepares each against a freshly migrated database."""
+
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A plain connection or one borrowed from a pool: every query function takes either.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy

@@ -1,0 +1,237 @@
+"""One embedded PostgreSQL and one Temporal dev server per test session, on free ports (so the
+suite also runs beside a `make run`), one worker on a task queue of its own, and the API
+driven in-process through httpx as a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.deps import Resources
+from grantflow.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.settings import Settings
+from schemas.common import OrganisationType, Role
+from schemas.users import UserCreate
+from store.migrations import migrate
+from store.users import create_user
+from workers.main import build_worker
+from workflows.application import PROGRAMME, STAGE
+
+SESSION = pytest.mark.asyncio(loop_scope="session")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    client: Client
+    pool: asyncpg.Pool
+    api: httpx.AsyncClient
+    database_url: str
+    server_url: str
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=[STAGE, PROGRAMME],
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+async def fresh_database(server_url: str, name: str) -> str:
+    """A new, migrated database on the session's server; returns its URL."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(
+    postgres: EmbeddedPostgres, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[Stack]:
+    database_url = await fresh_database(postgres.url, "grantflow_test")
+    settings = Settings(
+        task_queue=f"tq-{uuid.uuid4()}",
+        database_url=database_url,
+        temporal_address="unused-in-process",
+    )
+    pool = await asyncpg.create_pool(database_url, min_size=2, max_size=20)
+    assert pool is not None
+    client = temporal_env.client
+    worker = build_worker(client, pool, settings.task_queue)
+    app = create_app(settings, Resources(settings, pool, client))
+    async with (
+        worker,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://grantflow.test"
+        ) as api,
+    ):
+        yield Stack(settings, client, pool, api, database_url, postgres.url)
+    await pool.close()
+
+
+@dataclass
+class User:
+    id: str
+    name: str
+    role: Role
+    institution_id: str | None
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+UserFactory = Callable[..., Awaitable[User]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_user(stack: Stack) -> UserFactory:
+    async def make(
+        role: Role,
+        *,
+        institution: str | None = None,
+        organisation_type: OrganisationType | None = None,
+        specialty: str | None = None,
+        name: str | None = None,
+    ) -> User:
+        if institution is None and role in (Role.applicant, Role.reviewer):
+            institution = f"Clinic {uuid.uuid4().hex[:8]}"
+        async with stack.pool.acquire() as conn:
+            made = await create_user(
+                conn,
+                UserCreate(
+                    name=name or f"{role.value} {uuid.uuid4().hex[:6]}",
+                    role=role,
+                    institution=institution,
+                    specialty=specialty,
+                    organisation_type=organisation_type
+                    or (OrganisationType.medical_institution if institution else None),
+                ),
+            )
+        return User(
+            made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token
+        )
+
+    return make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def admin(make_user: UserFactory) -> User:
+    return await make_user(Role.admin)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def applicant(make_user: UserFactory) -> User:
+    return await make_user(Role.applicant)
+
+
+def programme_body(**overrides: Any) -> dict[str, Any]:
+    """An open programme with second-scale durations, as the simulator uses."""
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "name": f"Programme {uuid.uuid4().hex[:6]}",
+        "budget_rub": 2_540_000_000,
+        "max_grant_rub": 200_000_000,
+        "organisation_types": ["medical_institution", "company"],
+        "specialties": ["cardiology", "radiology", "oncology"],
+        "intake_opens": (now - timedelta(minutes=1)).isoformat(),
+        "intake_closes": (now + timedelta(hours=1)).isoformat(),
+        "params": {"revision_window": 3600},
+    }
+    body.update(overrides)
+    return body
+
+
+def application_body(programme_id: str, **overrides: Any) -> dict[str, Any]:
+    """An eligible application: budget lines add up, within every limit."""
+    body: dict[str, Any] = {
+        "programme_id": programme_id,
+        "title": "AI triage of chest X-rays",
+        "summary": "Flags urgent findings for the radiologist.",
+        "specialty": "radiology",
+        "requested_rub": 30_000_000,
+        "total_investment_rub": 250_000_000,
+        "complex_project": False,
+        "duration_months": 24,
+        "budget_lines": [
+            {
+                "item": "Model training",
+                "category": "direct_costs",
+                "year": 1,
+                "amount_rub": 18_000_000,
+            },
+            {
+                "item": "Integration",
+                "category": "direct_costs",
+                "year": 2,
+                "amount_rub": 12_000_000,
+            },
+        ],
+        "partner_institutions": [],
+        "expected_results": "Urgent findings reported 30 % sooner.",
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_programme(stack: Stack, admin: User, **overrides: Any) -> dict[str, Any]:
+    response = await stack.api.post(
+        "/v1/programmes", json=programme_body(**overrides), headers=admin.headers
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, within: float = 15, interval: float = 0.1
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {within}s; last value: {last!r}")
+
+
+HISTORIES = Path(__file__).parent / "histories"

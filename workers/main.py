@@ -1,0 +1,39 @@
+"""The one worker: every workflow and activity of grantflow on one task queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.applications import ApplicationActivities
+from activities.programmes import ProgrammeActivities
+from workflows.application import ApplicationWorkflow
+from workflows.programme import ProgrammeWorkflow
+
+WORKFLOWS = [ApplicationWorkflow, ProgrammeWorkflow]
+
+
+def build_worker(
+    client: Client, pool: asyncpg.Pool, task_queue: str, *, max_cached_workflows: int = 1000
+) -> Worker:
+    """A worker for every workflow and activity; SIGTERM handling is the caller's.
+
+    `graceful_shutdown_timeout` lets in-flight activities finish (they are short database
+    writes) before the worker hands its tasks back to the server."""
+    apps, progs = ApplicationActivities(pool), ProgrammeActivities(pool)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            apps.register_application,
+            apps.record_stage_change,
+            progs.register_programme,
+            progs.record_intake_change,
+        ],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        max_cached_workflows=max_cached_workflows,
+    )

@@ -1,0 +1,1 @@
+"""Deterministic lifecycle logic: no I/O, no clock but workflow.now()."""

@@ -1,0 +1,227 @@
+"""The application workflow: one per application, from submission to its final stage.
+
+Intake lives here (screening, revision, expiry, withdrawal); later stages are added as
+children. Every stage change is recorded by one activity so that Postgres, the audit trail and
+the `Stage` search attribute move together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import applications as acts
+    from schemas.applications import (
+        ApplicationContent,
+        ApplicationStart,
+        ApplicationStatus,
+        Finding,
+        RevisionRequest,
+        StageChange,
+        WaitingFor,
+        WithdrawalRequest,
+    )
+    from schemas.common import Actor, Role, Stage
+    from workflows.intake import screen
+    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+
+STAGE = SearchAttributeKey.for_keyword("Stage")
+PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
+
+
+@workflow.defn(name="Application")
+class ApplicationWorkflow:
+    """An application's whole life. Its id is `application-<uuid>`: nothing personal."""
+
+    @workflow.init
+    def __init__(self, start: ApplicationStart) -> None:
+        self._start = start
+        self._content = start.content
+        self._stage = Stage.submitted
+        self._seq = 0
+        self._registered = False
+        self._findings: list[Finding] = []
+        self._waiting: WaitingFor | None = None
+        self._revision: RevisionRequest | None = None
+        self._screenings = 0
+        self._lock = asyncio.Lock()
+
+    @workflow.run
+    async def run(self, start: ApplicationStart) -> Stage:
+        """Register, screen (with revisions), then wait in review for the next stage."""
+        await self._register()
+        while not self._stage.is_final:
+            if await self._screen():
+                break
+        if not self._stage.is_final:
+            await workflow.wait_condition(lambda: self._stage.is_final)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._stage
+
+    async def _register(self) -> None:
+        async with self._lock:
+            self._seq, self._stage = 1, Stage.screening
+            self._waiting = WaitingFor(who="system", what="screening")
+            await workflow.execute_activity_method(
+                acts.ApplicationActivities.register_application,
+                self._start,
+                start_to_close_timeout=WRITE_TIMEOUT,
+                retry_policy=WRITE_RETRY,
+            )
+            self._registered = True
+
+    async def _screen(self) -> bool:
+        """One screening round; True when screening is over (eligible or final)."""
+        self._findings = screen(
+            self._content,
+            self._start.programme,
+            self._start.organisation_type,
+            self._start.submitted_at,
+        )
+        if any(not f.fixable for f in self._findings):
+            await self._change(
+                Stage.ineligible, "screened", reason="; ".join(f.message for f in self._findings)
+            )
+        elif not self._findings:
+            await self._change(
+                Stage.under_review,
+                "screened",
+                waiting=WaitingFor(who="expert reviewers", what="review the application"),
+            )
+        else:
+            deadline = workflow.now() + self._start.programme.spec.params.revision_window
+            await self._change(
+                Stage.revision_requested,
+                "screened",
+                waiting=WaitingFor(
+                    who="applicant",
+                    by=deadline,
+                    otherwise="the application expires",
+                    what="revise the application: " + "; ".join(f.message for f in self._findings),
+                ),
+            )
+        self._screenings += 1  # a pending `revise` update returns from here on
+        if self._stage != Stage.revision_requested:
+            return True
+        return await self._await_revision(deadline)
+
+    async def _await_revision(self, deadline: datetime) -> bool:
+        try:
+            await workflow.wait_condition(
+                lambda: self._revision is not None or self._stage.is_final,
+                timeout=deadline - workflow.now(),
+            )
+        except TimeoutError:
+            await self._change(
+                Stage.expired, "revision_missed", reason="no revision by the deadline"
+            )
+            return True
+        if self._revision is not None:
+            revision, self._revision = self._revision, None
+            self._content = revision.content
+            await self._change(
+                Stage.screening,
+                "resubmitted",
+                actor=revision.actor,
+                content=revision.content,
+                waiting=WaitingFor(who="system", what="screening"),
+            )
+        return self._stage.is_final
+
+    async def _change(
+        self,
+        stage: Stage,
+        kind: str,
+        *,
+        actor: Actor | None = None,
+        reason: str | None = None,
+        content: ApplicationContent | None = None,
+        waiting: WaitingFor | None = None,
+    ) -> bool:
+        """Record a stage change; the lock keeps a withdrawal from interleaving with screening.
+        Returns False when the application had already reached a final stage."""
+        async with self._lock:
+            if self._stage.is_final:
+                return False
+            self._seq += 1
+            self._stage, self._waiting = stage, None if stage.is_final else waiting
+            change = StageChange(
+                application_id=self._start.application_id,
+                workflow_id=workflow.info().workflow_id,
+                seq=self._seq,
+                stage=stage,
+                kind=kind,
+                at=workflow.now(),
+                actor=actor,
+                reason=reason,
+                findings=self._findings if stage != Stage.screening else [],
+                action_required=waiting.what if waiting and waiting.who == "applicant" else None,
+                deadline=waiting.by if waiting else None,
+                content=content,
+            )
+            await workflow.execute_activity_method(
+                acts.ApplicationActivities.record_stage_change,
+                change,
+                start_to_close_timeout=WRITE_TIMEOUT,
+                retry_policy=WRITE_RETRY,
+            )
+            workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
+            return True
+
+    @workflow.update
+    async def registered(self) -> ApplicationStatus:
+        """The submission's acknowledgement: returns once the application is on record and
+        its first screening is done, so the applicant sees the outcome at once."""
+        await workflow.wait_condition(
+            lambda: self._registered and (self._screenings > 0 or self._stage.is_final)
+        )
+        return self.status()
+
+    @workflow.update
+    async def revise(self, request: RevisionRequest) -> ApplicationStatus:
+        """The applicant's revision; returns the outcome of the screening it triggers."""
+        self._revision = request
+        screenings = self._screenings
+        await workflow.wait_condition(lambda: self._screenings > screenings or self._stage.is_final)
+        return self.status()
+
+    @revise.validator
+    def _validate_revise(self, request: RevisionRequest) -> None:
+        if request.actor.user_id != self._start.applicant.user_id:
+            raise ApplicationError("only the applicant can revise this application")
+        if self._stage != Stage.revision_requested or self._revision is not None:
+            raise ApplicationError(f"no revision is expected: the application is {self._stage}")
+
+    @workflow.update
+    async def withdraw(self, request: WithdrawalRequest) -> ApplicationStatus:
+        """Withdraws the application at any open stage."""
+        if not await self._change(
+            Stage.withdrawn, "withdrawn", actor=request.actor, reason=request.reason
+        ):
+            raise ApplicationError(f"the application is already {self._stage}")
+        return self.status()
+
+    @withdraw.validator
+    def _validate_withdraw(self, request: WithdrawalRequest) -> None:
+        if (
+            request.actor.role != Role.admin
+            and request.actor.user_id != self._start.applicant.user_id
+        ):
+            raise ApplicationError("only the applicant or an admin can withdraw")
+        if self._stage.is_final:
+            raise ApplicationError(f"the application is already {self._stage}")
+
+    @workflow.query
+    def status(self) -> ApplicationStatus:
+        """The stage, the open screening findings, and who must act next."""
+        return ApplicationStatus(
+            application_id=self._start.application_id,
+            stage=self._stage,
+            findings=self._findings,
+            waiting_for=self._waiting,
+        )
