@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,9 +12,10 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+import store
 from grantflow.settings import Settings
 from schemas.common import Actor, OrganisationType, Role
-from store import Conn, users
+from store import users
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,18 @@ def get_resources(request: Request) -> Resources:
 Res = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_conn(res: Res) -> AsyncIterator[Conn]:
-    async with res.pool.acquire() as conn:
-        yield conn
+def get_db(res: Res) -> store.Db:
+    # The pool, not a borrowed connection: each statement borrows one for itself, so a
+    # request that waits on a workflow update holds no connection the worker may need.
+    return res.pool
 
 
-DbConn = Annotated[Conn, Depends(get_conn)]
+DbConn = Annotated[store.Db, Depends(get_db)]
 _bearer = HTTPBearer(auto_error=False, description="A token from `grantflow users create`.")
 
 
 async def get_caller(
-    res: Res, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    conn: DbConn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Caller:
     unauthorized = HTTPException(
         status.HTTP_401_UNAUTHORIZED,
@@ -63,8 +65,7 @@ async def get_caller(
     )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized
-    async with res.pool.acquire() as conn:
-        found = await users.actor_for_token(conn, credentials.credentials)
+    found = await users.actor_for_token(conn, credentials.credentials)
     if found is None:
         raise unauthorized
     actor, org = found

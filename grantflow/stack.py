@@ -135,15 +135,18 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
-    pool = await create_pool(settings.database_url)
+    # One pool each, as in production where they are separate processes: a burst of requests
+    # can never starve the activities that the requests are waiting on.
+    api_pool = await create_pool(settings.database_url) if api else None
+    worker_pool = await create_pool(settings.database_url) if worker else None
     tasks: list[asyncio.Task[None]] = []
     server: _Server | None = None
-    running_worker = build_worker(client, pool, settings.task_queue) if worker else None
+    running_worker = build_worker(client, worker_pool, settings.task_queue) if worker_pool else None
     try:
         if running_worker:
             tasks.append(asyncio.create_task(running_worker.run()))
-        if api:
-            app = create_app(settings, Resources(settings, pool, client))
+        if api_pool:
+            app = create_app(settings, Resources(settings, api_pool, client))
             server = _Server(
                 uvicorn.Config(
                     app,
@@ -168,7 +171,9 @@ async def serve(
         if running_worker:
             await running_worker.shutdown()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
+        for pool in (api_pool, worker_pool):
+            if pool:
+                await pool.close()
 
 
 def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
@@ -180,19 +185,17 @@ def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
     if not os.environ.get("TEMPORAL_ADDRESS"):
         console.print(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
     if demo:
-        table = Table(
-            title="Demo users (tokens are shown only now; also saved in "
-            f"{settings.home / 'demo-tokens.json'})"
-        )
-        for column in ("role", "name", "institution", "specialty", "token"):
+        table = Table(title="Demo users", title_justify="left")
+        for column in ("role", "name", "institution", "specialty"):
             table.add_column(column)
         for d in demo:
             table.add_row(
-                d.user.role,
-                d.user.name,
-                d.user.institution_id or "",
-                d.user.specialty or "",
-                d.token,
+                d.user.role, d.user.name, d.user.institution_id or "", d.user.specialty or ""
             )
         console.print(table)
+        console.print(
+            f"Their tokens, shown only now (and kept in {settings.home / 'demo-tokens.json'}):"
+        )
+        for d in demo:  # plain lines, never truncated, so they can be copied
+            print(f"  {d.user.role.value:<10} {d.user.name:<18} {d.token}")
     console.print("Ctrl-C stops everything; your data stays for the next `make run`.\n")

@@ -8,5 +8,8 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-# A plain connection or one borrowed from a pool: every query function takes either.
+# A plain connection or one borrowed from a pool: what writes in a transaction take.
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+# Or the pool itself, for a single statement: it borrows a connection for that statement only,
+# so a request never holds one while it waits on Temporal.
+Db: TypeAlias = Conn | asyncpg.Pool

@@ -17,7 +17,7 @@ from schemas.applications import (
     StageChange,
 )
 from schemas.common import Stage
-from store import Conn
+from store import Conn, Db
 
 INSERT_APPLICATION_SQL = """
 INSERT INTO applications (id, programme_id, applicant_id, institution_id, workflow_id, specialty,
@@ -88,19 +88,17 @@ async def change_stage(conn: Conn, change: StageChange) -> bool:
     return bool(result == "UPDATE 1")
 
 
-async def get(conn: Conn, application_id: uuid.UUID) -> ApplicationPublic | None:
+async def get(conn: Db, application_id: uuid.UUID) -> ApplicationPublic | None:
     row = await conn.fetchrow(GET_APPLICATION_SQL, application_id)
     return public(row) if row else None
 
 
-async def by_idempotency_key(
-    conn: Conn, applicant_id: uuid.UUID, key: str
-) -> asyncpg.Record | None:
+async def by_idempotency_key(conn: Db, applicant_id: uuid.UUID, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow(BY_IDEMPOTENCY_KEY_SQL, applicant_id, key)
 
 
 async def page(
-    conn: Conn,
+    conn: Db,
     *,
     limit: int,
     cursor: str | None,

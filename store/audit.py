@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from schemas.common import Actor
-from store import Conn
+from store import Conn, Db
 
 INSERT_EVENT_SQL = """
 INSERT INTO audit_events (event_key, application_id, programme_id, workflow_id, kind, stage,
@@ -55,7 +55,7 @@ async def append(
     )
 
 
-async def for_application(conn: Conn, application_id: uuid.UUID) -> list[asyncpg.Record]:
+async def for_application(conn: Db, application_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(APPLICATION_EVENTS_SQL, application_id)
 
 

@@ -15,7 +15,7 @@ from schemas.programmes import (
     ProgrammePublic,
     ProgrammeStart,
 )
-from store import Conn
+from store import Conn, Db
 
 INSERT_PROGRAMME_SQL = """
 INSERT INTO programmes (id, name, budget_rub, max_grant_rub, organisation_types, specialties,
@@ -63,12 +63,12 @@ async def set_intake(conn: Conn, change: IntakeChange) -> None:
     await conn.execute(UPDATE_INTAKE_SQL, uuid.UUID(change.programme_id), change.state.value)
 
 
-async def get(conn: Conn, programme_id: uuid.UUID) -> ProgrammePublic | None:
+async def get(conn: Db, programme_id: uuid.UUID) -> ProgrammePublic | None:
     row = await conn.fetchrow(GET_PROGRAMME_SQL, programme_id)
     return _public(row) if row else None
 
 
-async def get_start(conn: Conn, programme_id: uuid.UUID) -> ProgrammeStart | None:
+async def get_start(conn: Db, programme_id: uuid.UUID) -> ProgrammeStart | None:
     """The programme as its creator sent it: the snapshot an application is screened against."""
     row = await conn.fetchrow(GET_PROGRAMME_SQL, programme_id)
     if row is None:
@@ -80,7 +80,7 @@ async def get_start(conn: Conn, programme_id: uuid.UUID) -> ProgrammeStart | Non
     return ProgrammeStart(programme_id=public.id, created_by=str(row["created_by"]), spec=spec)
 
 
-async def list_recent(conn: Conn, limit: int) -> list[ProgrammePublic]:
+async def list_recent(conn: Db, limit: int) -> list[ProgrammePublic]:
     return [_public(r) for r in await conn.fetch(LIST_PROGRAMMES_SQL, limit)]
 
 

@@ -11,7 +11,7 @@ import asyncpg
 
 from schemas.common import Actor, OrganisationType, Role
 from schemas.users import UserCreate, UserPublic, UserWithToken
-from store import Conn
+from store import Conn, Db
 
 TOKEN_PREFIX = "gf_"  # noqa: S105 - a prefix, not a secret
 
@@ -76,7 +76,7 @@ def user_public(row: asyncpg.Record) -> UserPublic:
     )
 
 
-async def actor_for_token(conn: Conn, token: str) -> tuple[Actor, str | None] | None:
+async def actor_for_token(conn: Db, token: str) -> tuple[Actor, str | None] | None:
     """The user behind a bearer token and its organisation type, or None."""
     digest = hash_token(token)
     row = await conn.fetchrow(USER_BY_HASH_SQL, digest)
@@ -92,7 +92,7 @@ async def actor_for_token(conn: Conn, token: str) -> tuple[Actor, str | None] | 
     return actor, row["organisation_type"]
 
 
-async def count_users(conn: Conn) -> int:
+async def count_users(conn: Db) -> int:
     return int(await conn.fetchval(COUNT_USERS_SQL))
 
 
@@ -101,6 +101,6 @@ GET_USER_SQL = (
 )
 
 
-async def get(conn: Conn, user_id: uuid.UUID) -> UserPublic | None:
+async def get(conn: Db, user_id: uuid.UUID) -> UserPublic | None:
     row = await conn.fetchrow(GET_USER_SQL, user_id)
     return user_public(row) if row else None

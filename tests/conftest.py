@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.deps import Resources
+from grantflow.db import create_pool
 from grantflow.embedded import EmbeddedPostgres, find_binary, free_port
 from grantflow.settings import Settings
 from schemas.common import OrganisationType, Role
@@ -90,10 +91,10 @@ async def stack(
         database_url=database_url,
         temporal_address="unused-in-process",
     )
-    pool = await asyncpg.create_pool(database_url, min_size=2, max_size=20)
-    assert pool is not None
+    pool = await create_pool(database_url, min_size=2, max_size=20)
+    worker_pool = await create_pool(database_url, min_size=2, max_size=10)
     client = temporal_env.client
-    worker = build_worker(client, pool, settings.task_queue)
+    worker = build_worker(client, worker_pool, settings.task_queue)
     app = create_app(settings, Resources(settings, pool, client))
     async with (
         worker,
@@ -103,6 +104,7 @@ async def stack(
     ):
         yield Stack(settings, client, pool, api, database_url, postgres.url)
     await pool.close()
+    await worker_pool.close()
 
 
 @dataclass

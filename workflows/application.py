@@ -45,6 +45,7 @@ class ApplicationWorkflow:
         self._stage = Stage.submitted
         self._seq = 0
         self._registered = False
+        self._recorded = 0  # seq of the last change on record
         self._findings: list[Finding] = []
         self._waiting: WaitingFor | None = None
         self._revision: RevisionRequest | None = None
@@ -73,7 +74,7 @@ class ApplicationWorkflow:
                 start_to_close_timeout=WRITE_TIMEOUT,
                 retry_policy=WRITE_RETRY,
             )
-            self._registered = True
+            self._registered, self._recorded = True, 1
 
     async def _screen(self) -> bool:
         """One screening round; True when screening is over (eligible or final)."""
@@ -170,16 +171,19 @@ class ApplicationWorkflow:
                 start_to_close_timeout=WRITE_TIMEOUT,
                 retry_policy=WRITE_RETRY,
             )
+            self._recorded = self._seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True
+
+    def _ended(self) -> bool:
+        """In a final stage, and that stage is on record."""
+        return self._stage.is_final and self._recorded == self._seq
 
     @workflow.update
     async def registered(self) -> ApplicationStatus:
         """The submission's acknowledgement: returns once the application is on record and
         its first screening is done, so the applicant sees the outcome at once."""
-        await workflow.wait_condition(
-            lambda: self._registered and (self._screenings > 0 or self._stage.is_final)
-        )
+        await workflow.wait_condition(lambda: self._screenings > 0 or self._ended())
         return self.status()
 
     @workflow.update
@@ -187,7 +191,7 @@ class ApplicationWorkflow:
         """The applicant's revision; returns the outcome of the screening it triggers."""
         self._revision = request
         screenings = self._screenings
-        await workflow.wait_condition(lambda: self._screenings > screenings or self._stage.is_final)
+        await workflow.wait_condition(lambda: self._screenings > screenings or self._ended())
         return self.status()
 
     @revise.validator

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import Admin, CurrentCaller, DbConn
+from api.deps import Admin, CurrentCaller, DbConn, Res
 from schemas.users import UserCreate, UserPublic, UserWithToken
 from store import users
 
@@ -22,9 +22,10 @@ async def me(caller: CurrentCaller, conn: DbConn) -> UserPublic:
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserWithToken)
-async def create_user(body: UserCreate, _: Admin, conn: DbConn) -> UserWithToken:
+async def create_user(body: UserCreate, _: Admin, res: Res) -> UserWithToken:
     """Create a user; its token is in this response and nowhere else, ever."""
     try:
-        return await users.create_user(conn, body)
+        async with res.pool.acquire() as conn:
+            return await users.create_user(conn, body)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
