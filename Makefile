@@ -35,7 +35,7 @@ pytest: $(VENV)/.test-installed
 
 ## make histories: re-record the workflow histories the replay tests use (after a patch)
 histories: $(VENV)/.test-installed
-	GRANTFLOW_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_intake.py
+	GRANTFLOW_RECORD_HISTORIES=1 $(BIN)/pytest --ignore=tests/test_replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -53,8 +53,10 @@ def dev() -> None:
         demo = asyncio.run(prepare(resolved))
         if demo:
             tokens = settings.home / "demo-tokens.json"
-            tokens.write_text(json.dumps([d.model_dump(mode="json") for d in demo], indent=2))
-            os.chmod(tokens, 0o600)
+            # Created 0600: the tokens are never readable by others, not even for a moment.
+            fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps([d.model_dump(mode="json") for d in demo], indent=2))
         asyncio.run(serve(resolved, worker=True, api=True, banner=demo))
     finally:
         stack.stop()

@@ -136,6 +136,10 @@ class WithdrawalCreate(Input):
 
     reason: str = Field(min_length=1, max_length=2_000)
 
+    model_config = Input.model_config | {
+        "json_schema_extra": {"examples": [{"reason": "We found a partner with its own funding."}]}
+    }
+
 
 class WithdrawalRequest(Input):
     """Update input: a withdrawal by `actor`."""

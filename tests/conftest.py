@@ -5,6 +5,8 @@ driven in-process through httpx as a client would."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -103,8 +106,50 @@ async def stack(
         ) as api,
     ):
         yield Stack(settings, client, pool, api, database_url, postgres.url)
+        if os.environ.get("GRANTFLOW_RECORD_HISTORIES"):
+            await record_histories(client, settings.task_queue)
     await pool.close()
     await worker_pool.close()
+
+
+HISTORIES = Path(__file__).parent / "histories"
+IN_FLIGHT = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+}
+
+
+def _shape(history: WorkflowHistory) -> str:
+    """What a history does, without its ids and times: one file per distinct path."""
+    steps = []
+    for event in history.events:
+        attrs = event.WhichOneof("attributes") or ""
+        name = ""
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.HasField("workflow_execution_update_accepted_event_attributes"):
+            accepted = event.workflow_execution_update_accepted_event_attributes
+            name = accepted.accepted_request.input.name
+        elif event.HasField("workflow_execution_signaled_event_attributes"):
+            name = event.workflow_execution_signaled_event_attributes.signal_name
+        steps.append(f"{attrs}:{name}")
+    return hashlib.sha256("\n".join(steps).encode()).hexdigest()[:10]
+
+
+async def record_histories(client: Client, task_queue: str) -> None:
+    """Save one history per distinct path the suite took through each workflow (`make
+    histories`), for tests/test_replay.py. Files are named by path, so re-recording the same
+    paths rewrites the same files and old paths stay: new code must still replay them."""
+    HISTORIES.mkdir(exist_ok=True)
+    async for execution in client.list_workflows(f"TaskQueue = '{task_queue}'"):
+        history = await client.get_workflow_handle(execution.id).fetch_history()
+        if history.events[-1].event_type in IN_FLIGHT:
+            continue  # caught mid-task: its next run of the suite will do
+        status = (execution.status or WorkflowExecutionStatus.RUNNING).name.lower()
+        name = f"{execution.workflow_type}-{status}-{_shape(history)}"
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 @dataclass
@@ -237,3 +282,9 @@ async def eventually(
 
 
 HISTORIES = Path(__file__).parent / "histories"
+IN_FLIGHT = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+}

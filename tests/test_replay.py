@@ -1,0 +1,32 @@
+"""Every recorded history still replays on today's workflow code.
+
+A change to a workflow that would make running workflows take a different path (without
+`workflow.patched`) fails here, in CI, instead of in production. `make histories` records the
+paths the suite takes into tests/histories/; commit the new files with the change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workers.main import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+TEXTS = {path: path.read_text() for path in HISTORIES}
+
+
+def test_every_workflow_has_recorded_histories() -> None:
+    recorded = {path.name.split("-", 1)[0] for path in HISTORIES}
+    assert {wf.__temporal_workflow_definition.name for wf in WORKFLOWS} <= recorded  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_a_recorded_history_replays_on_the_current_code(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, TEXTS[path])
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
