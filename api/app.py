@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from api import errors
 from api.deps import Resources
-from api.routes import applications, health, programmes, users
+from api.routes import admin, applications, health, notifications, programmes, reviews, users
 from grantflow.db import create_pool
 from grantflow.settings import Settings
 from grantflow.temporal import connect
@@ -50,7 +50,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     errors.install(app)
-    for module in (health, users, programmes, applications):
+    for module in (health, users, notifications, programmes, applications, reviews, admin):
         app.include_router(module.router)
 
     @app.middleware("http")

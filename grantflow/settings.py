@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     max_page_size: int = 200
     max_body_bytes: int = 1_000_000
 
+    # Notifications go out by e-mail when smtp_host is set, to the log otherwise.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str = "grantflow@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.env != "development" and self.secret_key == DEV_SECRET:

@@ -22,6 +22,7 @@ from api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.demo import create_demo_users
 from grantflow.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
+from grantflow.notify import sender_from_settings
 from grantflow.settings import Settings
 from grantflow.temporal import connect, ensure_search_attributes
 from schemas.users import UserWithToken
@@ -141,7 +142,13 @@ async def serve(
     worker_pool = await create_pool(settings.database_url) if worker else None
     tasks: list[asyncio.Task[None]] = []
     server: _Server | None = None
-    running_worker = build_worker(client, worker_pool, settings.task_queue) if worker_pool else None
+    running_worker = (
+        build_worker(
+            client, worker_pool, settings.task_queue, sender=sender_from_settings(settings)
+        )
+        if worker_pool
+        else None
+    )
     try:
         if running_worker:
             tasks.append(asyncio.create_task(running_worker.run()))

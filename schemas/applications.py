@@ -122,6 +122,8 @@ class StageChange(Output):
     action_required: str | None = None
     deadline: datetime | None = None
     content: ApplicationContent | None = None
+    review_score: float | None = None
+    review_spread: float | None = None
 
 
 class RevisionRequest(Input):
@@ -178,6 +180,11 @@ class ApplicationPublic(Output):
     deadline: datetime | None
     findings: list[Finding]
     content: ApplicationContent
+    reviews_submitted: int = 0
+    review_score: float | None = Field(
+        default=None, description="The mean of the reviews' weighted scores, once reviewed."
+    )
+    review_spread: float | None = None
     submitted_at: datetime
     updated_at: datetime
 

@@ -13,6 +13,21 @@ from schemas.common import Input, OrganisationType, Output, Roubles
 Duration = Annotated[timedelta, Field(gt=timedelta(0), description="ISO 8601 (P14D) or seconds.")]
 
 
+class Criterion(Input):
+    """One line of the programme's rubric."""
+
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
+    weight: float = Field(gt=0, le=100)
+    description: str = ""
+
+
+DEFAULT_RUBRIC = [
+    Criterion(name="clinical_value", weight=0.4, description="Benefit to patients and doctors."),
+    Criterion(name="novelty", weight=0.3, description="What is new against current practice."),
+    Criterion(name="feasibility", weight=0.3, description="Team, plan and budget can deliver it."),
+]
+
+
 class ProgrammeParams(Input):
     """Every duration and count the lifecycle needs. Production uses days; the simulator and
     the tests use seconds. Nothing in the code assumes a scale."""
@@ -22,6 +37,26 @@ class ProgrammeParams(Input):
     review_deadline: Duration = timedelta(days=21)
     reminder_lead_time: Duration = timedelta(days=2)
     reviews_required: int = Field(default=3, ge=1, le=10)
+    rubric: list[Criterion] = Field(default_factory=lambda: list(DEFAULT_RUBRIC), min_length=1)
+    score_min: int = Field(default=1, ge=0)
+    score_max: int = Field(default=10, le=100)
+    spread_threshold: float = Field(
+        default=3.0,
+        gt=0,
+        description="When the reviews' scores differ by more than this, one more expert "
+        "reviews the application (once).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProgrammeParams:
+        if self.score_min >= self.score_max:
+            raise ValueError("score_min must be below score_max")
+        names = [c.name for c in self.rubric]
+        if len(set(names)) != len(names):
+            raise ValueError("rubric criteria must have distinct names")
+        if self.reminder_lead_time >= self.review_deadline:
+            raise ValueError("reminder_lead_time must be shorter than review_deadline")
+        return self
 
 
 class ProgrammeCreate(Input):

@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
 
@@ -30,18 +31,22 @@ UPDATE_STAGE_SQL = """
 UPDATE applications
 SET stage = $3, stage_seq = $2, action_required = $4, deadline = $5, findings = $6,
     content = COALESCE($7, content), specialty = COALESCE($8, specialty),
-    requested_rub = COALESCE($9, requested_rub), updated_at = $10
+    requested_rub = COALESCE($9, requested_rub), updated_at = $10,
+    review_score = COALESCE($11, review_score), review_spread = COALESCE($12, review_spread)
 WHERE id = $1 AND stage_seq < $2"""
 GET_APPLICATION_SQL = """
 SELECT id, programme_id, applicant_id, institution_id, stage, action_required, deadline,
-       findings, content, submitted_at, updated_at
+       findings, content, reviews_submitted, review_score, review_spread, submitted_at,
+       updated_at
 FROM applications WHERE id = $1"""
+FLAG_SQL = "SELECT flag_reason FROM applications WHERE id = $1"
 BY_IDEMPOTENCY_KEY_SQL = """
 SELECT id, request_digest FROM applications WHERE applicant_id = $1 AND idempotency_key = $2"""
 # Keyset pagination, newest first; $2/$3 is the last row of the previous page (or NULL).
 LIST_APPLICATIONS_SQL = """
 SELECT id, programme_id, applicant_id, institution_id, stage, action_required, deadline,
-       findings, content, submitted_at, updated_at
+       findings, content, reviews_submitted, review_score, review_spread, submitted_at,
+       updated_at
 FROM applications
 WHERE ($1::uuid IS NULL OR applicant_id = $1)
   AND ($4::uuid IS NULL OR programme_id = $4)
@@ -84,6 +89,8 @@ async def change_stage(conn: Conn, change: StageChange) -> bool:
         c.specialty if c else None,
         c.requested_rub if c else None,
         change.at,
+        change.review_score,
+        change.review_spread,
     )
     return bool(result == "UPDATE 1")
 
@@ -91,6 +98,12 @@ async def change_stage(conn: Conn, change: StageChange) -> bool:
 async def get(conn: Db, application_id: uuid.UUID) -> ApplicationPublic | None:
     row = await conn.fetchrow(GET_APPLICATION_SQL, application_id)
     return public(row) if row else None
+
+
+async def flag(db: Db, application_id: uuid.UUID) -> tuple[str | None] | None:
+    """None when there is no such application; else its flag reason (None when unflagged)."""
+    row = await db.fetchrow(FLAG_SQL, application_id)
+    return None if row is None else (row["flag_reason"],)
 
 
 async def by_idempotency_key(conn: Db, applicant_id: uuid.UUID, key: str) -> asyncpg.Record | None:
@@ -146,6 +159,13 @@ def public(row: asyncpg.Record) -> ApplicationPublic:
         deadline=row["deadline"],
         findings=[Finding.model_validate(f) for f in json.loads(row["findings"])],
         content=ApplicationContent.model_validate_json(row["content"]),
+        reviews_submitted=row["reviews_submitted"],
+        review_score=_float(row["review_score"]),
+        review_spread=_float(row["review_spread"]),
         submitted_at=row["submitted_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)

@@ -27,8 +27,10 @@ from api.app import create_app
 from api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.notify import Recipient
 from grantflow.settings import Settings
 from schemas.common import OrganisationType, Role
+from schemas.notifications import NotificationPublic
 from schemas.users import UserCreate
 from store.migrations import migrate
 from store.users import create_user
@@ -46,6 +48,17 @@ class Stack:
     api: httpx.AsyncClient
     database_url: str
     server_url: str
+    sender: RecordingSender
+
+
+class RecordingSender:
+    """The worker's notification sender in tests: keeps what it sent, to count deliveries."""
+
+    def __init__(self) -> None:
+        self.sent: list[NotificationPublic] = []
+
+    async def send(self, notification: NotificationPublic, recipient: Recipient) -> None:
+        self.sent.append(notification)
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +110,8 @@ async def stack(
     pool = await create_pool(database_url, min_size=2, max_size=20)
     worker_pool = await create_pool(database_url, min_size=2, max_size=10)
     client = temporal_env.client
-    worker = build_worker(client, worker_pool, settings.task_queue)
+    sender = RecordingSender()
+    worker = build_worker(client, worker_pool, settings.task_queue, sender=sender)
     app = create_app(settings, Resources(settings, pool, client))
     async with (
         worker,
@@ -105,7 +119,7 @@ async def stack(
             transport=httpx.ASGITransport(app=app), base_url="http://grantflow.test"
         ) as api,
     ):
-        yield Stack(settings, client, pool, api, database_url, postgres.url)
+        yield Stack(settings, client, pool, api, database_url, postgres.url, sender)
         if os.environ.get("GRANTFLOW_RECORD_HISTORIES"):
             await record_histories(client, settings.task_queue)
     await pool.close()

@@ -5,25 +5,34 @@ from __future__ import annotations
 from datetime import timedelta
 
 import asyncpg
+from grantflow.notify import LogSender, Sender
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.applications import ApplicationActivities
 from activities.programmes import ProgrammeActivities
+from activities.reviews import ReviewActivities
 from workflows.application import ApplicationWorkflow
 from workflows.programme import ProgrammeWorkflow
+from workflows.review import ReviewWorkflow
 
-WORKFLOWS = [ApplicationWorkflow, ProgrammeWorkflow]
+WORKFLOWS = [ApplicationWorkflow, ProgrammeWorkflow, ReviewWorkflow]
 
 
 def build_worker(
-    client: Client, pool: asyncpg.Pool, task_queue: str, *, max_cached_workflows: int = 1000
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    *,
+    sender: Sender | None = None,
+    max_cached_workflows: int = 1000,
 ) -> Worker:
     """A worker for every workflow and activity; SIGTERM handling is the caller's.
 
     `graceful_shutdown_timeout` lets in-flight activities finish (they are short database
     writes) before the worker hands its tasks back to the server."""
     apps, progs = ApplicationActivities(pool), ProgrammeActivities(pool)
+    revs = ReviewActivities(pool, sender or LogSender())
     return Worker(
         client,
         task_queue=task_queue,
@@ -33,6 +42,8 @@ def build_worker(
             apps.record_stage_change,
             progs.register_programme,
             progs.record_intake_change,
+            revs.offer_task,
+            revs.record_change,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_cached_workflows=max_cached_workflows,

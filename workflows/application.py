@@ -1,18 +1,19 @@
 """The application workflow: one per application, from submission to its final stage.
 
-Intake lives here (screening, revision, expiry, withdrawal); later stages are added as
-children. Every stage change is recorded by one activity so that Postgres, the audit trail and
-the `Stage` search attribute move together.
+Intake lives here (screening, revision, expiry, withdrawal); review runs as a child workflow
+(workflows/review.py), and later stages will too. Every stage change is recorded by one
+activity so that Postgres, the audit trail and the `Stage` search attribute move together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import applications as acts
@@ -27,8 +28,10 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalRequest,
     )
     from schemas.common import Actor, Role, Stage
+    from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.intake import screen
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.review import ReviewWorkflow
 
 STAGE = SearchAttributeKey.for_keyword("Stage")
 PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
@@ -59,6 +62,8 @@ class ApplicationWorkflow:
         while not self._stage.is_final:
             if await self._screen():
                 break
+        if self._stage == Stage.under_review:
+            await self._review()
         if not self._stage.is_final:
             await workflow.wait_condition(lambda: self._stage.is_final)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -111,6 +116,45 @@ class ApplicationWorkflow:
             return True
         return await self._await_revision(deadline)
 
+    async def _review(self) -> None:
+        """Expert review as a child workflow; a withdrawal meanwhile cancels it."""
+        content = self._content
+        handle = await workflow.start_child_workflow(
+            ReviewWorkflow.run,
+            ReviewStart(
+                application_id=self._start.application_id,
+                programme_id=self._start.programme.programme_id,
+                title=content.title,
+                specialty=content.specialty,
+                applicant_institution_id=self._start.applicant.institution_id,
+                partner_institutions=content.partner_institutions,
+                params=self._start.programme.spec.params,
+            ),
+            id=f"review-{self._start.application_id}",
+        )
+        outcome: list[ReviewOutcome] = []
+
+        async def wait() -> None:
+            outcome.append(await handle)
+
+        waiter = asyncio.create_task(wait())
+        await workflow.wait_condition(lambda: waiter.done() or self._stage.is_final)
+        if not waiter.done():
+            handle.cancel()
+            with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
+                await waiter
+            return
+        waiter.result()
+        result = outcome[0]
+        await self._change(
+            Stage.reviewed,
+            "reviewed",
+            reason=f"{result.reviews} reviews, score {result.score:g}, spread {result.spread:g}",
+            review_score=result.score,
+            review_spread=result.spread,
+            waiting=WaitingFor(who="council", what="decide on the application"),
+        )
+
     async def _await_revision(self, deadline: datetime) -> bool:
         try:
             await workflow.wait_condition(
@@ -143,6 +187,8 @@ class ApplicationWorkflow:
         reason: str | None = None,
         content: ApplicationContent | None = None,
         waiting: WaitingFor | None = None,
+        review_score: float | None = None,
+        review_spread: float | None = None,
     ) -> bool:
         """Record a stage change; the lock keeps a withdrawal from interleaving with screening.
         Returns False when the application had already reached a final stage."""
@@ -164,6 +210,8 @@ class ApplicationWorkflow:
                 action_required=waiting.what if waiting and waiting.who == "applicant" else None,
                 deadline=waiting.by if waiting else None,
                 content=content,
+                review_score=review_score,
+                review_spread=review_spread,
             )
             await workflow.execute_activity_method(
                 acts.ApplicationActivities.record_stage_change,

@@ -198,10 +198,25 @@ async def get_application(
 async def timeline(application_id: str, caller: CurrentCaller, conn: DbConn) -> list[TimelineEntry]:
     """Everything that happened to the application, oldest first."""
     await _visible(conn, caller, application_id)
-    return [
+    entries = [
         TimelineEntry.model_validate({**dict(r), "detail": json.loads(r["detail"])})
         for r in await audit.for_application(conn, uuid.UUID(application_id))
     ]
+    return entries if caller.is_admin else [e for e in map(_blind, entries) if e is not None]
+
+
+# What an applicant may see of the review stage: that reviews came in, never from whom.
+_APPLICANT_REVIEW_EVENTS = {"review_submitted", "review_extra_reviewer"}
+
+
+def _blind(entry: TimelineEntry) -> TimelineEntry | None:
+    if not entry.kind.startswith("review_"):
+        return entry
+    if entry.kind not in _APPLICANT_REVIEW_EVENTS:
+        return None
+    return entry.model_copy(
+        update={"actor_role": None, "actor_name": None, "reason": None, "detail": {}}
+    )
 
 
 @router.post(
