@@ -158,7 +158,7 @@ async def test_a_reviewer_pages_through_a_long_inbox_soonest_deadline_first(
     cursor: str | None = None
     pages = 0
     while True:
-        params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"limit": 50, **({"cursor": cursor} if cursor else {})}
         response = await stack.api.get("/v1/reviews", params=params, headers=reviewer.headers)
         assert response.status_code == 200, response.text
         body = response.json()
