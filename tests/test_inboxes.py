@@ -171,3 +171,45 @@ async def test_a_reviewer_pages_through_a_long_inbox_soonest_deadline_first(
     assert seen == sorted(seen)
     bad = await stack.api.get("/v1/reviews", params={"cursor": "nope"}, headers=reviewer.headers)
     assert bad.status_code == 422
+
+
+async def test_admins_see_overdue_tasks_with_their_reviewers_longest_overdue_first(
+    stack: Stack, make_user: UserFactory, admin: User
+) -> None:
+    # Tasks whose deadline passed without their workflow expiring them: what an admin sees
+    # while workers are down. (A running workflow expires a task at its deadline.)
+    reviewer = await make_user(Role.reviewer, specialty="overdue-list", name="Dr. Late")
+    programme = uuid.UUID((await create_programme(stack, admin))["id"])
+    async with stack.pool.acquire() as conn:
+        await conn.execute(
+            """
+            INSERT INTO applications (id, programme_id, applicant_id, workflow_id, specialty,
+                                      requested_rub, content, stage, stage_seq, request_digest,
+                                      submitted_at, updated_at)
+            SELECT md5($1 || g)::uuid, $2, $3, 'application-' || md5($1 || g), 'overdue-list', 1,
+                   '{"title": "Late"}', 'under_review', 2, 'd', now(), now()
+            FROM generate_series(1, 3) g""",
+            reviewer.id,
+            programme,
+            uuid.UUID(admin.id),
+        )
+        await conn.execute(
+            """
+            INSERT INTO review_tasks (id, application_id, programme_id, reviewer_id, workflow_id,
+                                      status, version, offered_at, accept_by, deadline, updated_at)
+            SELECT md5($1 || 't' || g)::uuid, md5($1 || g)::uuid, $2, $3::uuid, 'review-x',
+                   'offered', 1, now(), now() + (g - 2.5) * interval '1 day',
+                   now() + (g - 2.5) * interval '1 day', now()
+            FROM generate_series(1, 3) g""",
+            reviewer.id,
+            programme,
+            reviewer.id,
+        )
+    response = await stack.api.get("/v1/admin/reviews/overdue", headers=admin.headers)
+    assert response.status_code == 200, response.text
+    mine = [t for t in response.json()["items"] if t["reviewer_id"] == reviewer.id]
+    assert [t["reviewer_name"] for t in mine] == ["Dr. Late", "Dr. Late"]  # the third is not due
+    assert all(t["overdue"] for t in mine)
+    assert mine[0]["deadline"] < mine[1]["deadline"]
+    forbidden = await stack.api.get("/v1/admin/reviews/overdue", headers=reviewer.headers)
+    assert forbidden.status_code == 403
