@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncpg
 import structlog
-from grantflow.notify import Sender
 from temporalio import activity
 
+from grantflow.notify import Sender
 from schemas.notifications import NewNotification, NotificationKind
 from schemas.reviews import Offered, OfferRequest, ReviewChange
 from store import audit, notifications, reviews

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import asyncpg
-from grantflow.notify import LogSender, Sender
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.applications import ApplicationActivities
 from activities.programmes import ProgrammeActivities
 from activities.reviews import ReviewActivities
+from grantflow.notify import LogSender, Sender
 from workflows.application import ApplicationWorkflow
 from workflows.programme import ProgrammeWorkflow
 from workflows.review import ReviewWorkflow
