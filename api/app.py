@@ -12,7 +12,17 @@ from fastapi.responses import JSONResponse
 
 from api import errors
 from api.deps import Resources
-from api.routes import admin, applications, health, notifications, programmes, reviews, users
+from api.routes import (
+    admin,
+    agreements,
+    applications,
+    council,
+    health,
+    notifications,
+    programmes,
+    reviews,
+    users,
+)
 from grantflow.db import create_pool
 from grantflow.settings import Settings
 from grantflow.temporal import connect
@@ -50,7 +60,17 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     errors.install(app)
-    for module in (health, users, notifications, programmes, applications, reviews, admin):
+    for module in (
+        health,
+        users,
+        notifications,
+        programmes,
+        applications,
+        reviews,
+        council,
+        agreements,
+        admin,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -199,7 +199,7 @@ class TimelineEntry(Output):
 
     at: datetime
     kind: str
-    stage: Stage
+    stage: Stage | None
     actor_role: str | None
     actor_name: str | None
     reason: str | None

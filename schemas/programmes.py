@@ -47,6 +47,19 @@ class ProgrammeParams(Input):
         "reviews the application (once).",
     )
 
+    council_quorum: int = Field(
+        default=3, ge=1, le=50, description="Votes needed on an item before it is decided."
+    )
+    agreement_window: Duration = Field(
+        default=timedelta(days=14),
+        description="Time the applicant has to accept an agreement before the approval lapses.",
+    )
+    tranche_interval: Duration = Field(
+        default=timedelta(days=365),
+        description="Time between tranches: one per project year, the first on acceptance; "
+        "each later one also waits for the report due before it to be accepted.",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> ProgrammeParams:
         if self.score_min >= self.score_max:

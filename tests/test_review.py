@@ -164,19 +164,17 @@ async def test_assignment_honours_specialty_conflicts_and_load(
     elsewhere = await competition.reviewer(specialty="dermatology")
     eligible = sorted([await competition.reviewer() for _ in range(4)], key=lambda u: u.id)
 
+    async def offers(application_id: str, count: int) -> list[str] | None:
+        found = await offered_to(stack, admin, application_id)
+        return [r for r, _ in found] if len(found) == count else None
+
     first = await competition.submit(applicant, partner_institutions=["Sechenov University"])
-    await eventually(lambda: offered_to(stack, admin, first["id"]))
-    first_offers = {r for r, _ in await offered_to(stack, admin, first["id"])}
+    first_offers = set(await eventually(lambda: offers(first["id"], 3)))
     # Nobody has open tasks yet: ties are broken by id, so the three lowest ids.
     assert first_offers == {u.id for u in eligible[:3]}
 
     second = await competition.submit(applicant, partner_institutions=["Sechenov University"])
-
-    async def three_offers() -> list[tuple[str, str]] | None:
-        offers = await offered_to(stack, admin, second["id"])
-        return offers if len(offers) == 3 else None
-
-    second_offers = [r for r, _ in await eventually(three_offers)]
+    second_offers = await eventually(lambda: offers(second["id"], 3))
     # The one expert without an open task goes first, then the least loaded by id.
     assert second_offers[0] == eligible[3].id
     assert set(second_offers) == {eligible[3].id, eligible[0].id, eligible[1].id}

@@ -8,15 +8,25 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.agreements import AgreementActivities
 from activities.applications import ApplicationActivities
+from activities.council import CouncilActivities
 from activities.programmes import ProgrammeActivities
 from activities.reviews import ReviewActivities
 from grantflow.notify import LogSender, Sender
+from workflows.agreement import AgreementWorkflow
 from workflows.application import ApplicationWorkflow
+from workflows.council import CouncilSessionWorkflow
 from workflows.programme import ProgrammeWorkflow
 from workflows.review import ReviewWorkflow
 
-WORKFLOWS = [ApplicationWorkflow, ProgrammeWorkflow, ReviewWorkflow]
+WORKFLOWS = [
+    ApplicationWorkflow,
+    ProgrammeWorkflow,
+    ReviewWorkflow,
+    CouncilSessionWorkflow,
+    AgreementWorkflow,
+]
 
 
 def build_worker(
@@ -33,6 +43,7 @@ def build_worker(
     writes) before the worker hands its tasks back to the server."""
     apps, progs = ApplicationActivities(pool), ProgrammeActivities(pool)
     revs = ReviewActivities(pool, sender or LogSender())
+    council, agreements = CouncilActivities(pool), AgreementActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
@@ -44,6 +55,15 @@ def build_worker(
             progs.record_intake_change,
             revs.offer_task,
             revs.record_change,
+            council.open_session,
+            council.record_vote,
+            council.reserve,
+            council.release,
+            council.record_decision,
+            council.close_session,
+            agreements.record_agreement,
+            agreements.disburse,
+            agreements.release_unspent,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_cached_workflows=max_cached_workflows,

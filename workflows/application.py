@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import applications as acts
+    from schemas.agreements import AgreementOutcome, AgreementStart, AgreementStatus
     from schemas.applications import (
         ApplicationContent,
         ApplicationStart,
@@ -28,7 +29,9 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalRequest,
     )
     from schemas.common import Actor, Role, Stage
+    from schemas.council import Decision, Outcome
     from schemas.reviews import ReviewOutcome, ReviewStart
+    from workflows.agreement import AgreementWorkflow
     from workflows.intake import screen
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
     from workflows.review import ReviewWorkflow
@@ -54,6 +57,8 @@ class ApplicationWorkflow:
         self._revision: RevisionRequest | None = None
         self._screenings = 0
         self._lock = asyncio.Lock()
+        self._council_inbox: list[str | Decision] = []
+        self._agreement_accepted = False
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -64,6 +69,8 @@ class ApplicationWorkflow:
                 break
         if self._stage == Stage.under_review:
             await self._review()
+        if self._stage == Stage.reviewed:
+            await self._council()
         if not self._stage.is_final:
             await workflow.wait_condition(lambda: self._stage.is_final)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -154,6 +161,116 @@ class ApplicationWorkflow:
             review_spread=result.spread,
             waiting=WaitingFor(who="council", what="decide on the application"),
         )
+
+    async def _council(self) -> None:
+        """In council until a decision: deferred comes back on a later agenda; approved goes
+        on to the agreement."""
+        while not self._stage.is_final:
+            await workflow.wait_condition(lambda: bool(self._council_inbox) or self._stage.is_final)
+            if self._stage.is_final:
+                return
+            event = self._council_inbox.pop(0)
+            if isinstance(event, str):
+                await self._change(
+                    Stage.in_council,
+                    "on_agenda",
+                    reason=f"on the agenda of council session {event}",
+                    waiting=WaitingFor(who="council", what="vote and decide"),
+                )
+                continue
+            if event.outcome == Outcome.rejected:
+                await self._change(Stage.rejected, "council_rejected", reason=event.reason)
+            elif event.outcome == Outcome.deferred:
+                await self._change(
+                    Stage.deferred,
+                    "council_deferred",
+                    reason=event.reason,
+                    waiting=WaitingFor(who="council", what="decide at a later session"),
+                )
+            else:
+                await self._agreement(event)
+                return
+
+    async def _agreement(self, decision: Decision) -> None:
+        """Approved: the agreement runs as a child workflow; a withdrawal cancels it (and the
+        unspent money returns to the budget)."""
+        assert decision.amount_rub is not None
+        params = self._start.programme.spec.params
+        await self._change(
+            Stage.approved,
+            "council_approved",
+            reason=decision.reason,
+            waiting=WaitingFor(
+                who="applicant",
+                what="accept the agreement",
+                by=workflow.now() + params.agreement_window,
+                otherwise="the approval lapses and its money returns to the budget",
+            ),
+        )
+        handle = await workflow.start_child_workflow(
+            AgreementWorkflow.run,
+            AgreementStart(
+                application_id=self._start.application_id,
+                programme_id=self._start.programme.programme_id,
+                title=self._content.title,
+                applicant=self._start.applicant,
+                amount_rub=decision.amount_rub,
+                duration_months=self._content.duration_months,
+                params=params,
+            ),
+            id=f"agreement-{self._start.application_id}",
+        )
+        outcome: list[AgreementOutcome] = []
+
+        async def wait() -> None:
+            outcome.append(await handle)
+
+        waiter = asyncio.create_task(wait())
+        while True:
+            await workflow.wait_condition(
+                lambda: waiter.done() or self._stage.is_final or self._agreement_accepted
+            )
+            if self._agreement_accepted and self._stage == Stage.approved:
+                await self._change(
+                    Stage.agreement,
+                    "agreement_accepted",
+                    waiting=WaitingFor(who="applicant", what="report progress as scheduled"),
+                )
+                continue
+            break
+        if not waiter.done():
+            handle.cancel()
+            with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
+                await waiter
+            return
+        waiter.result()
+        result = outcome[0]
+        if result.status == AgreementStatus.lapsed:
+            await self._change(
+                Stage.expired, "agreement_lapsed", reason="the agreement was not accepted in time"
+            )
+        elif result.status == AgreementStatus.declined:
+            await self._change(
+                Stage.withdrawn, "agreement_declined", reason="the applicant declined the agreement"
+            )
+        else:
+            # Funded in full; piloting and reporting come next (they are the next stage's).
+            self._waiting = WaitingFor(who="programme", what="pilot planning")
+
+    @workflow.signal
+    def enter_council(self, session_id: str) -> None:
+        """A council session took the application on its agenda."""
+        self._council_inbox.append(session_id)
+
+    @workflow.signal
+    def council_decision(self, decision: Decision) -> None:
+        """The council's decision on the application."""
+        self._council_inbox.append(decision)
+
+    @workflow.signal
+    def agreement_accepted(self) -> None:
+        """The applicant accepted the agreement (from the agreement workflow)."""
+        self._agreement_accepted = True
 
     async def _await_revision(self, deadline: datetime) -> bool:
         try:

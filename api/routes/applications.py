@@ -49,7 +49,7 @@ def _uuid(value: str, what: str = NOT_FOUND) -> uuid.UUID:
         raise HTTPException(status.HTTP_404_NOT_FOUND, what) from None
 
 
-async def _visible(conn: DbConn, caller: Caller, application_id: str) -> ApplicationPublic:
+async def visible(conn: DbConn, caller: Caller, application_id: str) -> ApplicationPublic:
     """The application if the caller may see it; another applicant's is a 404, not a 403,
     so that ids reveal nothing."""
     found = await applications.get(conn, _uuid(application_id))
@@ -59,7 +59,7 @@ async def _visible(conn: DbConn, caller: Caller, application_id: str) -> Applica
 
 
 async def _open(conn: DbConn, caller: Caller, application_id: str) -> ApplicationPublic:
-    found = await _visible(conn, caller, application_id)
+    found = await visible(conn, caller, application_id)
     if found.stage.is_final:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the application is already {found.stage}")
     return found
@@ -106,7 +106,7 @@ async def submit(
                     "this Idempotency-Key was used for a different application",
                 )
             response.status_code = status.HTTP_200_OK
-            return await _visible(conn, caller, str(seen["id"]))
+            return await visible(conn, caller, str(seen["id"]))
     programme = await programmes.get_start(conn, _uuid(body.programme_id, "programme not found"))
     public = await programmes.get(conn, uuid.UUID(body.programme_id)) if programme else None
     if programme is None or public is None:
@@ -151,7 +151,7 @@ async def submit(
             ),
         ),
     )
-    return await _visible(conn, caller, application_id)
+    return await visible(conn, caller, application_id)
 
 
 @router.get("", response_model=ApplicationPage)
@@ -187,7 +187,7 @@ async def get_application(
 ) -> ApplicationPublic:
     """One application: its stage, what is expected of the applicant (`action_required`)
     and by when (`deadline`), and the screening findings."""
-    return await _visible(conn, caller, application_id)
+    return await visible(conn, caller, application_id)
 
 
 @router.get(
@@ -197,7 +197,7 @@ async def get_application(
 )
 async def timeline(application_id: str, caller: CurrentCaller, conn: DbConn) -> list[TimelineEntry]:
     """Everything that happened to the application, oldest first."""
-    await _visible(conn, caller, application_id)
+    await visible(conn, caller, application_id)
     entries = [
         TimelineEntry.model_validate({**dict(r), "detail": json.loads(r["detail"])})
         for r in await audit.for_application(conn, uuid.UUID(application_id))
@@ -234,7 +234,7 @@ async def revise(
     await handle.execute_update(
         ApplicationWorkflow.revise, RevisionRequest(actor=caller.actor, content=body)
     )
-    return await _visible(conn, caller, application_id)
+    return await visible(conn, caller, application_id)
 
 
 @router.post(
@@ -251,4 +251,4 @@ async def withdraw(
     await handle.execute_update(
         ApplicationWorkflow.withdraw, WithdrawalRequest(actor=caller.actor, reason=body.reason)
     )
-    return await _visible(conn, caller, application_id)
+    return await visible(conn, caller, application_id)

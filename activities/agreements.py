@@ -1,0 +1,67 @@
+"""Writes of the agreement workflow: the agreement, its tranches and reports, and the money."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from schemas.agreements import AgreementChange
+from schemas.council import Reservation
+from store import agreements, audit, ledger
+
+log = structlog.get_logger(__name__)
+
+
+class AgreementActivities:
+    """Bound to the worker's connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    async def record_agreement(self, change: AgreementChange) -> None:
+        """Write the agreement as the workflow holds it, with the audit event.
+
+        Idempotent: the row only moves forward (its `version` must be below the change's),
+        and the event key is `<workflow id>:<version>`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await agreements.save(conn, change.state, change.programme_id, change.version)
+            await audit.append(
+                conn,
+                event_key=f"{change.workflow_id}:{change.version}",
+                workflow_id=change.workflow_id,
+                kind=change.kind,
+                at=change.at,
+                application_id=change.state.application_id,
+                programme_id=change.programme_id,
+                actor=change.actor,
+                reason=change.reason,
+                detail={"status": change.state.status.value},
+            )
+
+    @activity.defn
+    async def disburse(self, payment: Reservation) -> None:
+        """Pay a tranche out of the application's reservation.
+
+        Idempotent: the ledger entry's key is `<workflow id>:tranche:<n>`; a second call finds it
+        and pays nothing. A tranche its reservation cannot cover is a bug, not a retry."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await ledger.disburse(conn, payment):
+                raise ApplicationError(
+                    f"{payment.reason}: the reservation does not cover {payment.amount_rub}",
+                    non_retryable=True,
+                )
+        log.info("tranche paid", application_id=payment.application_id, amount=payment.amount_rub)
+
+    @activity.defn
+    async def release_unspent(self, release: Reservation) -> int:
+        """Return what is left of the application's reservation to the programme's budget.
+
+        Idempotent: the entry's key is `<workflow id>:release:<status>`; a second call finds it
+        and releases nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            released = await ledger.release(conn, release)
+        log.info("budget released", application_id=release.application_id, amount=released)
+        return released

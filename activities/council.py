@@ -1,0 +1,94 @@
+"""Writes of the council session workflow: the session, its agenda, votes, decisions, and the
+reservations decisions make in the programme's ledger."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from temporalio import activity
+
+from activities import workflow_id as current_workflow_id
+from schemas.council import AgendaItem, Decision, Reservation, Reserved, SessionStart, VoteRecord
+from store import audit, council, ledger
+
+log = structlog.get_logger(__name__)
+
+
+class CouncilActivities:
+    """Bound to the worker's connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    async def open_session(self, start: SessionStart) -> list[AgendaItem]:
+        """Record the session and take its agenda: the programme's reviewed and deferred
+        applications not on another open session's agenda, best score first.
+
+        Idempotent: the session id is the key; a retry finds its agenda and returns it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            agenda = await council.open_session(conn, start)
+        log.info("council session opened", session_id=start.session_id, items=len(agenda))
+        return agenda
+
+    @activity.defn
+    async def record_vote(self, record: VoteRecord) -> None:
+        """Record a member's vote, replacing its earlier one on the item.
+
+        Idempotent: one row per (session, item, member), overwritten only by a vote at least as
+        recent; the audit event's key is the vote's own."""
+        v = record.vote
+        async with self._pool.acquire() as conn, conn.transaction():
+            await council.record_vote(conn, record)
+            await audit.append(
+                conn,
+                event_key=f"vote:{record.session_id}:{v.application_id}:{v.actor.user_id}:"
+                f"{record.at.isoformat()}",
+                workflow_id=current_workflow_id(),
+                kind="council_vote",
+                at=record.at,
+                application_id=v.application_id,
+                actor=v.actor,
+                reason=v.reason,
+                detail={"choice": v.choice.value, "amount_rub": v.amount_rub},
+            )
+
+    @activity.defn
+    async def reserve(self, reservation: Reservation) -> Reserved:
+        """Reserve an approval's amount if the programme's budget still covers it.
+
+        Idempotent: the entry's key is `approval:<session>:<application>`; a retry finds it and
+        answers as the first call did. The programme row is locked, so concurrent approvals
+        (also from two sessions) queue and the budget is never overspent."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await ledger.reserve(conn, reservation)
+
+    @activity.defn
+    async def release(self, reservation: Reservation) -> int:
+        """Return an application's unspent reservation. Idempotent: keyed like `reserve`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await ledger.release(conn, reservation)
+
+    @activity.defn
+    async def record_decision(self, decision: Decision) -> None:
+        """Record the decision on an item, with its audit event.
+
+        Idempotent: one decision per (session, item), inserted with ON CONFLICT DO NOTHING."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await council.record_decision(conn, decision)
+            await audit.append(
+                conn,
+                event_key=f"decision:{decision.session_id}:{decision.application_id}",
+                workflow_id=current_workflow_id(),
+                kind=f"council_{decision.outcome.value}",
+                at=decision.decided_at,
+                application_id=decision.application_id,
+                reason=decision.reason,
+                detail={"amount_rub": decision.amount_rub, **decision.tally.model_dump()},
+            )
+
+    @activity.defn
+    async def close_session(self, session_id: str) -> None:
+        """Mark the session closed. Idempotent: only an open session is closed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await council.close_session(conn, session_id, activity.info().started_time)

@@ -1,0 +1,137 @@
+"""After an approval: the agreement, its acceptance, its tranches, and the progress reports
+that release them. Every action is an Update of the application's agreement workflow."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import Admin, Applicant, CurrentCaller, DbConn, Res
+from api.routes.applications import visible
+from schemas.agreements import (
+    AgreementAction,
+    AgreementDecline,
+    AgreementState,
+    Report,
+    ReportCreate,
+    ReportDecision,
+    ReportReview,
+    ReportSubmission,
+)
+from schemas.common import ApiError
+from store import agreements
+from workflows.agreement import AgreementWorkflow
+
+router = APIRouter(tags=["agreements"])
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ApiError, "description": "No such application or agreement, or not yours."},
+    409: {"model": ApiError, "description": "Not possible now: the reason says why."},
+}
+
+
+def _handle(res: Res, application_id: uuid.UUID) -> Any:
+    return res.client.get_workflow_handle(f"agreement-{application_id}")
+
+
+async def _agreement(db: DbConn, application_id: uuid.UUID) -> AgreementState:
+    found = await agreements.get(db, application_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this application has no agreement")
+    return found
+
+
+@router.get(
+    "/v1/applications/{application_id}/agreement",
+    response_model=AgreementState,
+    responses=REFUSALS,
+)
+async def get_agreement(
+    application_id: uuid.UUID, caller: CurrentCaller, db: DbConn
+) -> AgreementState:
+    """The agreement of an approved application: amount, status, the deadline to accept,
+    tranches (paid, scheduled, or held back and why) and reports."""
+    await visible(db, caller, str(application_id))
+    return await _agreement(db, application_id)
+
+
+@router.post(
+    "/v1/applications/{application_id}/agreement/acceptance",
+    response_model=AgreementState,
+    responses=REFUSALS,
+)
+async def accept(
+    application_id: uuid.UUID, caller: Applicant, db: DbConn, res: Res
+) -> AgreementState:
+    """Accept the agreement before its deadline: the first tranche is paid at once."""
+    await visible(db, caller, str(application_id))
+    await _agreement(db, application_id)
+    state: AgreementState = await _handle(res, application_id).execute_update(
+        AgreementWorkflow.accept, AgreementAction(actor=caller.actor)
+    )
+    return state
+
+
+@router.post(
+    "/v1/applications/{application_id}/agreement/decline",
+    response_model=AgreementState,
+    responses=REFUSALS,
+)
+async def decline(
+    application_id: uuid.UUID, body: AgreementDecline, caller: Applicant, db: DbConn, res: Res
+) -> AgreementState:
+    """Decline the agreement: the approved amount returns to the programme's budget."""
+    await visible(db, caller, str(application_id))
+    await _agreement(db, application_id)
+    state: AgreementState = await _handle(res, application_id).execute_update(
+        AgreementWorkflow.decline, AgreementAction(actor=caller.actor, reason=body.reason)
+    )
+    return state
+
+
+@router.post(
+    "/v1/applications/{application_id}/reports/{seq}",
+    response_model=Report,
+    responses=REFUSALS,
+)
+async def submit_report(
+    application_id: uuid.UUID,
+    seq: int,
+    body: ReportCreate,
+    caller: Applicant,
+    db: DbConn,
+    res: Res,
+) -> Report:
+    """Send progress report `seq` (again, if it was returned). Each later tranche is paid only
+    once the report before it is accepted."""
+    await visible(db, caller, str(application_id))
+    await _agreement(db, application_id)
+    report: Report = await _handle(res, application_id).execute_update(
+        AgreementWorkflow.submit_report,
+        ReportSubmission(actor=caller.actor, seq=seq, body=body.body),
+    )
+    return report
+
+
+@router.post(
+    "/v1/admin/applications/{application_id}/reports/{seq}/decision",
+    response_model=Report,
+    responses=REFUSALS,
+)
+async def review_report(
+    application_id: uuid.UUID,
+    seq: int,
+    body: ReportDecision,
+    caller: Admin,
+    db: DbConn,
+    res: Res,
+) -> Report:
+    """Accept a submitted report (a tranche held back for it is paid at once) or return it
+    to the applicant with a comment."""
+    await _agreement(db, application_id)
+    report: Report = await _handle(res, application_id).execute_update(
+        AgreementWorkflow.review_report,
+        ReportReview(actor=caller.actor, seq=seq, accept=body.accept, comment=body.comment),
+    )
+    return report
