@@ -51,14 +51,15 @@ ALTER TABLE applications ADD COLUMN approved_rub bigint;
 
 -- The budget ledger, append-only. reserve: an approval; release: money back (withdrawal,
 -- lapse, reduction, unspent at close); disburse: a tranche paid out of a reservation.
--- key is the natural key of the write, so a retried activity records nothing twice.
+-- key is the natural key of the write, so a retried activity records nothing twice; a refused
+-- reservation or an empty release is kept as a zero entry, so that its retry answers the same.
 CREATE TABLE ledger_entries (
     id             bigserial PRIMARY KEY,
     key            text NOT NULL UNIQUE,
     programme_id   uuid NOT NULL REFERENCES programmes (id),
     application_id uuid NOT NULL REFERENCES applications (id),
     kind           text NOT NULL CHECK (kind IN ('reserve', 'release', 'disburse')),
-    amount_rub     bigint NOT NULL CHECK (amount_rub > 0),
+    amount_rub     bigint NOT NULL CHECK (amount_rub >= 0),
     reason         text NOT NULL,
     at             timestamptz NOT NULL
 );

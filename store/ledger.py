@@ -11,7 +11,7 @@ from store import Conn, Db
 # The programme row is the ledger's lock: reservations of one programme queue behind it, so each
 # sees every reservation committed before it.
 LOCK_PROGRAMME_SQL = "SELECT budget_rub FROM programmes WHERE id = $1 FOR UPDATE"
-ENTRY_EXISTS_SQL = "SELECT kind FROM ledger_entries WHERE key = $1"
+ENTRY_SQL = "SELECT kind, amount_rub FROM ledger_entries WHERE key = $1"
 COMMITTED_SQL = """
 SELECT coalesce(sum(CASE kind WHEN 'reserve' THEN amount_rub
                               WHEN 'release' THEN -amount_rub ELSE 0 END), 0)::bigint
@@ -33,41 +33,39 @@ BUDGET_SQL = "SELECT budget_rub FROM programmes WHERE id = $1"
 
 async def reserve(conn: Conn, r: Reservation) -> Reserved:
     """Reserve `amount_rub` for an approval if the budget allows; call in a transaction.
-    A key already on record answers as it did the first time."""
+    A refusal is recorded too (as a zero entry), so a key already on record answers as it did
+    the first time."""
     programme = uuid.UUID(r.programme_id)
     budget = await conn.fetchval(LOCK_PROGRAMME_SQL, programme)
     committed = await conn.fetchval(COMMITTED_SQL, programme)
-    if await conn.fetchval(ENTRY_EXISTS_SQL, r.key) is not None:
-        return Reserved(ok=True, remaining_rub=budget - committed)
-    if committed + r.amount_rub > budget:
-        return Reserved(ok=False, remaining_rub=budget - committed)
-    await _insert(conn, r, "reserve")
-    return Reserved(ok=True, remaining_rub=budget - committed - r.amount_rub)
+    if (seen := await conn.fetchrow(ENTRY_SQL, r.key)) is not None:
+        return Reserved(ok=seen["amount_rub"] > 0, remaining_rub=budget - committed)
+    fits = committed + r.amount_rub <= budget
+    await _insert(conn, r if fits else r.model_copy(update={"amount_rub": 0}), "reserve")
+    return Reserved(ok=fits, remaining_rub=budget - committed - (r.amount_rub if fits else 0))
 
 
 async def release(conn: Conn, r: Reservation) -> int:
     """Give back what is left of the application's reservation, at most `amount_rub`; returns
     the amount released (0 when nothing was left)."""
     await conn.fetchval(LOCK_PROGRAMME_SQL, uuid.UUID(r.programme_id))
-    if await conn.fetchval(ENTRY_EXISTS_SQL, r.key) is not None:
-        return 0
+    if (seen := await conn.fetchrow(ENTRY_SQL, r.key)) is not None:
+        return int(seen["amount_rub"])
     left = await conn.fetchval(APPLICATION_BALANCE_SQL, uuid.UUID(r.application_id))
-    amount = min(left, r.amount_rub)
-    if amount > 0:
-        await _insert(conn, r.model_copy(update={"amount_rub": amount}), "release")
+    amount = max(0, min(left, r.amount_rub))
+    await _insert(conn, r.model_copy(update={"amount_rub": amount}), "release")
     return int(amount)
 
 
 async def disburse(conn: Conn, r: Reservation) -> bool:
     """Pay out a tranche from the application's reservation; False if it does not cover it."""
     await conn.fetchval(LOCK_PROGRAMME_SQL, uuid.UUID(r.programme_id))
-    if await conn.fetchval(ENTRY_EXISTS_SQL, r.key) is not None:
-        return True
+    if (seen := await conn.fetchrow(ENTRY_SQL, r.key)) is not None:
+        return bool(seen["amount_rub"] > 0)
     left = await conn.fetchval(APPLICATION_BALANCE_SQL, uuid.UUID(r.application_id))
-    if r.amount_rub > left:
-        return False
-    await _insert(conn, r, "disburse")
-    return True
+    paid: bool = r.amount_rub <= int(left)
+    await _insert(conn, r if paid else r.model_copy(update={"amount_rub": 0}), "disburse")
+    return paid
 
 
 async def _insert(conn: Conn, r: Reservation, kind: str) -> None:

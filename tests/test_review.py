@@ -38,10 +38,11 @@ class Competition:
         self.specialty = f"cardiology-{uuid.uuid4().hex[:6]}"
         self.programme: dict[str, Any] = {}
 
-    async def open(self, **params: Any) -> None:
+    async def open(self, *, programme: dict[str, Any] | None = None, **params: Any) -> None:
         self.programme = await create_programme(
             self.stack,
             self.admin,
+            **(programme or {}),
             specialties=[self.specialty],
             params={
                 "revision_window": 3600,

@@ -226,7 +226,7 @@ class AgreementWorkflow:
             await self._record("agreement_accepted", actor=action.actor)
             await self._tell_parent("agreement_accepted")
             await self._pay(1)
-        self._decided = False  # the applicant's answer is fully on record
+        self._decided = True
         return self._state
 
     @accept.validator

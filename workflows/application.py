@@ -226,18 +226,16 @@ class ApplicationWorkflow:
             outcome.append(await handle)
 
         waiter = asyncio.create_task(wait())
-        while True:
-            await workflow.wait_condition(
-                lambda: waiter.done() or self._stage.is_final or self._agreement_accepted
+        await workflow.wait_condition(
+            lambda: waiter.done() or self._stage.is_final or self._agreement_accepted
+        )
+        if self._agreement_accepted and self._stage == Stage.approved:
+            await self._change(
+                Stage.agreement,
+                "agreement_accepted",
+                waiting=WaitingFor(who="applicant", what="report progress as scheduled"),
             )
-            if self._agreement_accepted and self._stage == Stage.approved:
-                await self._change(
-                    Stage.agreement,
-                    "agreement_accepted",
-                    waiting=WaitingFor(who="applicant", what="report progress as scheduled"),
-                )
-                continue
-            break
+            await workflow.wait_condition(lambda: waiter.done() or self._stage.is_final)
         if not waiter.done():
             handle.cancel()
             with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
