@@ -138,15 +138,18 @@ async def test_the_majority_decides_and_an_approval_takes_the_smallest_amount_na
     timeline = await council.stack.api.get(
         f"/v1/applications/{rejected['id']}/timeline", headers=applicant.headers
     )
-    assert timeline.json()[-1]["kind"] == "council_rejected" and seen["stage"] == "rejected"
+    last = timeline.json()[-1]
+    assert last["kind"] == "council_rejected" and seen["stage"] == "rejected"
+    assert "reject!" in last["reason"]
+    assert all(m.name not in str(last) for m in (a, b, c))  # reasons, not who voted
     ledger = await council.ledger()
     assert ledger["reserved_rub"] == 20_000_000 and ledger["balanced"]
 
 
-async def test_without_the_quorum_an_item_is_deferred_to_the_next_session(
+async def test_an_item_without_the_quorum_or_voted_deferred_comes_back_next_session(
     council: Council, applicant: User
 ) -> None:
-    a, b, _ = await council.setup(council_quorum=3)
+    a, b, c = await council.setup(council_quorum=3)
     app = await council.reviewed(applicant, 7)
     first = await council.session("March")
     await council.vote(first, a, app, "approve")
@@ -158,6 +161,13 @@ async def test_without_the_quorum_an_item_is_deferred_to_the_next_session(
     second = await council.session("April")
     assert [i["application_id"] for i in second["agenda"]] == [app["id"]]
     await reaches(council.stack, applicant, app["id"], "in_council")
+    for member in (a, b, c):
+        await council.vote(second, member, app, "defer")
+    deferred = (await council.close(second)).json()[0]
+    assert deferred["outcome"] == "deferred" and "defer!" in deferred["reason"]
+    await reaches(council.stack, applicant, app["id"], "deferred")
+    third = await council.session("May")
+    assert [i["application_id"] for i in third["agenda"]] == [app["id"]]
 
 
 async def test_every_invalid_vote_is_refused_with_its_reason(
@@ -318,6 +328,39 @@ async def test_an_agreement_not_accepted_in_time_lapses_and_returns_the_money(
         f"/v1/applications/{app['id']}/agreement/acceptance", headers=applicant.headers
     )
     assert late.status_code in (404, 409)
+
+
+async def test_a_withdrawal_after_the_first_tranche_returns_only_the_unspent_money(
+    council: Council, applicant: User
+) -> None:
+    app = await approve(council, applicant)
+    base = f"/v1/applications/{app['id']}"
+    await agreement(council, applicant, app)
+    accepted = await council.stack.api.post(
+        f"{base}/agreement/acceptance", headers=applicant.headers
+    )
+    assert accepted.json()["disbursed_rub"] == 15_000_000
+    await reaches(council.stack, applicant, app["id"], "agreement")
+    withdrawn = await council.stack.api.post(
+        f"{base}/withdrawal",
+        json={"reason": "The partner clinic closed."},
+        headers=applicant.headers,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    await reaches(council.stack, applicant, app["id"], "withdrawn")
+
+    async def released() -> dict[str, Any] | None:
+        ledger = await council.ledger()
+        return ledger if len(ledger["entries"]) == 3 else None
+
+    ledger = await eventually(released)
+    assert [(e["kind"], e["amount_rub"]) for e in ledger["entries"]] == [
+        ("reserve", 30_000_000),
+        ("disburse", 15_000_000),
+        ("release", 15_000_000),
+    ]
+    assert ledger["remaining_rub"] == ledger["budget_rub"] - 15_000_000 and ledger["balanced"]
+    assert (await agreement(council, applicant, app))["status"] == "cancelled"
 
 
 async def test_programme_figures_add_up(council: Council, applicant: User) -> None:

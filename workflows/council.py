@@ -57,15 +57,17 @@ def outcome_of(
     cast = len(votes)
     if cast < quorum:
         return Outcome.deferred, None, f"quorum not met: {cast} of {quorum} votes"
-    for choice, count in ((Choice.approve, t.approve), (Choice.reject, t.reject)):
+    if t.approve * 2 > cast:
+        amount = min(v.amount_rub or requested for v in votes if v.choice == Choice.approve)
+        return Outcome.approved, amount, f"approved {t.approve} of {cast} for {rub(amount)}"
+    # The applicant reads these reasons: a rejection or deferral says why, not who.
+    for outcome, choice, count in (
+        (Outcome.rejected, Choice.reject, t.reject),
+        (Outcome.deferred, Choice.defer, t.defer),
+    ):
         if count * 2 > cast:
-            if choice == Choice.reject:
-                reasons = "; ".join(v.reason for v in votes if v.choice == Choice.reject)
-                return Outcome.rejected, None, f"rejected {count} of {cast}: {reasons}"
-            amount = min(v.amount_rub or requested for v in votes if v.choice == Choice.approve)
-            return Outcome.approved, amount, f"approved {count} of {cast} for {rub(amount)}"
-    if t.defer * 2 > cast:
-        return Outcome.deferred, None, f"deferred {t.defer} of {cast}"
+            reasons = "; ".join(v.reason for v in votes if v.choice == choice)
+            return outcome, None, f"{outcome.value} {count} of {cast}: {reasons}"
     return Outcome.deferred, None, f"no majority: {t.approve}/{t.reject}/{t.defer}"
 
 
