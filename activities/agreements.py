@@ -7,9 +7,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from grantflow.notify import Sender
 from schemas.agreements import AgreementChange
 from schemas.council import Reservation
-from store import agreements, audit, ledger
+from store import agreements, audit, ledger, notifications, reviews
 
 log = structlog.get_logger(__name__)
 
@@ -17,17 +18,29 @@ log = structlog.get_logger(__name__)
 class AgreementActivities:
     """Bound to the worker's connection pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, sender: Sender) -> None:
         self._pool = pool
+        self._sender = sender
 
     @activity.defn
     async def record_agreement(self, change: AgreementChange) -> None:
-        """Write the agreement as the workflow holds it, with the audit event.
+        """Write the agreement as the workflow holds it, with the audit event and its
+        notifications (reminders to the applicant, overdue reports to every admin); then
+        deliver the notifications.
 
         Idempotent: the row only moves forward (its `version` must be below the change's),
-        and the event key is `<workflow id>:<version>`."""
+        the event key is `<workflow id>:<version>`, notifications are keyed, and delivery
+        marks each notification sent under a row lock."""
+        notes = list(change.notify)
         async with self._pool.acquire() as conn, conn.transaction():
+            if change.notify_admins is not None:
+                template = change.notify_admins
+                notes += [
+                    template.model_copy(update={"user_id": admin, "key": f"{template.key}:{admin}"})
+                    for admin in await reviews.admins(conn)
+                ]
             await agreements.save(conn, change.state, change.programme_id, change.version)
+            await notifications.add(conn, notes)
             await audit.append(
                 conn,
                 event_key=f"{change.workflow_id}:{change.version}",
@@ -40,6 +53,8 @@ class AgreementActivities:
                 reason=change.reason,
                 detail={"status": change.state.status.value},
             )
+        if notes:
+            await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
 
     @activity.defn
     async def disburse(self, payment: Reservation) -> None:

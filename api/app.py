@@ -19,6 +19,7 @@ from api.routes import (
     council,
     health,
     notifications,
+    pilots,
     programmes,
     reviews,
     users,
@@ -69,6 +70,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         reviews,
         council,
         agreements,
+        pilots,
         admin,
     ):
         app.include_router(module.router)

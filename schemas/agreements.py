@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from schemas.common import Actor, Input, Output
+from schemas.notifications import NewNotification
 from schemas.programmes import ProgrammeParams
 
 
@@ -18,6 +19,12 @@ class AgreementStatus(StrEnum):
     declined = "declined"
     completed = "completed"
     cancelled = "cancelled"
+    stopped = "stopped"  # the pilot's decision stopped the project
+
+
+class ProjectOutcome(StrEnum):
+    implemented = "implemented"
+    not_implemented = "not_implemented"
 
 
 class TrancheStatus(StrEnum):
@@ -44,13 +51,17 @@ class Tranche(Output):
 
 
 class Report(Output):
-    """A progress report due before the tranche with the next number."""
+    """A report the project owes: progress reports at the programme's cadence, then the final
+    one. `overdue` stays true once the deadline passed without it (late is on record)."""
 
     seq: int
     due_at: datetime
     status: ReportStatus
+    final: bool = False
     body: str | None = None
     comment: str | None = None
+    reminded: bool = False
+    overdue: bool = False
 
 
 class AgreementStart(Output):
@@ -61,6 +72,7 @@ class AgreementStart(Output):
     amount_rub: int
     duration_months: int
     params: ProgrammeParams
+    carried: AgreementCarry | None = None
 
 
 class AgreementState(Output):
@@ -77,6 +89,13 @@ class AgreementState(Output):
     disbursed_rub: int
 
 
+class AgreementCarry(Output):
+    """What a run of the agreement workflow hands to the next when it continues as new."""
+
+    state: AgreementState
+    version: int
+
+
 class AgreementChange(Output):
     """Activity input: the agreement's state after its `version`-th change, with the event."""
 
@@ -88,11 +107,20 @@ class AgreementChange(Output):
     workflow_id: str
     actor: Actor | None = None
     reason: str | None = None
+    notify: list[NewNotification] = Field(default_factory=list)
+    notify_admins: NewNotification | None = None  # one copy per admin
 
 
 class AgreementOutcome(Output):
     status: AgreementStatus
     disbursed_rub: int
+    project_outcome: ProjectOutcome | None = None
+
+
+class AgreementStop(Input):
+    """Signal input: the pilot's decision stopped the project."""
+
+    reason: str
 
 
 class AgreementDecline(Input):
@@ -125,6 +153,10 @@ class ReportDecision(Input):
 
     accept: bool
     comment: str = Field(min_length=1, max_length=5_000)
+    outcome: ProjectOutcome | None = Field(
+        default=None,
+        description="Required to accept the final report: how the project closes.",
+    )
 
     model_config = Input.model_config | {
         "json_schema_extra": {"examples": [{"accept": True, "comment": "Milestones met."}]}
@@ -142,3 +174,15 @@ class ReportReview(Input):
     seq: int
     accept: bool
     comment: str
+    outcome: ProjectOutcome | None = None
+
+
+class OverdueReport(Output):
+    """A report past its deadline that the project has not sent: for the admins' queue."""
+
+    application_id: str
+    title: str
+    seq: int
+    final: bool
+    due_at: datetime
+    status: ReportStatus

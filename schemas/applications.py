@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from schemas.agreements import ProjectOutcome
 from schemas.common import Actor, Input, OrganisationType, Output, Roubles, Stage
 from schemas.programmes import ProgrammeStart
 
@@ -124,6 +125,7 @@ class StageChange(Output):
     content: ApplicationContent | None = None
     review_score: float | None = None
     review_spread: float | None = None
+    outcome: ProjectOutcome | None = None  # set when the project closes
 
 
 class RevisionRequest(Input):

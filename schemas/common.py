@@ -27,6 +27,7 @@ class Role(StrEnum):
     reviewer = "reviewer"
     council = "council"
     admin = "admin"
+    coordinator = "coordinator"  # a clinic's pilot coordinator: belongs to one clinic
 
 
 class OrganisationType(StrEnum):

@@ -15,6 +15,11 @@ class NotificationKind(StrEnum):
     task_expired = "task_expired"
     deadline_extended = "deadline_extended"
     flagged = "flagged"
+    report_overdue = "report_overdue"
+    site_proposed = "site_proposed"
+    site_overdue = "site_overdue"
+    evaluation_requested = "evaluation_requested"
+    pilot_attention = "pilot_attention"
 
 
 class NewNotification(Output):

@@ -60,6 +60,24 @@ class ProgrammeParams(Input):
         "each later one also waits for the report due before it to be accepted.",
     )
 
+    report_interval: Duration = Field(
+        default=timedelta(days=91),
+        description="Time between a project's progress reports, from the agreement's "
+        "acceptance to the project's end (one `tranche_interval` per project year); the last "
+        "report is the final report.",
+    )
+    pilot_report_window: Duration = Field(
+        default=timedelta(days=14),
+        description="Time a pilot site has, after its period ends, to report its metrics; "
+        "then it escalates to the admins.",
+    )
+    continue_as_new_after: int = Field(
+        default=1_000,
+        ge=5,
+        description="Changes a long-lived workflow (the agreement's reporting) records before "
+        "it continues as new; it also does so whenever Temporal suggests it.",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> ProgrammeParams:
         if self.score_min >= self.score_max:

@@ -32,7 +32,8 @@ UPDATE applications
 SET stage = $3, stage_seq = $2, action_required = $4, deadline = $5, findings = $6,
     content = COALESCE($7, content), specialty = COALESCE($8, specialty),
     requested_rub = COALESCE($9, requested_rub), updated_at = $10,
-    review_score = COALESCE($11, review_score), review_spread = COALESCE($12, review_spread)
+    review_score = COALESCE($11, review_score), review_spread = COALESCE($12, review_spread),
+    outcome = COALESCE($13, outcome)
 WHERE id = $1 AND stage_seq < $2"""
 GET_APPLICATION_SQL = """
 SELECT id, programme_id, applicant_id, institution_id, stage, action_required, deadline,
@@ -91,6 +92,7 @@ async def change_stage(conn: Conn, change: StageChange) -> bool:
         change.at,
         change.review_score,
         change.review_spread,
+        change.outcome.value if change.outcome else None,
     )
     return bool(result == "UPDATE 1")
 

@@ -117,11 +117,12 @@ ORDER BY flagged_at, id
 LIMIT $3"""
 
 
-def conflicted_institutions(offer: OfferRequest) -> list[str]:
-    """The applicant's institution and its partners: their experts never review it."""
-    found = {institution_id(p) for p in offer.partner_institutions}
-    if offer.applicant_institution_id:
-        found.add(offer.applicant_institution_id)
+def conflicted_institutions(applicant_institution_id: str | None, partners: list[str]) -> list[str]:
+    """The applicant's institution and its partners: their experts never review (or evaluate)
+    the application."""
+    found = {institution_id(p) for p in partners}
+    if applicant_institution_id:
+        found.add(applicant_institution_id)
     return sorted(found)
 
 
@@ -131,7 +132,9 @@ async def offer(conn: Conn, request: OfferRequest) -> tuple[Actor | None, str | 
     if (row := await conn.fetchrow(TASK_REVIEWER_SQL, uuid.UUID(request.task_id))) is not None:
         return _actor(row), None  # a retry: the task is already on record
     application_id = uuid.UUID(request.application_id)
-    conflicts = conflicted_institutions(request)
+    conflicts = conflicted_institutions(
+        request.applicant_institution_id, request.partner_institutions
+    )
     await conn.execute(LOCK_SPECIALTY_SQL, request.specialty)
     if request.reviewer_id is None:
         row = await conn.fetchrow(PICK_REVIEWER_SQL, request.specialty, conflicts, application_id)

@@ -42,7 +42,8 @@ def hash_token(token: str) -> bytes:
 
 async def create_user(conn: Conn, new: UserCreate) -> UserWithToken:
     """Insert a user and return it with its token, which is never stored or shown again."""
-    if new.role in (Role.applicant, Role.reviewer) and not new.institution:
+    if new.role in (Role.applicant, Role.reviewer, Role.coordinator) and not new.institution:
+        # A coordinator's institution is its clinic: it sees that clinic's pilot sites only.
         raise ValueError(f"a {new.role} needs an institution")
     if new.role == Role.reviewer and not new.specialty:
         raise ValueError("a reviewer needs a specialty")

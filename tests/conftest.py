@@ -192,7 +192,7 @@ async def make_user(stack: Stack) -> UserFactory:
         specialty: str | None = None,
         name: str | None = None,
     ) -> User:
-        if institution is None and role in (Role.applicant, Role.reviewer):
+        if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
             institution = f"Clinic {uuid.uuid4().hex[:8]}"
         async with stack.pool.acquire() as conn:
             made = await create_user(

@@ -11,14 +11,17 @@ from temporalio.worker import Worker
 from activities.agreements import AgreementActivities
 from activities.applications import ApplicationActivities
 from activities.council import CouncilActivities
+from activities.pilots import PilotActivities
 from activities.programmes import ProgrammeActivities
 from activities.reviews import ReviewActivities
 from grantflow.notify import LogSender, Sender
 from workflows.agreement import AgreementWorkflow
 from workflows.application import ApplicationWorkflow
 from workflows.council import CouncilSessionWorkflow
+from workflows.pilot import PilotWorkflow
 from workflows.programme import ProgrammeWorkflow
 from workflows.review import ReviewWorkflow
+from workflows.site import PilotSiteWorkflow
 
 WORKFLOWS = [
     ApplicationWorkflow,
@@ -26,6 +29,8 @@ WORKFLOWS = [
     ReviewWorkflow,
     CouncilSessionWorkflow,
     AgreementWorkflow,
+    PilotWorkflow,
+    PilotSiteWorkflow,
 ]
 
 
@@ -43,7 +48,9 @@ def build_worker(
     writes) before the worker hands its tasks back to the server."""
     apps, progs = ApplicationActivities(pool), ProgrammeActivities(pool)
     revs = ReviewActivities(pool, sender or LogSender())
-    council, agreements = CouncilActivities(pool), AgreementActivities(pool)
+    council = CouncilActivities(pool)
+    agreements = AgreementActivities(pool, sender or LogSender())
+    pilots = PilotActivities(pool, sender or LogSender())
     return Worker(
         client,
         task_queue=task_queue,
@@ -64,6 +71,9 @@ def build_worker(
             agreements.record_agreement,
             agreements.disburse,
             agreements.release_unspent,
+            pilots.record_site,
+            pilots.record_pilot,
+            pilots.find_evaluator,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_cached_workflows=max_cached_workflows,

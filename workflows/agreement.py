@@ -2,13 +2,22 @@
 
 The applicant accepts the agreement within the programme's window, or the approval lapses and
 its money returns to the budget. On acceptance the first tranche is paid; each later tranche
-falls due a `tranche_interval` after the previous one and is paid only once the progress
-report due before it has been accepted (held back, visibly, until then).
+falls due a `tranche_interval` after the previous one and is paid only once every report due
+before it has been accepted (held back, visibly, until then).
+
+From acceptance the project owes a report every `report_interval` and a final report at its
+end; each gets a reminder `reminder_lead_time` before its deadline and escalates to the admins
+when the deadline passes. The final report's acceptance closes the project (implemented or
+not) and returns what was not paid out; so does a stop decided on the pilot. A project lives
+for years: the workflow continues as new after `continue_as_new_after` changes (or when
+Temporal suggests it), carrying its state, never in the middle of an update.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -17,11 +26,14 @@ with workflow.unsafe.imports_passed_through():
     from activities import agreements as acts
     from schemas.agreements import (
         AgreementAction,
+        AgreementCarry,
         AgreementChange,
         AgreementOutcome,
         AgreementStart,
         AgreementState,
         AgreementStatus,
+        AgreementStop,
+        ProjectOutcome,
         Report,
         ReportReview,
         ReportStatus,
@@ -31,7 +43,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.common import Actor, Role
     from schemas.council import Reservation
+    from schemas.notifications import NewNotification, NotificationKind
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+
+
+# A deadline already past still gets a timer, not a busy loop.
+MIN_WAIT = timedelta(milliseconds=1)
 
 
 def split(amount: int, parts: int) -> list[int]:
@@ -43,6 +60,20 @@ def split(amount: int, parts: int) -> list[int]:
 def tranche_count(duration_months: int) -> int:
     """One tranche per project year."""
     return max(1, -(-duration_months // 12))
+
+
+def report_schedule(accepted_at: datetime, start: AgreementStart) -> list[Report]:
+    """Progress reports every `report_interval` until the project's end (one
+    `tranche_interval` per project year), and the final report at the end."""
+    params = start.params
+    end = accepted_at + params.tranche_interval * tranche_count(start.duration_months)
+    reports: list[Report] = []
+    due = accepted_at + params.report_interval
+    while due < end:
+        reports.append(Report(seq=len(reports) + 1, due_at=due, status=ReportStatus.due))
+        due += params.report_interval
+    reports.append(Report(seq=len(reports) + 1, due_at=end, status=ReportStatus.due, final=True))
+    return reports
 
 
 @workflow.defn(name="Agreement")
@@ -70,54 +101,160 @@ class AgreementWorkflow:
         self._version = 0
         self._answer: AgreementAction | None = None
         self._decided = False  # the applicant's answer is fully on record
-        self._changes = 0
+        if start.carried is not None:
+            self._state, self._version = start.carried.state, start.carried.version
+            self._decided = True
+        self._changes = 0  # this run's changes: the continue-as-new threshold counts them
+        self._stop: AgreementStop | None = None
+        self._outcome_of_project: ProjectOutcome | None = None
         self._lock = asyncio.Lock()
 
     @workflow.run
     async def run(self, start: AgreementStart) -> AgreementOutcome:
-        """Offer, wait for the applicant, then pay the tranches as their reports come in."""
+        """Offer, wait for the applicant, then pay the tranches as their reports come in,
+        until the final report closes the project."""
         try:
-            await self._record("agreement_offered")
-            try:
-                await workflow.wait_condition(
-                    lambda: self._answer is not None,
-                    timeout=self._state.accept_by - workflow.now(),
-                    timeout_summary="agreement acceptance window",
-                )
-            except TimeoutError:
-                await self._end(AgreementStatus.lapsed, "not accepted by the deadline")
-                return self._outcome()
-            await workflow.wait_condition(lambda: self._decided)
+            if start.carried is None:
+                await self._record("agreement_offered")
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._answer is not None,
+                        timeout=self._state.accept_by - workflow.now(),
+                        timeout_summary="agreement acceptance window",
+                    )
+                except TimeoutError:
+                    await self._end(AgreementStatus.lapsed, "not accepted by the deadline")
+                    return self._outcome()
+                await workflow.wait_condition(lambda: self._decided)
             if self._state.status != AgreementStatus.accepted:
                 return self._outcome()
-            for tranche in self._state.tranches[1:]:
-                await self._pay_when_due(tranche.seq)
-            self._state = self._state.model_copy(update={"status": AgreementStatus.completed})
-            await self._record("agreement_completed")
+            await self._fund_and_report()
         except asyncio.CancelledError:
             await self._end(AgreementStatus.cancelled, "the application was withdrawn")
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._outcome()
 
-    def _outcome(self) -> AgreementOutcome:
-        return AgreementOutcome(status=self._state.status, disbursed_rub=self._state.disbursed_rub)
+    async def _fund_and_report(self) -> None:
+        """Wake at each reminder, deadline and tranche date, and at every change."""
+        while self._state.status == AgreementStatus.accepted:
+            if self._changes >= self._start.params.continue_as_new_after or (
+                workflow.info().is_continue_as_new_suggested()
+            ):
+                await self._continue_as_new()
+            async with self._lock:
+                await self._step()
+            if self._state.status != AgreementStatus.accepted:
+                return
+            await self._sleep(self._changes, self._next_deadline())
 
-    async def _pay_when_due(self, seq: int) -> None:
-        tranche = self._state.tranches[seq - 1]
-        assert tranche.due_at is not None
-        if tranche.due_at > workflow.now():
-            await workflow.sleep(tranche.due_at - workflow.now(), summary=f"tranche {seq} due")
-        if not self._report_accepted(seq - 1):
-            self._set_tranche(
-                seq, status=TrancheStatus.held, held_reason=f"report {seq - 1} is not accepted yet"
+    async def _sleep(self, changes: int, wake: datetime | None) -> None:
+        """Until `wake`, a change after the `changes`-th, or a stop."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._changes != changes or self._stop is not None,
+                timeout=None if wake is None else max(wake - workflow.now(), MIN_WAIT),
+                timeout_summary="next report or tranche deadline",
             )
-            await self._record("tranche_held", reason=f"report {seq - 1} is not accepted yet")
-            await workflow.wait_condition(lambda: self._report_accepted(seq - 1))
-        await self._pay(seq)
 
-    def _report_accepted(self, seq: int) -> bool:
-        return self._state.reports[seq - 1].status == ReportStatus.accepted
+    async def _continue_as_new(self) -> None:
+        # Updates in progress finish here first; the state they leave is what is carried.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.logger.info("continuing as new after %s changes", self._changes)
+        workflow.continue_as_new(
+            self._start.model_copy(
+                update={"carried": AgreementCarry(state=self._state, version=self._version)}
+            )
+        )
+
+    async def _step(self) -> None:
+        """Do what is due now: reminders, escalations, tranches, the close."""
+        if self._stop is not None:
+            self._outcome_of_project = ProjectOutcome.not_implemented
+            await self._end(AgreementStatus.stopped, self._stop.reason)
+            return
+        now = workflow.now()
+        lead = self._start.params.reminder_lead_time
+        for report in self._state.reports:
+            open_ = report.status in (ReportStatus.due, ReportStatus.returned)
+            if open_ and not report.reminded and now >= report.due_at - lead:
+                self._put_report(report.model_copy(update={"reminded": True}))
+                await self._record(
+                    "report_reminder", detail=f"report {report.seq}", notify=self._reminder(report)
+                )
+            if report.status == ReportStatus.due and not report.overdue and now >= report.due_at:
+                self._put_report(self._report(report.seq).model_copy(update={"overdue": True}))
+                await self._record(
+                    "report_overdue",
+                    reason=f"report {report.seq} was due {report.due_at.isoformat()}",
+                    notify_admins=self._overdue(report),
+                )
+        for tranche in self._state.tranches:
+            if tranche.status not in (TrancheStatus.scheduled, TrancheStatus.held):
+                continue
+            if tranche.due_at is None or tranche.due_at > now:
+                break
+            blocking = [
+                r.seq
+                for r in self._state.reports
+                if r.due_at <= tranche.due_at and r.status != ReportStatus.accepted
+            ]
+            if not blocking:
+                await self._pay(tranche.seq)
+                continue
+            reason = f"report {blocking[0]} is not accepted yet"
+            if tranche.held_reason != reason:
+                self._set_tranche(tranche.seq, status=TrancheStatus.held, held_reason=reason)
+                await self._record("tranche_held", reason=reason)
+            break  # tranches are paid in order
+        if self._outcome_of_project is not None:
+            await self._end(AgreementStatus.completed, f"project {self._outcome_of_project}")
+
+    def _next_deadline(self) -> datetime | None:
+        lead = self._start.params.reminder_lead_time
+        times = [
+            t.due_at
+            for t in self._state.tranches
+            if t.status == TrancheStatus.scheduled and t.due_at is not None
+        ]
+        for r in self._state.reports:
+            if r.status in (ReportStatus.due, ReportStatus.returned) and not r.reminded:
+                times.append(r.due_at - lead)
+            if r.status == ReportStatus.due and not r.overdue:
+                times.append(r.due_at)
+        return min(times, default=None)
+
+    def _reminder(self, report: Report) -> list[NewNotification]:
+        what = "final report" if report.final else f"progress report {report.seq}"
+        return [
+            NewNotification(
+                key=f"{self._start.application_id}:report:{report.seq}:reminder",
+                user_id=self._start.applicant.user_id,
+                kind=NotificationKind.reminder,
+                subject=f"Your {what} is due: {self._start.title}",
+                body=f"Please submit it by {report.due_at.isoformat()}.",
+                created_at=workflow.now(),
+                application_id=self._start.application_id,
+            )
+        ]
+
+    def _overdue(self, report: Report) -> NewNotification:
+        return NewNotification(
+            key=f"{self._start.application_id}:report:{report.seq}:overdue",
+            user_id=self._start.applicant.user_id,  # replaced by each admin's id
+            kind=NotificationKind.report_overdue,
+            subject=f"Report {report.seq} overdue: {self._start.title}",
+            body=f"It was due {report.due_at.isoformat()} and has not been submitted.",
+            created_at=workflow.now(),
+            application_id=self._start.application_id,
+        )
+
+    def _outcome(self) -> AgreementOutcome:
+        return AgreementOutcome(
+            status=self._state.status,
+            disbursed_rub=self._state.disbursed_rub,
+            project_outcome=self._outcome_of_project,
+        )
 
     def _set_tranche(self, seq: int, **changes: object) -> None:
         tranches = list(self._state.tranches)
@@ -141,7 +278,8 @@ class AgreementWorkflow:
         await self._record("tranche_released", detail=f"tranche {seq}: {tranche.amount_rub} RUB")
 
     async def _end(self, status: AgreementStatus, reason: str) -> None:
-        """Lapse, decline or cancel: what is not paid out goes back to the budget."""
+        """Lapse, decline, cancel, stop or close: what is not paid out goes back to the
+        budget."""
         tranches = [
             t
             if t.status == TrancheStatus.released
@@ -174,6 +312,8 @@ class AgreementWorkflow:
         actor: Actor | None = None,
         reason: str | None = None,
         detail: str | None = None,
+        notify: list[NewNotification] | None = None,
+        notify_admins: NewNotification | None = None,
     ) -> None:
         self._version += 1
         await workflow.execute_activity_method(
@@ -187,6 +327,8 @@ class AgreementWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 actor=actor,
                 reason=reason or detail,
+                notify=notify or [],
+                notify_admins=notify_admins,
             ),
             start_to_close_timeout=WRITE_TIMEOUT,
             retry_policy=WRITE_RETRY,
@@ -211,10 +353,7 @@ class AgreementWorkflow:
                 t.model_copy(update={"due_at": now + interval * i})
                 for i, t in enumerate(self._state.tranches)
             ]
-            reports = [
-                Report(seq=i, due_at=now + interval * i, status=ReportStatus.due)
-                for i in range(1, len(tranches))
-            ]
+            reports = report_schedule(now, self._start)
             self._state = self._state.model_copy(
                 update={
                     "status": AgreementStatus.accepted,
@@ -269,13 +408,16 @@ class AgreementWorkflow:
     def _validate_submit_report(self, submission: ReportSubmission) -> None:
         if submission.actor.user_id != self._start.applicant.user_id:
             raise ApplicationError("only the applicant can submit reports")
+        if self._state.status != AgreementStatus.accepted:
+            raise ApplicationError(f"the agreement is {self._state.status}")
         status = self._report(submission.seq).status
         if status not in (ReportStatus.due, ReportStatus.returned):
             raise ApplicationError(f"report {submission.seq} is {status}")
 
     @workflow.update
     async def review_report(self, review: ReportReview) -> Report:
-        """An admin accepts a report (releasing a tranche it held back) or returns it."""
+        """An admin accepts a report (paying a tranche it held back) or returns it for changes.
+        Accepting the final report closes the project as implemented or not."""
         async with self._lock:
             status = ReportStatus.accepted if review.accept else ReportStatus.returned
             report = self._report(review.seq).model_copy(
@@ -283,15 +425,31 @@ class AgreementWorkflow:
             )
             self._put_report(report)
             await self._record(f"report_{status.value}", actor=review.actor, reason=review.comment)
+            if report.final and review.accept:
+                self._outcome_of_project = review.outcome
             return report
 
     @review_report.validator
     def _validate_review_report(self, review: ReportReview) -> None:
         if review.actor.role != Role.admin:
             raise ApplicationError("only an admin can accept or return a report")
-        status = self._report(review.seq).status
-        if status != ReportStatus.submitted:
-            raise ApplicationError(f"report {review.seq} is {status}, not submitted")
+        report = self._report(review.seq)
+        if report.status != ReportStatus.submitted:
+            raise ApplicationError(f"report {review.seq} is {report.status}, not submitted")
+        if not (report.final and review.accept):
+            if review.outcome is not None:
+                raise ApplicationError("only accepting the final report sets the outcome")
+            return
+        if review.outcome is None:
+            raise ApplicationError("accepting the final report needs the project's outcome")
+        if waiting := [r.seq for r in self._state.reports[:-1] if r.status != "accepted"]:
+            raise ApplicationError(f"report {waiting[0]} must be accepted before the final one")
+
+    @workflow.signal
+    def stop(self, stop: AgreementStop) -> None:
+        """The pilot's decision stopped the project: unpaid tranches are cancelled and the
+        money returns to the budget."""
+        self._stop = stop
 
     def _report(self, seq: int) -> Report:
         if not 1 <= seq <= len(self._state.reports):

@@ -1,8 +1,9 @@
 """The application workflow: one per application, from submission to its final stage.
 
-Intake lives here (screening, revision, expiry, withdrawal); review runs as a child workflow
-(workflows/review.py), and later stages will too. Every stage change is recorded by one
-activity so that Postgres, the audit trail and the `Stage` search attribute move together.
+Intake lives here (screening, revision, expiry, withdrawal); review, the agreement (funding and
+reporting) and the pilot run as child workflows (workflows/review.py, agreement.py, pilot.py).
+Every stage change is recorded by one activity so that Postgres, the audit trail and the
+`Stage` search attribute move together.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import applications as acts
-    from schemas.agreements import AgreementOutcome, AgreementStart, AgreementStatus
+    from schemas.agreements import (
+        AgreementOutcome,
+        AgreementStart,
+        AgreementStatus,
+        AgreementStop,
+        ProjectOutcome,
+    )
     from schemas.applications import (
         ApplicationContent,
         ApplicationStart,
@@ -30,10 +37,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.common import Actor, Role, Stage
     from schemas.council import Decision, Outcome
+    from schemas.pilots import PilotOutcome, PilotPlanRequest, PilotStart, Recommendation
     from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
     from workflows.intake import screen
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.pilot import PilotWorkflow
     from workflows.review import ReviewWorkflow
 
 STAGE = SearchAttributeKey.for_keyword("Stage")
@@ -59,6 +68,7 @@ class ApplicationWorkflow:
         self._lock = asyncio.Lock()
         self._council_inbox: list[str | Decision] = []
         self._agreement_accepted = False
+        self._pilot_plan: PilotPlanRequest | None = None
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -233,9 +243,11 @@ class ApplicationWorkflow:
             await self._change(
                 Stage.agreement,
                 "agreement_accepted",
-                waiting=WaitingFor(who="applicant", what="report progress as scheduled"),
+                waiting=WaitingFor(
+                    who="applicant", what="plan the pilot and report progress as scheduled"
+                ),
             )
-            await workflow.wait_condition(lambda: waiter.done() or self._stage.is_final)
+            await self._project(handle, waiter)
         if not waiter.done():
             handle.cancel()
             with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
@@ -251,9 +263,101 @@ class ApplicationWorkflow:
             await self._change(
                 Stage.withdrawn, "agreement_declined", reason="the applicant declined the agreement"
             )
+        elif result.status == AgreementStatus.stopped:
+            await self._change(
+                Stage.closed,
+                "project_stopped",
+                reason="the pilot's decision stopped the project",
+                outcome=ProjectOutcome.not_implemented,
+            )
+        elif result.project_outcome is not None:
+            await self._change(
+                Stage.closed,
+                f"project_{result.project_outcome.value}",
+                reason="the final report was accepted",
+                outcome=result.project_outcome,
+            )
+
+    async def _project(
+        self,
+        agreement: workflow.ChildWorkflowHandle[AgreementWorkflow, AgreementOutcome],
+        funding: asyncio.Task[None],
+    ) -> None:
+        """From the accepted agreement to the project's end: the pilot as a child workflow,
+        then reporting until the agreement's final report closes the project."""
+        await workflow.wait_condition(
+            lambda: funding.done() or self._stage.is_final or self._pilot_plan is not None
+        )
+        if self._pilot_plan is None or funding.done() or self._stage.is_final:
+            return
+        content = self._content
+        pilot = await workflow.start_child_workflow(
+            PilotWorkflow.run,
+            PilotStart(
+                application_id=self._start.application_id,
+                programme_id=self._start.programme.programme_id,
+                title=content.title,
+                specialty=content.specialty,
+                applicant_institution_id=self._start.applicant.institution_id,
+                partner_institutions=content.partner_institutions,
+                plan=self._pilot_plan.plan,
+                params=self._start.programme.spec.params,
+            ),
+            id=f"pilot-{self._start.application_id}",
+        )
+        await self._change(
+            Stage.piloting,
+            "pilot_planned",
+            actor=self._pilot_plan.actor,
+            waiting=WaitingFor(who="clinics", what="run the pilot and report its metrics"),
+        )
+        decided: list[PilotOutcome] = []
+
+        async def wait_pilot() -> None:
+            decided.append(await pilot)
+
+        piloting = asyncio.create_task(wait_pilot())
+        await workflow.wait_condition(
+            lambda: piloting.done() or funding.done() or self._stage.is_final
+        )
+        if not piloting.done():
+            pilot.cancel()
+            with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
+                await piloting
+            return
+        piloting.result()
+        if decided[0].decision == Recommendation.stop:
+            await agreement.signal(
+                AgreementWorkflow.stop,
+                AgreementStop(reason="the pilot's evaluation and decision stopped it"),
+            )
         else:
-            # Funded in full; piloting and reporting come next (they are the next stage's).
-            self._waiting = WaitingFor(who="programme", what="pilot planning")
+            await self._change(
+                Stage.reporting,
+                "pilot_implement",
+                waiting=WaitingFor(who="applicant", what="report until the final report"),
+            )
+        await workflow.wait_condition(lambda: funding.done() or self._stage.is_final)
+
+    @workflow.update
+    async def plan_pilot(self, request: PilotPlanRequest) -> ApplicationStatus:
+        """The pilot plan (clinics, periods, metrics and targets): starts the pilot."""
+        self._pilot_plan = request
+        await workflow.wait_condition(lambda: self._stage != Stage.agreement)
+        return self.status()
+
+    @plan_pilot.validator
+    def _validate_plan_pilot(self, request: PilotPlanRequest) -> None:
+        if (
+            request.actor.role != Role.admin
+            and request.actor.user_id != self._start.applicant.user_id
+        ):
+            raise ApplicationError("only the applicant or an admin can plan the pilot")
+        if self._stage != Stage.agreement or self._pilot_plan is not None:
+            raise ApplicationError(
+                f"a pilot is planned once the agreement is accepted: the application is "
+                f"{self._stage}"
+            )
 
     @workflow.signal
     def enter_council(self, session_id: str) -> None:
@@ -304,6 +408,7 @@ class ApplicationWorkflow:
         waiting: WaitingFor | None = None,
         review_score: float | None = None,
         review_spread: float | None = None,
+        outcome: ProjectOutcome | None = None,
     ) -> bool:
         """Record a stage change; the lock keeps a withdrawal from interleaving with screening.
         Returns False when the application had already reached a final stage."""
@@ -327,6 +432,7 @@ class ApplicationWorkflow:
                 content=content,
                 review_score=review_score,
                 review_spread=review_spread,
+                outcome=outcome,
             )
             await workflow.execute_activity_method(
                 acts.ApplicationActivities.record_stage_change,

@@ -132,6 +132,6 @@ async def review_report(
     await _agreement(db, application_id)
     report: Report = await _handle(res, application_id).execute_update(
         AgreementWorkflow.review_report,
-        ReportReview(actor=caller.actor, seq=seq, accept=body.accept, comment=body.comment),
+        ReportReview(actor=caller.actor, seq=seq, **body.model_dump()),
     )
     return report

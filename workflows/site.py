@@ -1,0 +1,256 @@
+"""The pilot site workflow: one clinic's part of a pilot, a child of the pilot's workflow.
+
+proposed → accepted by the clinic's coordinator (or declined with a reason) → running from its
+planned start → reported with the measured metrics → completed. A site that has not reported
+by `pilot_report_window` after its period ends is reminded `reminder_lead_time` before that
+deadline, then escalated to the admins (and still takes the report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import pilots as acts
+    from schemas.common import Actor, Role
+    from schemas.notifications import NewNotification, NotificationKind
+    from schemas.pilots import (
+        SiteAnswer,
+        SiteChange,
+        SiteReport,
+        SiteStart,
+        SiteState,
+        SiteStatus,
+        results,
+    )
+    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+
+
+MIN_WAIT = timedelta(milliseconds=1)  # a deadline already past still gets a timer
+
+
+@workflow.defn(name="PilotSite")
+class PilotSiteWorkflow:
+    """One pilot site. Its id is `site-<application uuid>-<n>`."""
+
+    @workflow.init
+    def __init__(self, start: SiteStart) -> None:
+        self._start = start
+        plan = start.plan
+        ends_at = plan.starts_at + plan.duration
+        self._state = SiteState(
+            site_id=start.site_id,
+            application_id=start.application_id,
+            title=start.title,
+            seq=start.seq,
+            round=start.round,
+            clinic_id=plan.clinic_id,
+            status=SiteStatus.accepted if start.accepted else SiteStatus.proposed,
+            starts_at=plan.starts_at,
+            ends_at=ends_at,
+            report_by=ends_at + start.params.pilot_report_window,
+            metrics=plan.metrics,
+        )
+        self._version = 0
+        self._lock = asyncio.Lock()
+
+    @workflow.run
+    async def run(self, start: SiteStart) -> SiteState:
+        """Wait for the clinic, run the period, collect the report (reminding, escalating)."""
+        try:
+            await self._propose()
+            if self._state.status == SiteStatus.declined:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self._state
+            await self._wait_until(self._state.starts_at)
+            await self._set(SiteStatus.running, "site_started")
+            await self._collect_report()
+        except asyncio.CancelledError:
+            await self._set(SiteStatus.cancelled, "site_cancelled", reason="the pilot ended")
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _propose(self) -> None:
+        if self._start.accepted:
+            await self._record("site_extended")
+            return
+        await self._record(
+            "site_proposed",
+            coordinators=self._note(
+                "proposed",
+                NotificationKind.site_proposed,
+                f"Pilot proposed at your clinic: {self._start.title}",
+                f"Starting {self._state.starts_at.isoformat()} for "
+                f"{self._start.plan.duration}. Please accept or decline.",
+            ),
+        )
+        await workflow.wait_condition(lambda: self._state.status != SiteStatus.proposed)
+
+    async def _wait_until(self, at: datetime) -> None:
+        if at > workflow.now():
+            await workflow.sleep(at - workflow.now(), summary="site start")
+
+    async def _collect_report(self) -> None:
+        lead = self._start.params.reminder_lead_time
+        remind_at = max(self._state.ends_at, self._state.report_by - lead)
+        for at, escalate in ((remind_at, False), (self._state.report_by, True)):
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    self._reported,
+                    timeout=max(at - workflow.now(), MIN_WAIT),
+                    timeout_summary="site report escalation" if escalate else "site reminder",
+                )
+            if self._reported():
+                return
+            async with self._lock:
+                if self._reported():
+                    return
+                await self._remind(escalate)
+        await workflow.wait_condition(self._reported)
+
+    def _reported(self) -> bool:
+        return self._state.status == SiteStatus.completed
+
+    async def _remind(self, escalate: bool) -> None:
+        by = self._state.report_by.isoformat()
+        if not escalate:
+            self._state = self._state.model_copy(update={"reminded": True})
+            note = self._note(
+                "reminder",
+                NotificationKind.reminder,
+                f"Site report due: {self._start.title}",
+                f"Please report the measured metrics by {by}.",
+            )
+            await self._record("site_reminder", coordinators=note)
+            return
+        self._state = self._state.model_copy(update={"escalated": True})
+        await self._record(
+            "site_overdue",
+            reason=f"no site report by {by}",
+            admins=self._note(
+                "overdue",
+                NotificationKind.site_overdue,
+                f"Pilot site overdue: {self._start.title}",
+                f"{self._state.clinic_id} has not reported; it was due {by}.",
+            ),
+        )
+
+    def _note(self, what: str, kind: NotificationKind, subject: str, body: str) -> NewNotification:
+        return NewNotification(
+            key=f"{self._start.site_id}:{what}",
+            user_id="",  # one copy per addressee, filled in by the activity
+            kind=kind,
+            subject=subject,
+            body=body,
+            created_at=workflow.now(),
+            application_id=self._start.application_id,
+        )
+
+    async def _set(
+        self,
+        status: SiteStatus,
+        kind: str,
+        *,
+        actor: Actor | None = None,
+        reason: str | None = None,
+    ) -> None:
+        async with self._lock:
+            self._state = self._state.model_copy(
+                update={"status": status, "reason": reason or self._state.reason}
+            )
+            await self._record(kind, actor=actor, reason=reason)
+
+    async def _record(
+        self,
+        kind: str,
+        *,
+        actor: Actor | None = None,
+        reason: str | None = None,
+        coordinators: NewNotification | None = None,
+        admins: NewNotification | None = None,
+    ) -> None:
+        self._version += 1
+        await workflow.execute_activity_method(
+            acts.PilotActivities.record_site,
+            SiteChange(
+                version=self._version,
+                kind=kind,
+                at=workflow.now(),
+                state=self._state,
+                programme_id=self._start.programme_id,
+                actor=actor,
+                reason=reason,
+                notify_coordinators=coordinators,
+                notify_admins=admins,
+            ),
+            start_to_close_timeout=WRITE_TIMEOUT,
+            retry_policy=WRITE_RETRY,
+        )
+
+    # --- the clinic coordinator's updates -------------------------------------------------
+
+    @workflow.update
+    async def answer(self, answer: SiteAnswer) -> SiteState:
+        """The clinic's coordinator accepts the pilot at the clinic, or declines with a reason
+        (an admin then proposes another clinic)."""
+        self._check_status(SiteStatus.proposed)  # a second answer validated with this one
+        if answer.accept:
+            await self._set(SiteStatus.accepted, "site_accepted", actor=answer.actor)
+        else:
+            await self._set(
+                SiteStatus.declined, "site_declined", actor=answer.actor, reason=answer.reason
+            )
+        return self._state
+
+    @answer.validator
+    def _validate_answer(self, answer: SiteAnswer) -> None:
+        self._check_coordinator(answer.actor)
+        self._check_status(SiteStatus.proposed)
+        if not answer.accept and not answer.reason:
+            raise ApplicationError("a decline needs a reason")
+
+    @workflow.update
+    async def report(self, report: SiteReport) -> SiteState:
+        """The site's report: the measured value of every planned metric; completes the site."""
+        async with self._lock:
+            self._check_status(SiteStatus.running)
+            self._state = self._state.model_copy(
+                update={
+                    "status": SiteStatus.completed,
+                    "results": results(self._state.metrics, report.measured),
+                    "comments": report.comments,
+                }
+            )
+            await self._record("site_reported", actor=report.actor)
+        return self._state
+
+    @report.validator
+    def _validate_report(self, report: SiteReport) -> None:
+        self._check_coordinator(report.actor)
+        self._check_status(SiteStatus.running)
+        if workflow.now() < self._state.ends_at:
+            raise ApplicationError(f"the pilot runs here until {self._state.ends_at.isoformat()}")
+        planned = {m.name for m in self._state.metrics}
+        if missing := sorted(planned - report.measured.keys()):
+            raise ApplicationError(f"missing metrics: {', '.join(missing)}")
+        if extra := sorted(report.measured.keys() - planned):
+            raise ApplicationError(f"metrics not in the plan: {', '.join(extra)}")
+
+    def _check_status(self, expected: SiteStatus) -> None:
+        if self._state.status != expected:
+            raise ApplicationError(f"the site is {self._state.status}, not {expected}")
+
+    def _check_coordinator(self, actor: Actor) -> None:
+        if actor.role != Role.coordinator or actor.institution_id != self._state.clinic_id:
+            raise ApplicationError("only the coordinator of this clinic can do this")
+
+    @workflow.query
+    def state(self) -> SiteState:
+        """The site: status, period, deadline, planned metrics and results."""
+        return self._state
