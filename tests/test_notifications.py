@@ -117,7 +117,9 @@ async def test_users_read_only_their_own_notifications_page_by_page(
     cursor: str | None = None
     pages = 0
     while True:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         response = await stack.api.get("/v1/me/notifications", params=params, headers=mine.headers)
         assert response.status_code == 200, response.text
         page = response.json()
