@@ -97,9 +97,13 @@ def migrate_command() -> None:
 
 @users_app.command("create")
 def users_create(
-    role: Annotated[Role, typer.Option(help="applicant, reviewer, council or admin.")],
+    role: Annotated[
+        Role, typer.Option(help="applicant, reviewer, council, admin or coordinator.")
+    ],
     name: Annotated[str, typer.Option(help="The person's name.")],
-    institution: Annotated[str | None, typer.Option(help="Applicants and reviewers.")] = None,
+    institution: Annotated[
+        str | None, typer.Option(help="Applicants, reviewers; a coordinator's clinic.")
+    ] = None,
     organisation_type: Annotated[
         OrganisationType, typer.Option(help="The institution's type (when it is new).")
     ] = OrganisationType.medical_institution,
