@@ -97,9 +97,7 @@ def migrate_command() -> None:
 
 @users_app.command("create")
 def users_create(
-    role: Annotated[
-        Role, typer.Option(help="applicant, reviewer, council, admin or coordinator.")
-    ],
+    role: Annotated[Role, typer.Option(help="applicant, reviewer, council, admin or coordinator.")],
     name: Annotated[str, typer.Option(help="The person's name.")],
     institution: Annotated[
         str | None, typer.Option(help="Applicants, reviewers; a coordinator's clinic.")
