@@ -10,7 +10,15 @@ from datetime import datetime
 from schemas.common import Actor, Role
 from schemas.pilots import EvaluatorRequest, PilotState, PilotSummary, SiteState
 from store import Conn, Db
-from store.reviews import CHECK_REVIEWER_SQL, LOCK_SPECIALTY_SQL, conflicted_institutions
+
+# The review stage's matching: same specialty, no conflict of interest, least loaded first, and
+# never someone who was offered the application for review (so the evaluator is independent).
+from store.reviews import (
+    CHECK_REVIEWER_SQL,
+    LOCK_SPECIALTY_SQL,
+    PICK_REVIEWER_SQL,
+    conflicted_institutions,
+)
 
 # version makes a retried or late write a no-op instead of a step back.
 UPSERT_SITE_SQL = """
@@ -31,20 +39,6 @@ SET status = $3, round = $4, version = $5, evaluator_id = $6, evaluation = $7, d
 WHERE pilots.version < $5"""
 COORDINATORS_SQL = "SELECT id FROM users WHERE role = 'coordinator' AND institution_id = $1"
 CLINIC_SQL = "SELECT organisation_type FROM institutions WHERE id = $1"
-# The expert with the fewest open review tasks, ties by id: same specialty, no conflict of
-# interest, and independent of the application (never offered it for review).
-PICK_EVALUATOR_SQL = """
-SELECT u.id, u.name, u.institution_id
-FROM users u
-LEFT JOIN LATERAL (
-    SELECT count(*) AS open_tasks FROM review_tasks t
-    WHERE t.reviewer_id = u.id AND t.status IN ('offered', 'accepted')
-) load ON true
-WHERE u.role = 'reviewer' AND u.specialty = $1
-  AND (u.institution_id IS NULL OR NOT (u.institution_id = ANY ($2::text[])))
-  AND NOT EXISTS (SELECT 1 FROM review_tasks t WHERE t.application_id = $3 AND t.reviewer_id = u.id)
-ORDER BY load.open_tasks, u.id
-LIMIT 1"""
 _SITE_COLUMNS = """
 SELECT s.id, s.application_id, a.content ->> 'title' AS title, s.seq, s.round, s.clinic_id,
        s.status, s.starts_at, s.ends_at, s.report_by, s.metrics, s.measurements, s.reason,
@@ -136,7 +130,7 @@ async def find_evaluator(conn: Conn, request: EvaluatorRequest) -> tuple[Actor |
     )
     await conn.execute(LOCK_SPECIALTY_SQL, request.specialty)
     if request.evaluator_id is None:
-        row = await conn.fetchrow(PICK_EVALUATOR_SQL, request.specialty, conflicts, application_id)
+        row = await conn.fetchrow(PICK_REVIEWER_SQL, request.specialty, conflicts, application_id)
         if row is None:
             return None, "no eligible expert is left to evaluate the pilot"
     else:
