@@ -85,22 +85,22 @@ async def deliver(pool: asyncpg.Pool, keys: Sequence[str], sender: Sender) -> in
     calling activity retries it."""
     sent, failure = 0, None
     for key in keys:
-        async with pool.acquire() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(CLAIM_SQL, key)
-                if row is None:
-                    continue
-                try:
-                    await sender.send(
-                        _public(row), Recipient(str(row["user_id"]), row["name"], row["email"])
-                    )
-                except Exception as exc:
-                    failure = exc
-                else:
-                    await conn.execute(MARK_DELIVERED_SQL, row["id"])
-                    sent += 1
-                    continue
-            await conn.execute(MARK_FAILED_SQL, row["id"], f"{type(failure).__name__}: {failure}")
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(CLAIM_SQL, key)
+            if row is None:
+                continue
+            try:
+                await sender.send(
+                    _public(row), Recipient(str(row["user_id"]), row["name"], row["email"])
+                )
+            except Exception as exc:
+                # Recorded under the row's lock: another delivery cannot send it in between
+                # and then have this failure written over its success.
+                failure = exc
+                await conn.execute(MARK_FAILED_SQL, row["id"], f"{type(exc).__name__}: {exc}")
+            else:
+                await conn.execute(MARK_DELIVERED_SQL, row["id"])
+                sent += 1
     if failure is not None:
         raise failure
     return sent
@@ -120,6 +120,8 @@ async def page(
         before = int(cursor) if cursor else None
     except ValueError:
         raise ValueError("invalid cursor") from None
+    if before is not None and not 0 < before < 2**63:  # an id is a positive bigint
+        raise ValueError("invalid cursor")
     rows = await db.fetch(PAGE_SQL, user_id, before, limit + 1)
     items = [_public(r) for r in rows[:limit]]
     return items, str(items[-1].id) if len(rows) > limit else None

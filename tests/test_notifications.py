@@ -1,135 +1,460 @@
-"""The notification outbox as its addressees and the mail relay see it: one row per event,
-each sent once however often delivery runs, a failed send kept and retried, and every user
-reading only their own."""
+"""The notification outbox as its addressees, the admins and the mail relay see it: one row
+per event, each sent once however often (and however concurrently) delivery runs, a failed
+send kept with its error and retried, and every user reading only their own, page by page.
+
+Notifications are written with `store.notifications.add` (what the activities call) and sent
+with `store.notifications.deliver` (what they call next), against the session's database;
+each test has users of its own (reviewers of a specialty no programme offers), so that no
+workflow of another test ever writes to them. Admins get a copy of every admin notification
+of the suite, so what an admin sees is checked on this test's notifications only."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any, cast
 
+import asyncpg
 import pytest
 
+from activities.reviews import ReviewActivities
 from grantflow.notify import Recipient
 from schemas.common import Role
 from schemas.notifications import NewNotification, NotificationKind, NotificationPublic
+from schemas.reviews import ReviewChange
 from store import notifications
-from tests.conftest import SESSION, Stack, User, UserFactory
+from tests.conftest import (
+    SESSION,
+    Stack,
+    User,
+    UserFactory,
+    application_body,
+    create_programme,
+    eventually,
+)
 
 pytestmark = SESSION
 
 
-def note(user: User, n: int = 0, key: str | None = None) -> NewNotification:
+def note(user: User, subject: str, key: str | None = None) -> NewNotification:
     return NewNotification(
         key=key or f"test:{uuid.uuid4()}",
         user_id=user.id,
         kind=NotificationKind.reminder,
-        subject=f"Reminder {n}",
+        subject=subject,
         body="Your review is due tomorrow.",
         created_at=datetime.now(UTC),
     )
 
 
-class Counting:
-    """A sender that keeps what it sent, and can be told to fail."""
+class Relay:
+    """A mail relay stand-in: keeps (notification id, addressee, subject) per message sent.
 
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[str] = []
-        self.fail = fail
+    `failing`: subjects it refuses (raising, as a relay that is down). `overlap`: its first
+    sends wait until that many are in flight at once, so that concurrent deliveries are
+    really concurrent (each holding a notification) rather than one after the other."""
+
+    def __init__(self, *, failing: set[str] | None = None, overlap: int = 0) -> None:
+        self.sent: list[tuple[int, str, str]] = []
+        self.tries = 0
+        self.failing = failing or set()
+        self._overlap = overlap
+        self._in_flight = 0
+        self._together = asyncio.Event()
 
     async def send(self, notification: NotificationPublic, recipient: Recipient) -> None:
-        await asyncio.sleep(0.01)  # a slow relay: lets concurrent deliveries overlap
-        if self.fail:
+        self.tries += 1
+        if self._overlap and not self._together.is_set():
+            self._in_flight += 1
+            if self._in_flight >= self._overlap:
+                self._together.set()
+            # Fails (rather than hangs) if the other delivery never sends alongside this one.
+            await asyncio.wait_for(self._together.wait(), timeout=10)
+        if notification.subject in self.failing:
             raise ConnectionError("relay down")
-        self.sent.append(notification.subject)
+        self.sent.append((notification.id, recipient.user_id, notification.subject))
+
+    @property
+    def subjects(self) -> list[str]:
+        return [subject for _, _, subject in self.sent]
 
 
-async def row(stack: Stack, key: str) -> dict[str, object]:
+async def add(stack: Stack, items: list[NewNotification]) -> None:
+    """As an activity does: in a transaction, with the change the notifications announce."""
+    async with stack.pool.acquire() as conn, conn.transaction():
+        await notifications.add(conn, items)
+
+
+async def outbox_row(stack: Stack, key: str) -> dict[str, Any]:
     found = await stack.pool.fetchrow(
-        "SELECT attempts, last_error, delivered_at FROM notifications WHERE key = $1", key
+        "SELECT id, user_id, subject, attempts, last_error, delivered_at"
+        " FROM notifications WHERE key = $1",
+        key,
     )
-    assert found is not None
+    assert found is not None, key
     return dict(found)
+
+
+async def seen_by(stack: Stack, user: User, **params: Any) -> dict[str, Any]:
+    response = await stack.api.get("/v1/me/notifications", params=params, headers=user.headers)
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+async def all_seen_by(stack: Stack, user: User, limit: int = 50) -> list[dict[str, Any]]:
+    """Every notification of the user, following `next_cursor` to the end."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        page = await seen_by(stack, user, **params)
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        params["cursor"] = page["next_cursor"]
+
+
+async def a_reviewer(make_user: UserFactory) -> User:
+    """A reviewer no programme of the suite will ever offer a task to."""
+    return await make_user(Role.reviewer, specialty=f"notifications-{uuid.uuid4().hex[:8]}")
+
+
+# --- one row per key -----------------------------------------------------------------------
 
 
 async def test_the_same_notification_added_twice_is_one_row(
     stack: Stack, make_user: UserFactory
 ) -> None:
-    user = await make_user(Role.reviewer, specialty="cardiology")
-    first = note(user, key=f"task:{uuid.uuid4()}:offered")
-    async with stack.pool.acquire() as conn:
-        await notifications.add(conn, [first])
-        await notifications.add(conn, [first.model_copy(update={"subject": "Changed"})])
+    user = await a_reviewer(make_user)
+    first = note(user, "Review requested", key=f"task:{uuid.uuid4()}:offered")
+    await add(stack, [first])
+    # A retried activity adds it again (even with another text); so does a batch repeating it.
+    await add(stack, [first.model_copy(update={"subject": "Changed"})])
+    await add(stack, [first, first])
     count = await stack.pool.fetchval(
         "SELECT count(*) FROM notifications WHERE key = $1", first.key
     )
     assert count == 1
-    items, _ = await notifications.page(stack.pool, uuid.UUID(user.id), cursor=None, limit=10)
-    assert [i.subject for i in items] == ["Reminder 0"]
+    seen = (await seen_by(stack, user))["items"]
+    assert [(n["subject"], n["kind"]) for n in seen] == [("Review requested", "reminder")]
+    relay = Relay()
+    assert await notifications.deliver(stack.pool, [first.key, first.key], relay) == 1
+    assert relay.subjects == ["Review requested"]
 
 
-async def test_delivery_sends_each_notification_once_however_often_and_concurrently_it_runs(
-    stack: Stack, make_user: UserFactory
+async def test_a_retried_activity_writes_and_sends_each_notification_once(
+    stack: Stack, make_user: UserFactory, admin: User, applicant: User
 ) -> None:
-    user = await make_user(Role.reviewer, specialty="cardiology")
-    items = [note(user, n) for n in range(5)]
-    async with stack.pool.acquire() as conn:
-        await notifications.add(conn, items)
-    sender = Counting()
-    keys = [n.key for n in items]
-    counts = await asyncio.gather(
-        notifications.deliver(stack.pool, keys, sender),
-        notifications.deliver(stack.pool, keys, sender),
+    """The review workflow's write activity, run twice with the same change (Temporal retries
+    it after a timeout): the reviewer and every admin have one notification each, sent once."""
+    specialty = f"notifications-{uuid.uuid4().hex[:8]}"
+    programme = await create_programme(stack, admin, specialties=[specialty])
+    submitted = await stack.api.post(
+        "/v1/applications",
+        json=application_body(programme["id"], specialty=specialty),
+        headers=applicant.headers,
     )
-    assert sum(counts) == 5
-    assert await notifications.deliver(stack.pool, keys, sender) == 0
-    assert sorted(sender.sent) == [f"Reminder {n}" for n in range(5)]
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+    reviewer = await a_reviewer(make_user)
+    tag = uuid.uuid4().hex[:8]
+    workflow_id = f"test-retry-{tag}"
+    change = ReviewChange(
+        application_id=application_id,
+        programme_id=programme["id"],
+        workflow_id=workflow_id,
+        version=1,
+        kind="review_deadline_extended",
+        at=datetime.now(UTC),
+        notify=[note(reviewer, f"Deadline moved {tag}", key=f"{workflow_id}:1:extended")],
+        notify_admins=note(reviewer, f"Needs an admin {tag}", key=f"{workflow_id}:1:flagged"),
+    )
+    relay = Relay()
+    activities = ReviewActivities(stack.pool, relay)
+    await activities.record_change(change)
+    await activities.record_change(change)
+
+    assert [n["subject"] for n in await all_seen_by(stack, reviewer)] == [f"Deadline moved {tag}"]
+    mine = [n for n in await all_seen_by(stack, admin) if tag in n["subject"]]
+    assert [(n["subject"], n["application_id"]) for n in mine] == [(f"Needs an admin {tag}", None)]
+    assert all(n["delivered_at"] is not None for n in mine)
+    admins = await stack.pool.fetchval("SELECT count(*) FROM users WHERE role = 'admin'")
+    assert sorted(relay.subjects) == [f"Deadline moved {tag}"] + [f"Needs an admin {tag}"] * admins
+    assert len({notification_id for notification_id, _, _ in relay.sent}) == len(relay.sent)
+    assert (mine[0]["id"], admin.id, f"Needs an admin {tag}") in relay.sent
 
 
-async def test_a_failed_send_is_kept_with_its_error_and_sent_by_the_next_delivery(
+# --- sent exactly once -----------------------------------------------------------------------
+
+
+async def test_delivering_twice_sends_each_notification_once(
     stack: Stack, make_user: UserFactory
 ) -> None:
-    user = await make_user(Role.reviewer, specialty="cardiology")
-    item = note(user)
-    async with stack.pool.acquire() as conn:
-        await notifications.add(conn, [item])
-    down = Counting(fail=True)
-    with pytest.raises(ConnectionError):  # raised, so that the activity retries
-        await notifications.deliver(stack.pool, [item.key], down)
-    failed = await row(stack, item.key)
-    assert failed["attempts"] == 1 and failed["delivered_at"] is None
+    user = await a_reviewer(make_user)
+    items = [note(user, f"Reminder {n}") for n in range(3)]
+    await add(stack, items)
+    assert all(n["delivered_at"] is None for n in (await seen_by(stack, user))["items"])
+    relay = Relay()
+    keys = [n.key for n in items]
+    assert await notifications.deliver(stack.pool, keys, relay) == 3
+    assert await notifications.deliver(stack.pool, keys, relay) == 0
+    assert relay.subjects == ["Reminder 0", "Reminder 1", "Reminder 2"]
+    assert {recipient for _, recipient, _ in relay.sent} == {user.id}
+    seen = (await seen_by(stack, user))["items"]
+    assert [n["subject"] for n in seen] == ["Reminder 2", "Reminder 1", "Reminder 0"]
+    assert all(n["delivered_at"] is not None for n in seen)
+    assert sorted(n["id"] for n in seen) == sorted(i for i, _, _ in relay.sent)
+    for key in keys:
+        row = await outbox_row(stack, key)
+        assert row["attempts"] == 1 and row["last_error"] is None
+
+
+async def test_concurrent_deliveries_send_each_notification_once(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    user = await a_reviewer(make_user)
+    items = [note(user, f"Reminder {n}") for n in range(6)]
+    await add(stack, items)
+    keys = [n.key for n in items]
+    # Both deliveries have a notification in the relay at the same time: the one each holds
+    # is locked, so the other skips it rather than sending it too.
+    relay = Relay(overlap=2)
+    counts = await asyncio.gather(
+        notifications.deliver(stack.pool, keys, relay),
+        notifications.deliver(stack.pool, keys, relay),
+    )
+    assert sum(counts) == 6 and all(c >= 1 for c in counts)
+    assert sorted(relay.subjects) == [f"Reminder {n}" for n in range(6)]
+    assert relay.tries == 6
+    again = await asyncio.gather(
+        *(notifications.deliver(stack.pool, keys, relay) for _ in range(3))
+    )
+    assert again == [0, 0, 0] and relay.tries == 6
+    seen = (await seen_by(stack, user))["items"]
+    assert len(seen) == 6 and all(n["delivered_at"] is not None for n in seen)
+    for key in keys:
+        assert (await outbox_row(stack, key))["attempts"] == 1
+
+
+# --- a failed send ---------------------------------------------------------------------------
+
+
+async def test_a_failed_send_stays_pending_with_its_error_and_the_next_delivery_sends_it(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    user = await a_reviewer(make_user)
+    items = [note(user, f"Reminder {n}") for n in range(3)]
+    await add(stack, items)
+    keys = [n.key for n in items]
+    down = Relay(failing={"Reminder 1"})
+    with pytest.raises(ConnectionError, match="relay down"):  # raised: the activity retries
+        await notifications.deliver(stack.pool, keys, down)
+    # The others had their turn; the failed one is pending, with its attempt and error.
+    assert down.subjects == ["Reminder 0", "Reminder 2"]
+    failed = await outbox_row(stack, keys[1])
+    assert failed["delivered_at"] is None
+    assert failed["attempts"] == 1
     assert failed["last_error"] == "ConnectionError: relay down"
-    up = Counting()
+    for key in (keys[0], keys[2]):
+        sent = await outbox_row(stack, key)
+        assert sent["delivered_at"] is not None and sent["attempts"] == 1
+    seen = {n["subject"]: n["delivered_at"] for n in (await seen_by(stack, user))["items"]}
+    assert seen["Reminder 1"] is None and seen["Reminder 0"] and seen["Reminder 2"]
+
+    up = Relay()
+    assert await notifications.deliver(stack.pool, keys, up) == 1
+    assert await notifications.deliver(stack.pool, keys, up) == 0
+    assert up.subjects == ["Reminder 1"]
+    retried = await outbox_row(stack, keys[1])
+    assert retried["delivered_at"] is not None
+    assert retried["attempts"] == 2 and retried["last_error"] is None
+    assert all(n["delivered_at"] for n in (await seen_by(stack, user))["items"])
+
+
+async def test_a_send_failing_twice_counts_both_attempts(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    user = await a_reviewer(make_user)
+    item = note(user, "Reminder")
+    await add(stack, [item])
+    down = Relay(failing={"Reminder"})
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await notifications.deliver(stack.pool, [item.key], down)
+    row = await outbox_row(stack, item.key)
+    assert row["attempts"] == 2 and row["delivered_at"] is None
+    assert row["last_error"] == "ConnectionError: relay down"
+    up = Relay()
     assert await notifications.deliver(stack.pool, [item.key], up) == 1
-    assert await notifications.deliver(stack.pool, [item.key], up) == 0
-    sent = await row(stack, item.key)
-    assert up.sent == ["Reminder 0"] and sent["attempts"] == 2 and sent["last_error"] is None
+    assert up.subjects == ["Reminder"] and down.sent == []
+    assert (await outbox_row(stack, item.key))["attempts"] == 3
+
+
+async def test_after_an_outage_the_pending_notifications_are_sent_once(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    """`deliver_pending`, the catch-up after the relay was down, run twice at once: what
+    failed goes out once; what was sent already does not go out again."""
+    user = await a_reviewer(make_user)
+    items = [note(user, f"Reminder {n}") for n in range(4)]
+    await add(stack, items)
+    keys = [n.key for n in items]
+    down = Relay(failing={"Reminder 1", "Reminder 3"})
+    with pytest.raises(ConnectionError):
+        await notifications.deliver(stack.pool, keys, down)
+    up = Relay()
+    await asyncio.gather(
+        notifications.deliver_pending(stack.pool, up),
+        notifications.deliver_pending(stack.pool, up),
+    )
+    # Other tests' workflows may have had something pending too: count this user's only.
+    assert sorted(s for _, to, s in up.sent if to == user.id) == ["Reminder 1", "Reminder 3"]
+    assert down.subjects == ["Reminder 0", "Reminder 2"]
+    seen = (await seen_by(stack, user))["items"]
+    assert len(seen) == 4 and all(n["delivered_at"] is not None for n in seen)
+
+
+class RacingPool:
+    """The session's pool for one delivery, except that just before that delivery records a
+    failed send, `rival` runs: another worker's delivery of the same notification."""
+
+    def __init__(self, pool: asyncpg.Pool, rival: Callable[[], Awaitable[int]]) -> None:
+        self._pool, self.rival = pool, rival
+        self.rival_sent: int | None = None
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        async with self._pool.acquire() as conn:
+            yield _RacingConn(self, conn)
+
+
+class _RacingConn:
+    def __init__(self, owner: RacingPool, conn: Any) -> None:
+        self._owner, self._conn = owner, conn
+
+    def transaction(self) -> Any:
+        return self._conn.transaction()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._conn.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        if sql == notifications.MARK_FAILED_SQL and self._owner.rival_sent is None:
+            # Fails (rather than hangs) if the rival waits for the lock this delivery holds.
+            self._owner.rival_sent = await asyncio.wait_for(self._owner.rival(), timeout=10)
+        return await self._conn.execute(sql, *args)
+
+
+async def test_a_failure_is_recorded_before_another_delivery_can_take_the_notification(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    """A send fails while another worker delivers the same notification: the failure is
+    recorded while the row is still locked, so that worker leaves it alone (it cannot send it
+    and then have its success overwritten by this failure); a later delivery sends it once."""
+    user = await a_reviewer(make_user)
+    item = note(user, "Reminder")
+    await add(stack, [item])
+    down, up = Relay(failing={"Reminder"}), Relay()
+    racing = RacingPool(stack.pool, lambda: notifications.deliver(stack.pool, [item.key], up))
+    with pytest.raises(ConnectionError):
+        await notifications.deliver(cast(asyncpg.Pool, racing), [item.key], down)
+    assert racing.rival_sent == 0  # it ran in the middle, and left the locked row alone
+    await notifications.deliver(stack.pool, [item.key], up)
+    row = await outbox_row(stack, item.key)
+    assert up.subjects == ["Reminder"] and down.sent == []
+    assert row["delivered_at"] is not None
+    assert row["attempts"] == 2  # one failure, one success
+    assert row["last_error"] is None
+    seen = (await seen_by(stack, user))["items"]
+    assert [(n["subject"], n["delivered_at"] is not None) for n in seen] == [("Reminder", True)]
+
+
+# --- what a user reads -----------------------------------------------------------------------
 
 
 async def test_users_read_only_their_own_notifications_page_by_page(
     stack: Stack, make_user: UserFactory
 ) -> None:
-    mine = await make_user(Role.reviewer, specialty="cardiology")
-    other = await make_user(Role.reviewer, specialty="cardiology")
-    async with stack.pool.acquire() as conn:
-        await notifications.add(conn, [note(mine, n) for n in range(5)] + [note(other, 99)])
-    seen: list[str] = []
+    mine = await a_reviewer(make_user)
+    other = await a_reviewer(make_user)
+    # Interleaved with someone else's, so that the pages' ids are not consecutive.
+    for n in range(5):
+        await add(stack, [note(mine, f"Mine {n}"), note(other, f"Other {n}")])
+    pages: list[list[str]] = []
     cursor: str | None = None
-    pages = 0
     while True:
-        params: dict[str, str | int] = {"limit": 2}
-        if cursor:
-            params["cursor"] = cursor
-        response = await stack.api.get("/v1/me/notifications", params=params, headers=mine.headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        seen += [n["subject"] for n in page["items"]]
-        pages += 1
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = await seen_by(stack, mine, **params)
+        pages.append([n["subject"] for n in page["items"]])
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert seen == [f"Reminder {n}" for n in reversed(range(5))]  # newest first
-    assert pages == 3
+    assert pages == [["Mine 4", "Mine 3"], ["Mine 2", "Mine 1"], ["Mine 0"]]  # newest first
+    assert [n["subject"] for n in await all_seen_by(stack, other, limit=5)] == [
+        f"Other {n}" for n in reversed(range(5))
+    ]
+    # A page that ends exactly at the last notification has no next page.
+    exact = await seen_by(stack, other, limit=5)
+    assert len(exact["items"]) == 5 and exact["next_cursor"] is None
+    # A cursor taken from someone else's page still shows only the caller's own.
+    first_page = await seen_by(stack, other, limit=1)
+    assert first_page["next_cursor"] is not None
+    theirs = await seen_by(stack, mine, cursor=first_page["next_cursor"])
+    assert [n["subject"] for n in theirs["items"]] == [f"Mine {n}" for n in reversed(range(5))]
+
+
+async def test_notifications_need_a_valid_token_and_valid_paging(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    user = await a_reviewer(make_user)
+    await add(stack, [note(user, "Reminder")])
     assert (await stack.api.get("/v1/me/notifications")).status_code == 401
-    bad = await stack.api.get("/v1/me/notifications", params={"cursor": "x"}, headers=mine.headers)
-    assert bad.status_code == 422
+    bad_token = {"Authorization": "Bearer not-a-token"}
+    assert (await stack.api.get("/v1/me/notifications", headers=bad_token)).status_code == 401
+    for params in (
+        {"cursor": "x"},
+        {"cursor": "99999999999999999999"},
+        {"limit": 0},
+        {"limit": 201},
+        {"limit": "many"},
+    ):
+        response = await stack.api.get("/v1/me/notifications", params=params, headers=user.headers)
+        assert response.status_code == 422, (params, response.text)
+    assert [n["subject"] for n in (await seen_by(stack, user, limit=200))["items"]] == ["Reminder"]
+
+
+# --- through the worker ----------------------------------------------------------------------
+
+
+async def test_a_flagged_application_notifies_each_admin_once(
+    stack: Stack, admin: User, applicant: User
+) -> None:
+    """End to end: no expert of the specialty, so the review workflow flags the application;
+    the worker's sender sends the admin's copy once, and the admin reads it delivered."""
+    specialty = f"notifications-{uuid.uuid4().hex[:8]}"
+    programme = await create_programme(
+        stack, admin, specialties=[specialty], params={"revision_window": 3600}
+    )
+    submitted = await stack.api.post(
+        "/v1/applications",
+        json=application_body(programme["id"], specialty=specialty),
+        headers=applicant.headers,
+    )
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+
+    async def flagged() -> list[dict[str, Any]]:
+        return [
+            n
+            for n in await all_seen_by(stack, admin)
+            if n["application_id"] == application_id and n["delivered_at"] is not None
+        ]
+
+    seen = await eventually(flagged)
+    assert [n["kind"] for n in seen] == ["flagged"]
+    sent = [n for n in stack.sender.sent if n.id == seen[0]["id"]]
+    assert len(sent) == 1 and sent[0].subject == seen[0]["subject"]
+    assert (await seen_by(stack, applicant))["items"] == []
