@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,12 +57,30 @@ class Settings(BaseSettings):
     def runtime_file(self) -> Path:
         return self.home / "runtime.json"
 
+    def _running_stack(self) -> dict[str, Any] | None:
+        """The addresses a running `grantflow dev` wrote, None when there is none: a file left
+        behind by a killed stack names a process that is gone, and its ports answer nobody."""
+        try:
+            runtime: dict[str, Any] = json.loads(self.runtime_file.read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(int(runtime["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, owned by another user
+        except (KeyError, TypeError, ValueError):
+            return None
+        return runtime
+
     def resolved(self) -> Settings:
         """These settings with the addresses of a running `grantflow dev` filled in where the
         environment names no real server."""
         if self.temporal_address and self.database_url:
             return self
-        if not self.runtime_file.exists():
+        runtime = self._running_stack()
+        if runtime is None:
             missing = [
                 n
                 for n, v in (
@@ -74,7 +93,6 @@ class Settings(BaseSettings):
                 f"no running grantflow stack under {self.home.resolve()} and {', '.join(missing)} "
                 "not set: start one with `make run` (or `grantflow dev`), or set them"
             )
-        runtime = json.loads(self.runtime_file.read_text())
         return self.model_copy(
             update={
                 "temporal_address": self.temporal_address or runtime["temporal_address"],

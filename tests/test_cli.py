@@ -4,10 +4,15 @@ stack: migrations applied once, users created with a token that works, bad input
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg
+import pytest
 
 from tests.conftest import SESSION, Stack
 
@@ -23,75 +28,177 @@ class Run:
     err: str
 
 
-async def grantflow(stack: Stack, tmp_path: Path, *args: str) -> Run:
+async def grantflow(
+    stack: Stack, tmp_path: Path, *args: str, database_url: str | None = None
+) -> Run:
+    """One `grantflow` command in a subprocess (each runs its own event loop), pointed at the
+    test session's servers the way an operator points it at real ones."""
     env = {
         **os.environ,
-        "DATABASE_URL": stack.database_url,
+        "DATABASE_URL": database_url or stack.database_url,
         "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
         "GRANTFLOW_HOME": str(tmp_path),
         "COLUMNS": "200",
     }
+    return await _run(env, tmp_path, *args)
+
+
+async def _run(env: dict[str, str], cwd: Path, *args: str) -> Run:
     proc = await asyncio.create_subprocess_exec(
         str(GRANTFLOW),
         *args,
         env=env,
+        cwd=cwd,  # no stray .env from the checkout
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
 
 
 async def test_migrate_twice_applies_nothing_the_second_time(stack: Stack, tmp_path: Path) -> None:
-    applied = await stack.pool.fetchval("SELECT count(*) FROM schema_migrations")
-    for _ in range(2):
-        run = await grantflow(stack, tmp_path, "migrate")
-        assert run.code == 0, run.err + run.out
-        assert "up to date" in run.out
-    assert await stack.pool.fetchval("SELECT count(*) FROM schema_migrations") == applied
-    assert applied == len(MIGRATIONS)
+    name = f"migrate_{uuid.uuid4().hex[:8]}"  # an empty database, as on a first deployment
+    conn = await asyncpg.connect(stack.server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = stack.server_url.rsplit("/", 1)[0] + "/" + name
+
+    first = await grantflow(stack, tmp_path, "migrate", database_url=url)
+    assert first.code == 0, first.err + first.out
+    assert "up to date" in first.out
+    assert "migrations applied" in first.err
+    versions = [int(p.name[:4]) for p in MIGRATIONS]
+    assert f"versions={versions}" in first.err
+
+    conn = await asyncpg.connect(url)
+    try:
+        ledger = await conn.fetch("SELECT * FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in ledger] == versions
+        second = await grantflow(stack, tmp_path, "migrate", database_url=url)
+        assert second.code == 0, second.err + second.out
+        assert "up to date" in second.out
+        assert "migrations applied" not in second.err  # nothing to apply
+        assert await conn.fetch("SELECT * FROM schema_migrations ORDER BY version") == ledger
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0  # no demo users here
+    finally:
+        await conn.close()
 
 
-async def test_users_create_prints_a_token_that_authenticates(stack: Stack, tmp_path: Path) -> None:
-    run = await grantflow(
-        stack,
-        tmp_path,
-        "users",
-        "create",
-        "--role",
-        "coordinator",
-        "--name",
-        "Dr. Anna Petrova",
-        "--institution",
-        "City Polyclinic 3",
-    )
+async def test_migrate_on_the_session_database_changes_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    ledger = await stack.pool.fetch("SELECT * FROM schema_migrations ORDER BY version")
+    assert len(ledger) == len(MIGRATIONS)
+    run = await grantflow(stack, tmp_path, "migrate")
+    assert run.code == 0, run.err + run.out
+    assert "migrations applied" not in run.err
+    assert await stack.pool.fetch("SELECT * FROM schema_migrations ORDER BY version") == ledger
+
+
+@pytest.mark.parametrize(
+    ("args", "role", "institution_id", "specialty"),
+    [
+        (
+            [
+                *("--role", "reviewer", "--name", "Dr. Irina Volkova"),
+                *("--institution", "City Clinical Hospital 52", "--specialty", "cardiology"),
+            ],
+            "reviewer",
+            "city-clinical-hospital-52",
+            "cardiology",
+        ),
+        (
+            [
+                *("--role", "coordinator", "--name", "Dr. Anna Petrova"),
+                *("--institution", "City Polyclinic 3"),
+            ],
+            "coordinator",
+            "city-polyclinic-3",
+            None,
+        ),
+        (["--role", "admin", "--name", "Admin Two"], "admin", None, None),
+    ],
+    ids=["reviewer", "coordinator", "admin"],
+)
+async def test_users_create_prints_a_token_that_authenticates(
+    stack: Stack,
+    tmp_path: Path,
+    args: list[str],
+    role: str,
+    institution_id: str | None,
+    specialty: str | None,
+) -> None:
+    run = await grantflow(stack, tmp_path, "users", "create", *args)
     assert run.code == 0, run.err + run.out
     token = run.out.strip().splitlines()[-1]
     assert token.startswith("gf_")
+    assert (run.out + run.err).count(token) == 1  # printed once
     me = await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200, me.text
-    assert me.json()["role"] == "coordinator" and me.json()["name"] == "Dr. Anna Petrova"
-    assert me.json()["institution_id"] == "city-polyclinic-3"
+    user = me.json()
+    name = args[args.index("--name") + 1]
+    assert (user["role"], user["name"]) == (role, name)
+    assert (user["institution_id"], user["specialty"]) == (institution_id, specialty)
+    assert f"created {role} {name} ({user['id']})" in run.out
+    stored = await stack.pool.fetchval(
+        "SELECT token_hash FROM users WHERE id = $1", uuid.UUID(user["id"])
+    )
+    assert bytes(stored) == hashlib.sha256(token.encode()).digest()  # hash only
 
 
 async def test_bad_input_exits_non_zero_and_creates_no_user(stack: Stack, tmp_path: Path) -> None:
     before = await stack.pool.fetchval("SELECT count(*) FROM users")
     wizard = await grantflow(stack, tmp_path, "users", "create", "--role", "wizard", "--name", "X")
-    assert wizard.code == 2 and "wizard" in wizard.err
+    assert wizard.code == 2
+    assert "Invalid value for '--role'" in wizard.err and "'wizard' is not one of" in wizard.err
+    assert "reviewer" in wizard.err  # the message names the roles there are
     no_name = await grantflow(stack, tmp_path, "users", "create", "--role", "admin")
-    assert no_name.code == 2 and "--name" in no_name.err
+    assert no_name.code == 2 and "Missing option '--name'" in no_name.err
+    no_role = await grantflow(stack, tmp_path, "users", "create", "--name", "Nobody")
+    assert no_role.code == 2 and "Missing option '--role'" in no_role.err
+    bad_type = await grantflow(
+        stack,
+        tmp_path,
+        *("users", "create", "--role", "applicant", "--name", "Y"),
+        *("--institution", "Z", "--organisation-type", "castle"),
+    )
+    assert bad_type.code == 2 and "'castle' is not one of" in bad_type.err
     reviewer = await grantflow(
         stack,
         tmp_path,
-        "users",
-        "create",
-        "--role",
-        "reviewer",
-        "--name",
-        "No Specialty",
-        "--institution",
-        "Clinic 1",
+        *("users", "create", "--role", "reviewer", "--name", "No Specialty"),
+        *("--institution", "Clinic 1"),
     )
     assert reviewer.code == 2 and "specialty" in reviewer.out
+    for run in (wizard, no_name, no_role, bad_type, reviewer):
+        assert "gf_" not in run.out and "Traceback" not in run.err + run.out
+    assert await stack.pool.fetchval("SELECT count(*) FROM users") == before
+
+
+async def test_without_a_stack_or_servers_it_says_how_to_get_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """No DATABASE_URL, no TEMPORAL_ADDRESS and no `grantflow dev` under GRANTFLOW_HOME."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS") and not k.startswith("GRANTFLOW_")
+    }
+    env.update(GRANTFLOW_HOME=str(tmp_path / "nothing-here"), COLUMNS="200")
+    before = await stack.pool.fetchval("SELECT count(*) FROM users")
+    for args in (["migrate"], ["users", "create", "--role", "admin", "--name", "Nobody"]):
+        run = await _run(env, tmp_path, *args)
+        assert run.code == 2, run.out + run.err
+        said = " ".join((run.out + run.err).split())
+        assert f"no running grantflow stack under {tmp_path / 'nothing-here'}" in said
+        assert "TEMPORAL_ADDRESS, DATABASE_URL not set" in said
+        assert "make run" in said and "Traceback" not in said
     assert await stack.pool.fetchval("SELECT count(*) FROM users") == before
