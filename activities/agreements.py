@@ -8,7 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from grantflow.notify import Sender
-from schemas.agreements import AgreementChange
+from schemas.agreements import AgreementChange, ReportReviewerFound, ReportReviewerRequest
 from schemas.council import Reservation
 from store import agreements, audit, ledger, notifications, reviews
 
@@ -55,6 +55,16 @@ class AgreementActivities:
             )
         if notes:
             await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
+
+    @activity.defn
+    async def find_report_reviewer(self, request: ReportReviewerRequest) -> ReportReviewerFound:
+        """The expert for the project's reports, by the review stage's matching and conflict
+        rules (or the admin's choice, checked by them).
+
+        Idempotent: it only reads; the workflow records the choice."""
+        async with self._pool.acquire() as conn:
+            reviewer, refusal = await agreements.find_report_reviewer(conn, request)
+        return ReportReviewerFound(reviewer=reviewer, refusal=refusal)
 
     @activity.defn
     async def disburse(self, payment: Reservation) -> None:

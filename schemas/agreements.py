@@ -34,6 +34,12 @@ class TrancheStatus(StrEnum):
     cancelled = "cancelled"
 
 
+class ReportKind(StrEnum):
+    progress = "progress"  # every `report_interval`
+    financial = "financial"  # every `financial_report_interval`
+    final = "final"  # at the project's end; its acceptance closes the project
+
+
 class ReportStatus(StrEnum):
     due = "due"
     submitted = "submitted"
@@ -51,13 +57,15 @@ class Tranche(Output):
 
 
 class Report(Output):
-    """A report the project owes: progress reports at the programme's cadence, then the final
-    one. `overdue` stays true once the deadline passed without it (late is on record)."""
+    """A report the project owes: progress and financial reports at the programme's cadences,
+    then the final one. `seq` numbers them in deadline order. `overdue` stays true once the
+    deadline passed without it (late is on record)."""
 
     seq: int
     due_at: datetime
     status: ReportStatus
     final: bool = False
+    kind: ReportKind = ReportKind.progress
     body: str | None = None
     comment: str | None = None
     reminded: bool = False
@@ -87,6 +95,9 @@ class AgreementState(Output):
     tranches: list[Tranche]
     reports: list[Report]
     disbursed_rub: int
+    report_reviewer: Actor | None = Field(
+        default=None, description="The expert an admin assigned to accept or return reports."
+    )
 
 
 class AgreementCarry(Output):
@@ -149,7 +160,8 @@ class ReportCreate(Input):
 
 
 class ReportDecision(Input):
-    """An admin accepts a report, or returns it for changes with a comment."""
+    """An admin (or the assigned expert) accepts a report, or returns it for changes with a
+    comment."""
 
     accept: bool
     comment: str = Field(min_length=1, max_length=5_000)
@@ -161,6 +173,51 @@ class ReportDecision(Input):
     model_config = Input.model_config | {
         "json_schema_extra": {"examples": [{"accept": True, "comment": "Milestones met."}]}
     }
+
+
+class ReportReviewerCreate(Input):
+    """An admin assigns an expert to the project's reports: the one named (checked by the
+    review stage's conflict rules) or, without `reviewer_id`, the least loaded eligible one."""
+
+    reviewer_id: str | None = None
+    reason: str = Field(min_length=1, max_length=2_000)
+
+    model_config = Input.model_config | {
+        "json_schema_extra": {
+            "examples": [{"reason": "Financial reports need a radiology economist's eye."}]
+        }
+    }
+
+
+class ReportReviewerAssignment(Input):
+    """Update input: assign (or replace) the expert who reviews the project's reports."""
+
+    actor: Actor
+    reviewer_id: str | None
+    reason: str
+
+
+class ReportReviewerRequest(Output):
+    """Activity input: find (or check) the expert for an application's reports."""
+
+    application_id: str
+    reviewer_id: str | None = None
+
+
+class ReportReviewerFound(Output):
+    reviewer: Actor | None
+    refusal: str | None = None
+
+
+class ReportToReview(Output):
+    """A submitted report waiting for the assigned expert."""
+
+    application_id: str
+    title: str
+    seq: int
+    kind: ReportKind
+    due_at: datetime
+    body: str | None
 
 
 class ReportSubmission(Input):
@@ -186,3 +243,4 @@ class OverdueReport(Output):
     final: bool
     due_at: datetime
     status: ReportStatus
+    kind: ReportKind = ReportKind.progress

@@ -20,6 +20,7 @@ class NotificationKind(StrEnum):
     site_overdue = "site_overdue"
     evaluation_requested = "evaluation_requested"
     pilot_attention = "pilot_attention"
+    reports_assigned = "reports_assigned"
 
 
 class NewNotification(Output):

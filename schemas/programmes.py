@@ -66,6 +66,14 @@ class ProgrammeParams(Input):
         "acceptance to the project's end (one `tranche_interval` per project year); the last "
         "report is the final report.",
     )
+    financial_report_interval: (
+        Annotated[timedelta, Field(ge=timedelta(0), description="ISO 8601 (P365D) or seconds.")]
+        | None
+    ) = Field(
+        default=timedelta(days=365),
+        description="Time between a project's financial reports, from the agreement's "
+        "acceptance to the project's end; 0 or null: no financial reports.",
+    )
     pilot_report_window: Duration = Field(
         default=timedelta(days=14),
         description="Time a pilot site has, after its period ends, to report its metrics; "

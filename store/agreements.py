@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import uuid
 
-from schemas.agreements import AgreementState, OverdueReport, Report, Tranche
+from schemas.agreements import (
+    AgreementState,
+    OverdueReport,
+    Report,
+    ReportReviewerRequest,
+    ReportToReview,
+    Tranche,
+)
+from schemas.common import Actor, Role
 from store import Conn, Db
+
+# The review stage's matching and conflict rules pick the expert for a project's reports.
+from store.reviews import CHECK_REVIEWER_SQL, PICK_REVIEWER_SQL, conflicted_institutions
 
 # version makes a retried or late write a no-op instead of a step back.
 UPSERT_AGREEMENT_SQL = """
 INSERT INTO agreements (application_id, programme_id, amount_rub, status, version, offered_at,
-                        accept_by, accepted_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        accept_by, accepted_at, updated_at, report_reviewer_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (application_id) DO UPDATE
-SET status = $4, version = $5, accepted_at = $8, updated_at = $9
+SET status = $4, version = $5, accepted_at = $8, updated_at = $9, report_reviewer_id = $10
 WHERE agreements.version < $5"""
 UPSERT_TRANCHE_SQL = """
 INSERT INTO tranches (application_id, seq, amount_rub, due_at, status, held_reason, released_at)
@@ -22,22 +33,39 @@ ON CONFLICT (application_id, seq) DO UPDATE
 SET due_at = $4, status = $5, held_reason = $6, released_at = $7"""
 UPSERT_REPORT_SQL = """
 INSERT INTO reports (application_id, seq, due_at, status, body, comment, final, overdue,
-                     reminded, programme_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     reminded, programme_id, kind)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (application_id, seq) DO UPDATE
 SET status = $4, body = $5, comment = $6, overdue = $8, reminded = $9"""
 AGREEMENT_SQL = """
-SELECT application_id, amount_rub, status, offered_at, accept_by, accepted_at
-FROM agreements WHERE application_id = $1"""
+SELECT a.application_id, a.amount_rub, a.status, a.offered_at, a.accept_by, a.accepted_at,
+       u.id AS reviewer_id, u.name AS reviewer_name, u.institution_id AS reviewer_institution
+FROM agreements a LEFT JOIN users u ON u.id = a.report_reviewer_id
+WHERE a.application_id = $1"""
+REPORT_REVIEWER_SQL = "SELECT report_reviewer_id FROM agreements WHERE application_id = $1"
+APPLICATION_FACTS_SQL = """
+SELECT specialty, institution_id,
+       ARRAY(SELECT jsonb_array_elements_text(content -> 'partner_institutions')) AS partners
+FROM applications WHERE id = $1"""
+# Submitted reports of the projects an expert was assigned to, oldest deadline first.
+REPORTS_TO_REVIEW_SQL = """
+SELECT r.application_id, a.content ->> 'title' AS title, r.seq, r.kind, r.due_at, r.body
+FROM agreements g
+JOIN reports r ON r.application_id = g.application_id AND r.status = 'submitted'
+JOIN applications a ON a.id = g.application_id
+WHERE g.report_reviewer_id = $1 AND g.status = 'accepted'
+ORDER BY r.due_at, r.application_id, r.seq
+LIMIT $2"""
 TRANCHES_SQL = """
 SELECT seq, amount_rub, due_at, status, held_reason, released_at FROM tranches
 WHERE application_id = $1 ORDER BY seq"""
 REPORTS_SQL = """
-SELECT seq, due_at, status, final, body, comment, reminded, overdue FROM reports
+SELECT seq, due_at, status, final, kind, body, comment, reminded, overdue FROM reports
 WHERE application_id = $1 ORDER BY seq"""
 # Overdue and still not in: what admins chase.
 OVERDUE_REPORTS_SQL = """
-SELECT r.application_id, a.content ->> 'title' AS title, r.seq, r.final, r.due_at, r.status
+SELECT r.application_id, a.content ->> 'title' AS title, r.seq, r.final, r.kind, r.due_at,
+       r.status
 FROM reports r JOIN applications a ON a.id = r.application_id
 WHERE r.overdue AND r.status IN ('due', 'returned')
   AND ($1::uuid IS NULL OR r.programme_id = $1)
@@ -63,6 +91,7 @@ async def save(conn: Conn, state: AgreementState, programme_id: str, version: in
         state.accept_by,
         state.accepted_at,
         state.accepted_at or state.offered_at,
+        uuid.UUID(state.report_reviewer.user_id) if state.report_reviewer else None,
     )
     if result.endswith(" 0"):
         return False
@@ -87,6 +116,7 @@ async def save(conn: Conn, state: AgreementState, programme_id: str, version: in
                 r.overdue,
                 r.reminded,
                 uuid.UUID(programme_id),
+                r.kind.value,
             )
             for r in state.reports
         ],
@@ -112,6 +142,70 @@ async def get(db: Db, application_id: uuid.UUID) -> AgreementState | None:
             Report.model_validate(dict(r)) for r in await db.fetch(REPORTS_SQL, application_id)
         ],
         disbursed_rub=await db.fetchval(DISBURSED_SQL, application_id),
+        report_reviewer=None
+        if row["reviewer_id"] is None
+        else Actor(
+            user_id=str(row["reviewer_id"]),
+            role=Role.reviewer,
+            name=row["reviewer_name"],
+            institution_id=row["reviewer_institution"],
+        ),
+    )
+
+
+async def report_reviewer(db: Db, application_id: uuid.UUID) -> str | None:
+    """The id of the expert assigned to the application's reports, if any."""
+    found = await db.fetchval(REPORT_REVIEWER_SQL, application_id)
+    return None if found is None else str(found)
+
+
+async def reports_to_review(
+    db: Db, reviewer_id: uuid.UUID, limit: int = 200
+) -> list[ReportToReview]:
+    """Submitted reports waiting for this expert."""
+    rows = await db.fetch(REPORTS_TO_REVIEW_SQL, reviewer_id, limit)
+    return [
+        ReportToReview.model_validate({**r, "application_id": str(r["application_id"])})
+        for r in rows
+    ]
+
+
+async def find_report_reviewer(
+    conn: Conn, request: ReportReviewerRequest
+) -> tuple[Actor | None, str | None]:
+    """The expert for the application's reports: the one named, if an expert without a
+    conflict of interest (having reviewed the application is no bar: it knows the project), or
+    else the least loaded expert of the specialty the review stage would pick. Returns the
+    expert, or None and why."""
+    app = uuid.UUID(request.application_id)
+    facts = await conn.fetchrow(APPLICATION_FACTS_SQL, app)
+    if facts is None:
+        return None, "no such application"
+    conflicts = conflicted_institutions(facts["institution_id"], list(facts["partners"]))
+    if request.reviewer_id is None:
+        row = await conn.fetchrow(PICK_REVIEWER_SQL, facts["specialty"], conflicts, app)
+        if row is None:
+            return None, "no eligible expert is left to review the reports"
+    else:
+        try:
+            chosen = uuid.UUID(request.reviewer_id)
+        except ValueError:
+            return None, "no such user"
+        row = await conn.fetchrow(CHECK_REVIEWER_SQL, chosen, app)
+        if row is None:
+            return None, "no such user"
+        if row["role"] != Role.reviewer.value:
+            return None, f"{row['name']} is not an expert"
+        if row["institution_id"] in conflicts:
+            return None, f"{row['name']} has a conflict of interest: {row['institution_id']}"
+    return (
+        Actor(
+            user_id=str(row["id"]),
+            role=Role.reviewer,
+            name=row["name"],
+            institution_id=row["institution_id"],
+        ),
+        None,
     )
 
 
@@ -128,6 +222,7 @@ async def overdue_reports(
             final=r["final"],
             due_at=r["due_at"],
             status=r["status"],
+            kind=r["kind"],
         )
         for r in rows
     ]

@@ -71,6 +71,7 @@ def build_worker(
             agreements.record_agreement,
             agreements.disburse,
             agreements.release_unspent,
+            agreements.find_report_reviewer,
             pilots.record_site,
             pilots.record_pilot,
             pilots.find_evaluator,

@@ -5,12 +5,14 @@ its money returns to the budget. On acceptance the first tranche is paid; each l
 falls due a `tranche_interval` after the previous one and is paid only once every report due
 before it has been accepted (held back, visibly, until then).
 
-From acceptance the project owes a report every `report_interval` and a final report at its
-end; each gets a reminder `reminder_lead_time` before its deadline and escalates to the admins
-when the deadline passes. The final report's acceptance closes the project (implemented or
-not) and returns what was not paid out; so does a stop decided on the pilot. A project lives
-for years: the workflow continues as new after `continue_as_new_after` changes (or when
-Temporal suggests it), carrying its state, never in the middle of an update.
+From acceptance the project owes a progress report every `report_interval`, a financial report
+every `financial_report_interval` and a final report at its end; each gets a reminder
+`reminder_lead_time` before its deadline and escalates to the admins when the deadline passes.
+An admin, or the expert an admin assigned to the project's reports, accepts or returns them.
+The final report's acceptance closes the project (implemented or not) and returns what was not
+paid out; so does a stop decided on the pilot. A project lives for years: the workflow
+continues as new after `continue_as_new_after` changes (or when Temporal suggests it),
+carrying its state, never in the middle of an update.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ with workflow.unsafe.imports_passed_through():
         AgreementStop,
         ProjectOutcome,
         Report,
+        ReportKind,
         ReportReview,
+        ReportReviewerAssignment,
+        ReportReviewerFound,
+        ReportReviewerRequest,
         ReportStatus,
         ReportSubmission,
         Tranche,
@@ -63,17 +69,40 @@ def tranche_count(duration_months: int) -> int:
 
 
 def report_schedule(accepted_at: datetime, start: AgreementStart) -> list[Report]:
-    """Progress reports every `report_interval` until the project's end (one
-    `tranche_interval` per project year), and the final report at the end."""
+    """Progress reports every `report_interval` and financial reports every
+    `financial_report_interval` until the project's end (one `tranche_interval` per project
+    year), then the final report at the end; numbered in deadline order (progress first on a
+    shared date)."""
     params = start.params
     end = accepted_at + params.tranche_interval * tranche_count(start.duration_months)
-    reports: list[Report] = []
-    due = accepted_at + params.report_interval
-    while due < end:
-        reports.append(Report(seq=len(reports) + 1, due_at=due, status=ReportStatus.due))
-        due += params.report_interval
-    reports.append(Report(seq=len(reports) + 1, due_at=end, status=ReportStatus.due, final=True))
+    dues: list[tuple[datetime, int, ReportKind]] = []
+    cadences = [(params.report_interval, ReportKind.progress)]
+    if params.financial_report_interval:
+        cadences.append((params.financial_report_interval, ReportKind.financial))
+    for order, (interval, kind) in enumerate(cadences):
+        due = accepted_at + interval
+        while due < end:
+            dues.append((due, order, kind))
+            due += interval
+    reports = [
+        Report(seq=i + 1, due_at=due, status=ReportStatus.due, kind=kind)
+        for i, (due, _, kind) in enumerate(sorted(dues))
+    ]
+    reports.append(
+        Report(
+            seq=len(reports) + 1,
+            due_at=end,
+            status=ReportStatus.due,
+            final=True,
+            kind=ReportKind.final,
+        )
+    )
     return reports
+
+
+def report_name(report: Report) -> str:
+    """How notifications name a report: "final report", "financial report 4"."""
+    return "final report" if report.final else f"{report.kind.value} report {report.seq}"
 
 
 @workflow.defn(name="Agreement")
@@ -225,7 +254,7 @@ class AgreementWorkflow:
         return min(times, default=None)
 
     def _reminder(self, report: Report) -> list[NewNotification]:
-        what = "final report" if report.final else f"progress report {report.seq}"
+        what = report_name(report)
         return [
             NewNotification(
                 key=f"{self._start.application_id}:report:{report.seq}:reminder",
@@ -243,7 +272,7 @@ class AgreementWorkflow:
             key=f"{self._start.application_id}:report:{report.seq}:overdue",
             user_id=self._start.applicant.user_id,  # replaced by each admin's id
             kind=NotificationKind.report_overdue,
-            subject=f"Report {report.seq} overdue: {self._start.title}",
+            subject=f"{report_name(report).capitalize()} overdue: {self._start.title}",
             body=f"It was due {report.due_at.isoformat()} and has not been submitted.",
             created_at=workflow.now(),
             application_id=self._start.application_id,
@@ -415,9 +444,52 @@ class AgreementWorkflow:
             raise ApplicationError(f"report {submission.seq} is {status}")
 
     @workflow.update
+    async def assign_report_reviewer(self, assignment: ReportReviewerAssignment) -> AgreementState:
+        """An admin assigns an expert to accept or return the project's reports (replacing any
+        earlier one): the expert named, or the least loaded eligible one, by the review stage's
+        matching and conflict rules."""
+        async with self._lock:
+            found: ReportReviewerFound = await workflow.execute_activity_method(
+                acts.AgreementActivities.find_report_reviewer,
+                ReportReviewerRequest(
+                    application_id=self._start.application_id, reviewer_id=assignment.reviewer_id
+                ),
+                start_to_close_timeout=WRITE_TIMEOUT,
+                retry_policy=WRITE_RETRY,
+            )
+            if found.reviewer is None:
+                raise ApplicationError(found.refusal or "not eligible")
+            expert = found.reviewer
+            self._state = self._state.model_copy(update={"report_reviewer": expert})
+            note = NewNotification(
+                key=f"{self._start.application_id}:reports:reviewer:{self._version + 1}",
+                user_id=expert.user_id,
+                kind=NotificationKind.reports_assigned,
+                subject=f"You review the reports of: {self._start.title}",
+                body="Accept each submitted report, or return it with a comment.",
+                created_at=workflow.now(),
+                application_id=self._start.application_id,
+            )
+            await self._record(
+                "report_reviewer_assigned",
+                actor=assignment.actor,
+                reason=f"{assignment.reason} (expert: {expert.name})",
+                notify=[note],
+            )
+        return self._state
+
+    @assign_report_reviewer.validator
+    def _validate_assign_report_reviewer(self, assignment: ReportReviewerAssignment) -> None:
+        if assignment.actor.role != Role.admin:
+            raise ApplicationError("only an admin can assign an expert to the reports")
+        if self._state.status not in (AgreementStatus.offered, AgreementStatus.accepted):
+            raise ApplicationError(f"the agreement is {self._state.status}")
+
+    @workflow.update
     async def review_report(self, review: ReportReview) -> Report:
-        """An admin accepts a report (paying a tranche it held back) or returns it for changes.
-        Accepting the final report closes the project as implemented or not."""
+        """An admin (or the expert assigned to the reports) accepts a report (paying a tranche
+        it held back) or returns it for changes. Accepting the final report closes the project
+        as implemented or not."""
         async with self._lock:
             status = ReportStatus.accepted if review.accept else ReportStatus.returned
             report = self._report(review.seq).model_copy(
@@ -431,8 +503,10 @@ class AgreementWorkflow:
 
     @review_report.validator
     def _validate_review_report(self, review: ReportReview) -> None:
-        if review.actor.role != Role.admin:
-            raise ApplicationError("only an admin can accept or return a report")
+        expert = self._state.report_reviewer
+        assigned = expert is not None and review.actor.user_id == expert.user_id
+        if review.actor.role != Role.admin and not assigned:
+            raise ApplicationError("only an admin or the assigned expert can review a report")
         report = self._report(review.seq)
         if report.status != ReportStatus.submitted:
             raise ApplicationError(f"report {review.seq} is {report.status}, not submitted")

@@ -4,11 +4,11 @@ that release them. Every action is an Update of the application's agreement work
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
-from api.deps import Admin, Applicant, CurrentCaller, DbConn, Res
+from api.deps import Admin, Applicant, Caller, CurrentCaller, DbConn, Res, require
 from api.routes.applications import visible
 from schemas.agreements import (
     AgreementAction,
@@ -18,13 +18,17 @@ from schemas.agreements import (
     ReportCreate,
     ReportDecision,
     ReportReview,
+    ReportReviewerAssignment,
+    ReportReviewerCreate,
     ReportSubmission,
+    ReportToReview,
 )
-from schemas.common import ApiError
+from schemas.common import ApiError, Role
 from store import agreements
 from workflows.agreement import AgreementWorkflow
 
 router = APIRouter(tags=["agreements"])
+Expert = Annotated[Caller, Depends(require(Role.reviewer))]
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"model": ApiError, "description": "No such application or agreement, or not yours."},
     409: {"model": ApiError, "description": "Not possible now: the reason says why."},
@@ -51,8 +55,11 @@ async def get_agreement(
     application_id: uuid.UUID, caller: CurrentCaller, db: DbConn
 ) -> AgreementState:
     """The agreement of an approved application: amount, status, the deadline to accept,
-    tranches (paid, scheduled, or held back and why) and reports."""
-    await visible(db, caller, str(application_id))
+    tranches (paid, scheduled, or held back and why), reports (progress, financial, final)
+    and the expert assigned to review them. The applicant, admins and that expert may read
+    it."""
+    if caller.actor.user_id != await agreements.report_reviewer(db, application_id):
+        await visible(db, caller, str(application_id))
     return await _agreement(db, application_id)
 
 
@@ -103,8 +110,8 @@ async def submit_report(
     db: DbConn,
     res: Res,
 ) -> Report:
-    """Send progress report `seq` (again, if it was returned). Each later tranche is paid only
-    once the report before it is accepted."""
+    """Send report `seq`, progress, financial or final (again, if it was returned). Each later
+    tranche is paid only once every report due before it is accepted."""
     await visible(db, caller, str(application_id))
     await _agreement(db, application_id)
     report: Report = await _handle(res, application_id).execute_update(
@@ -130,6 +137,57 @@ async def review_report(
     """Accept a submitted report (a tranche held back for it is paid at once) or return it
     to the applicant with a comment."""
     await _agreement(db, application_id)
+    report: Report = await _handle(res, application_id).execute_update(
+        AgreementWorkflow.review_report,
+        ReportReview(actor=caller.actor, seq=seq, **body.model_dump()),
+    )
+    return report
+
+
+@router.post(
+    "/v1/admin/applications/{application_id}/reports/reviewer",
+    response_model=AgreementState,
+    responses=REFUSALS,
+)
+async def assign_report_reviewer(
+    application_id: uuid.UUID, body: ReportReviewerCreate, caller: Admin, db: DbConn, res: Res
+) -> AgreementState:
+    """Assign an expert to accept or return the project's reports (replacing any earlier one),
+    with the reason on record: the expert named by `reviewer_id`, or else the least loaded
+    expert of the application's specialty. Experts from the applicant's institution or its
+    partners are refused (409), as in the review stage. Admins can still review reports."""
+    await _agreement(db, application_id)
+    state: AgreementState = await _handle(res, application_id).execute_update(
+        AgreementWorkflow.assign_report_reviewer,
+        ReportReviewerAssignment(actor=caller.actor, **body.model_dump()),
+    )
+    return state
+
+
+@router.get("/v1/report-reviews", response_model=list[ReportToReview])
+async def reports_to_review(caller: Expert, db: DbConn) -> list[ReportToReview]:
+    """The submitted reports waiting for this expert, oldest deadline first."""
+    return await agreements.reports_to_review(db, uuid.UUID(caller.actor.user_id))
+
+
+@router.post(
+    "/v1/applications/{application_id}/reports/{seq}/decision",
+    response_model=Report,
+    responses=REFUSALS,
+)
+async def expert_review_report(
+    application_id: uuid.UUID,
+    seq: int,
+    body: ReportDecision,
+    caller: Expert,
+    db: DbConn,
+    res: Res,
+) -> Report:
+    """The assigned expert accepts a submitted report (a tranche held back for it is paid at
+    once) or returns it with a comment; accepting the final report closes the project with
+    the outcome given. Another expert gets a 404."""
+    if caller.actor.user_id != await agreements.report_reviewer(db, application_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no reports of yours to review here")
     report: Report = await _handle(res, application_id).execute_update(
         AgreementWorkflow.review_report,
         ReportReview(actor=caller.actor, seq=seq, **body.model_dump()),
