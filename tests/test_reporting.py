@@ -74,6 +74,10 @@ async def test_progress_and_financial_reports_run_at_their_cadences_and_both_hol
     assert f"Financial report 2 overdue: {late[0]['title']}" in subjects
     reminded = [n["subject"] for n in await notes(project.stack, applicant)]
     assert f"Your financial report 2 is due: {late[0]['title']}" in reminded
+    figures = f"/v1/programmes/{council.programme['id']}/outcomes"
+    assert (await project.stack.api.get(figures, headers=applicant.headers)).status_code == 403
+    outcome = await project.stack.api.get(figures, headers=council.admin.headers)
+    assert outcome.json()["overdue_reports"] >= 1
 
     # Tranche 2 (at 6 s) waits for every report due by then, the financial ones included.
     for seq in (3, 4, 5):
@@ -95,6 +99,19 @@ async def test_progress_and_financial_reports_run_at_their_cadences_and_both_hol
 
     paid = await eventually(released)
     assert paid["disbursed_rub"] == 30_000_000
+    # Report 2 is in: it is no longer counted among the programme's overdue reports, though
+    # its lateness stays on record.
+    assert paid["reports"][1]["overdue"] and paid["reports"][1]["status"] == "accepted"
+
+    async def counted_as_on_record() -> bool:
+        count = (await project.stack.api.get(figures, headers=council.admin.headers)).json()
+        state = await agreement(council, applicant, project.app)
+        open_late = [
+            r for r in state["reports"] if r["overdue"] and r["status"] in ("due", "returned")
+        ]
+        return bool(count["overdue_reports"] == len(open_late))
+
+    assert await eventually(counted_as_on_record)
 
 
 async def test_financial_reports_can_be_switched_off(council: Council, applicant: User) -> None:
