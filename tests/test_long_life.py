@@ -325,6 +325,10 @@ async def test_three_project_years_continue_as_new_many_times_and_lose_nothing(
         lambda st: st["reports"][4]["overdue"] and st["tranches"][1]["status"] == "held"
     )
     assert late["tranches"][1]["held_reason"] == "report 5 is not accepted yet"
+    mine = await s.api.get("/v1/me/notifications", headers=admin.headers)
+    assert f"Financial report 5 overdue: {start.title}" in [
+        n["subject"] for n in mine.json()["items"]
+    ]
     assert (await years.submit(5, "Year one: 9.8 M spent."))["status"] == "submitted"
     assert (await years.review(5, False, comment="Attach the invoices."))["status"] == "returned"
     assert (await years.submit(5, "Year one: 9.8 M spent, invoices attached."))["overdue"]
