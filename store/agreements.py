@@ -16,7 +16,7 @@ from schemas.common import Actor, Role
 from store import Conn, Db
 
 # The review stage's matching and conflict rules pick the expert for a project's reports.
-from store.reviews import CHECK_REVIEWER_SQL, PICK_REVIEWER_SQL, conflicted_institutions
+from store.reviews import conflicted_institutions, pick_expert
 
 # version makes a retried or late write a no-op instead of a step back.
 UPSERT_AGREEMENT_SQL = """
@@ -182,30 +182,14 @@ async def find_report_reviewer(
     if facts is None:
         return None, "no such application"
     conflicts = conflicted_institutions(facts["institution_id"], list(facts["partners"]))
-    if request.reviewer_id is None:
-        row = await conn.fetchrow(PICK_REVIEWER_SQL, facts["specialty"], conflicts, app)
-        if row is None:
-            return None, "no eligible expert is left to review the reports"
-    else:
-        try:
-            chosen = uuid.UUID(request.reviewer_id)
-        except ValueError:
-            return None, "no such user"
-        row = await conn.fetchrow(CHECK_REVIEWER_SQL, chosen, app)
-        if row is None:
-            return None, "no such user"
-        if row["role"] != Role.reviewer.value:
-            return None, f"{row['name']} is not an expert"
-        if row["institution_id"] in conflicts:
-            return None, f"{row['name']} has a conflict of interest: {row['institution_id']}"
-    return (
-        Actor(
-            user_id=str(row["id"]),
-            role=Role.reviewer,
-            name=row["name"],
-            institution_id=row["institution_id"],
-        ),
-        None,
+    return await pick_expert(
+        conn,
+        app,
+        facts["specialty"],
+        conflicts,
+        request.reviewer_id,
+        independent=False,
+        none_left="no eligible expert is left to review the reports",
     )
 
 

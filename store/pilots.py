@@ -7,18 +7,13 @@ import json
 import uuid
 from datetime import datetime
 
-from schemas.common import Actor, Role
+from schemas.common import Actor
 from schemas.pilots import EvaluatorRequest, PilotState, PilotSummary, SiteState
 from store import Conn, Db
 
 # The review stage's matching: same specialty, no conflict of interest, least loaded first, and
 # never someone who was offered the application for review (so the evaluator is independent).
-from store.reviews import (
-    CHECK_REVIEWER_SQL,
-    LOCK_SPECIALTY_SQL,
-    PICK_REVIEWER_SQL,
-    conflicted_institutions,
-)
+from store.reviews import LOCK_SPECIALTY_SQL, conflicted_institutions, pick_expert
 
 # version makes a retried or late write a no-op instead of a step back.
 UPSERT_SITE_SQL = """
@@ -129,32 +124,14 @@ async def find_evaluator(conn: Conn, request: EvaluatorRequest) -> tuple[Actor |
         request.applicant_institution_id, request.partner_institutions
     )
     await conn.execute(LOCK_SPECIALTY_SQL, request.specialty)
-    if request.evaluator_id is None:
-        row = await conn.fetchrow(PICK_REVIEWER_SQL, request.specialty, conflicts, application_id)
-        if row is None:
-            return None, "no eligible expert is left to evaluate the pilot"
-    else:
-        try:
-            chosen = uuid.UUID(request.evaluator_id)
-        except ValueError:
-            return None, "no such user"
-        row = await conn.fetchrow(CHECK_REVIEWER_SQL, chosen, application_id)
-        if row is None:
-            return None, "no such user"
-        if row["role"] != Role.reviewer.value:
-            return None, f"{row['name']} is not an expert"
-        if row["institution_id"] in conflicts:
-            return None, f"{row['name']} has a conflict of interest: {row['institution_id']}"
-        if row["offered_before"]:
-            return None, f"{row['name']} reviewed this application: not independent"
-    return (
-        Actor(
-            user_id=str(row["id"]),
-            role=Role.reviewer,
-            name=row["name"],
-            institution_id=row["institution_id"],
-        ),
-        None,
+    return await pick_expert(
+        conn,
+        application_id,
+        request.specialty,
+        conflicts,
+        request.evaluator_id,
+        independent=True,
+        none_left="no eligible expert is left to evaluate the pilot",
     )
 
 

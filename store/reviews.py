@@ -334,3 +334,44 @@ async def flagged(
     ]
     more = len(rows) > limit
     return items, _cursor(items[-1].flagged_at, items[-1].application_id) if more else None
+
+
+async def pick_expert(
+    conn: Conn,
+    application_id: uuid.UUID,
+    specialty: str,
+    conflicts: list[str],
+    chosen: str | None,
+    *,
+    independent: bool,
+    none_left: str,
+) -> tuple[Actor | None, str | None]:
+    """An expert for a later stage of an application (pilot evaluator, reports' expert), by
+    the review stage's rules: the one an admin `chosen`, if an expert without a conflict of
+    interest (and, when `independent`, not one of its reviewers), or else the least loaded
+    eligible expert of the specialty. Returns the expert, or None and why."""
+    if chosen is None:
+        row = await conn.fetchrow(PICK_REVIEWER_SQL, specialty, conflicts, application_id)
+        if row is None:
+            return None, none_left
+    else:
+        try:
+            user_id = uuid.UUID(chosen)
+        except ValueError:
+            return None, "no such user"
+        row = await conn.fetchrow(CHECK_REVIEWER_SQL, user_id, application_id)
+        if row is None:
+            return None, "no such user"
+        if row["role"] != Role.reviewer.value:
+            return None, f"{row['name']} is not an expert"
+        if row["institution_id"] in conflicts:
+            return None, f"{row['name']} has a conflict of interest: {row['institution_id']}"
+        if independent and row["offered_before"]:
+            return None, f"{row['name']} reviewed this application: not independent"
+    expert = Actor(
+        user_id=str(row["id"]),
+        role=Role.reviewer,
+        name=row["name"],
+        institution_id=row["institution_id"],
+    )
+    return expert, None
