@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
 from api import errors
 from api.deps import Resources
+from api.limits import BodyLimit
 from api.routes import (
     admin,
     agreements,
@@ -61,6 +61,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     errors.install(app)
+    # Counts the bytes received, so a chunked body without Content-Length is limited too.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (
         health,
         users,
@@ -82,11 +84,6 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id[:64])
-        length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse(
-                {"detail": f"body over {settings.max_body_bytes} bytes"}, status_code=413
-            )
         response = await call_next(request)
         response.headers["x-request-id"] = request_id[:64]
         return response

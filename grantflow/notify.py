@@ -36,9 +36,9 @@ class LogSender:
     """Writes each notification to the log: enough for development and the simulator."""
 
     async def send(self, notification: NotificationPublic, recipient: Recipient) -> None:
+        # The user id, never the name or address: logs are no place for personal data.
         log.info(
             "notification",
-            to=recipient.name,
             user_id=recipient.user_id,
             kind=notification.kind.value,
             subject=notification.subject,
