@@ -165,10 +165,13 @@ async def my_evaluations(caller: Expert, db: DbConn) -> list[str]:
     responses=REFUSALS,
 )
 async def evaluate(
-    application_id: uuid.UUID, body: EvaluationCreate, caller: Expert, res: Res
+    application_id: uuid.UUID, body: EvaluationCreate, caller: Expert, db: DbConn, res: Res
 ) -> PilotState:
     """The evaluator's recommendation (implement, extend or stop) with comments; the
-    results against the targets are attached by the pilot."""
+    results against the targets are attached by the pilot. Another expert gets a 404."""
+    found = await pilots.pilot(db, application_id)
+    if found is None or found.evaluator_id != caller.actor.user_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no evaluation of yours here")
     state: PilotState = await _pilot(res, application_id).execute_update(
         PilotWorkflow.evaluate, EvaluationSubmission(actor=caller.actor, **body.model_dump())
     )

@@ -1,0 +1,85 @@
+"""A stack of its own beside the session's: its own database, worker and task queue on the
+session's servers. For tests that need the database quiet (table digests) or that let a fuzzer
+write whatever it likes without other tests seeing it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.deps import Resources
+from grantflow.db import create_pool
+from grantflow.embedded import EmbeddedPostgres
+from grantflow.settings import Settings
+from schemas.common import OrganisationType, Role
+from schemas.users import UserCreate
+from store.users import create_user
+from tests.conftest import RecordingSender, Stack, User, UserFactory, fresh_database
+from workers.main import build_worker
+
+
+@asynccontextmanager
+async def isolated_stack(
+    postgres: EmbeddedPostgres, temporal_env: WorkflowEnvironment, name: str
+) -> AsyncIterator[Stack]:
+    database_url = await fresh_database(postgres.url, f"{name}_{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        task_queue=f"tq-{name}-{uuid.uuid4()}",
+        database_url=database_url,
+        temporal_address="unused-in-process",
+    )
+    pool = await create_pool(database_url, min_size=2, max_size=20)
+    worker_pool = await create_pool(database_url, min_size=2, max_size=10)
+    sender = RecordingSender()
+    worker = build_worker(temporal_env.client, worker_pool, settings.task_queue, sender=sender)
+    app = create_app(settings, Resources(settings, pool, temporal_env.client))
+    try:
+        async with (
+            worker,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://grantflow.test"
+            ) as api,
+        ):
+            yield Stack(
+                settings, temporal_env.client, pool, api, database_url, postgres.url, sender
+            )
+    finally:
+        await pool.close()
+        await worker_pool.close()
+
+
+def user_factory(stack: Stack) -> UserFactory:
+    """`make_user` of tests/conftest.py, for a stack of its own."""
+
+    async def make(
+        role: Role,
+        *,
+        institution: str | None = None,
+        organisation_type: OrganisationType | None = None,
+        specialty: str | None = None,
+        name: str | None = None,
+    ) -> User:
+        if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
+            institution = f"Clinic {uuid.uuid4().hex[:8]}"
+        async with stack.pool.acquire() as conn:
+            made = await create_user(
+                conn,
+                UserCreate(
+                    name=name or f"{role.value} {uuid.uuid4().hex[:6]}",
+                    role=role,
+                    institution=institution,
+                    specialty=specialty,
+                    organisation_type=organisation_type
+                    or (OrganisationType.medical_institution if institution else None),
+                ),
+            )
+        return User(
+            made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token
+        )
+
+    return make
