@@ -57,7 +57,13 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         finally:
             await pool.close()
 
-    app = FastAPI(title="grantflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="grantflow",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=errors.RESPONSES,
+    )
     if resources is not None:
         app.state.resources = resources
     errors.install(app)

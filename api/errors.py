@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from schemas.common import ApiError, InvalidInput
+
 log = structlog.get_logger(__name__)
 
+# What any route may answer besides its own statuses, documented once for the whole API.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ApiError, "description": "The body is not JSON (or not UTF-8)."},
+    401: {"model": ApiError, "description": "No bearer token, or not a valid one."},
+    403: {"model": ApiError, "description": "Your role may not do this."},
+    413: {"model": ApiError, "description": "The body is over the size limit."},
+    422: {"model": InvalidInput, "description": "Invalid input: every field error, or why."},
+    503: {"model": ApiError, "description": "Temporal or PostgreSQL is unavailable."},
+}
 _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
@@ -26,7 +40,26 @@ def refused_update(exc: WorkflowUpdateFailedError) -> str:
     return str(cause or exc)
 
 
+def _allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """Every method some route serves at this path, not just the first route's."""
+    methods = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+    return [
+        m
+        for m in methods
+        if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in app.router.routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(405)
+    async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+        # Starlette answers with the Allow of the first route matching the path only, so
+        # `OPTIONS /v1/programmes` said `Allow: POST` although GET is there too.
+        allowed = ", ".join(_allowed_methods(app, request.scope))
+        return JSONResponse(
+            {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allowed}
+        )
+
     @app.exception_handler(WorkflowUpdateFailedError)
     async def _update_refused(_: Request, exc: WorkflowUpdateFailedError) -> JSONResponse:
         return _detail(409, refused_update(exc))

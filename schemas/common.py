@@ -80,3 +80,18 @@ class ApiError(Output):
     """Every refusal's body."""
 
     detail: str
+
+
+class FieldError(Output):
+    """One field's problem, as pydantic reports it."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class InvalidInput(Output):
+    """A 422's body: every field error (the request did not match the schema), or the reason
+    (it matched, but the values do not hold together: an unknown clinic, a bad cursor...)."""
+
+    detail: str | list[FieldError]

@@ -6,11 +6,37 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema, model_validator
 
 from schemas.common import Input, OrganisationType, Output, Roubles
 
-Duration = Annotated[timedelta, Field(gt=timedelta(0), description="ISO 8601 (P14D) or seconds.")]
+
+def _not_a_boolean(value: object) -> object:
+    # pydantic would read `false` as 0 seconds and `true` as 1 (found by schemathesis).
+    if isinstance(value, bool):
+        raise ValueError("a duration is ISO 8601 (P14D) or seconds, not true or false")
+    return value
+
+
+def _duration_schema(minimum: str) -> WithJsonSchema:
+    """What a duration accepts, as its JSON schema: pydantic's own says only strings."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "duration"},
+                {"type": "number", minimum: 0},
+            ],
+            "description": "ISO 8601 (P14D) or seconds.",
+        }
+    )
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_not_a_boolean),
+    Field(gt=timedelta(0), description="ISO 8601 (P14D) or seconds."),
+    _duration_schema("exclusiveMinimum"),
+]
 
 
 class Criterion(Input):
@@ -67,7 +93,12 @@ class ProgrammeParams(Input):
         "report is the final report.",
     )
     financial_report_interval: (
-        Annotated[timedelta, Field(ge=timedelta(0), description="ISO 8601 (P365D) or seconds.")]
+        Annotated[
+            timedelta,
+            BeforeValidator(_not_a_boolean),
+            Field(ge=timedelta(0), description="ISO 8601 (P365D) or seconds."),
+            _duration_schema("minimum"),
+        ]
         | None
     ) = Field(
         default=timedelta(days=365),

@@ -29,7 +29,7 @@ from schemas.applications import (
     WithdrawalCreate,
     WithdrawalRequest,
 )
-from schemas.common import ApiError, Stage
+from schemas.common import ApiError, InvalidInput, Stage
 from store import applications, audit, programmes
 from workflows.application import PROGRAMME, STAGE, ApplicationWorkflow
 
@@ -74,8 +74,9 @@ async def _open(conn: DbConn, caller: Caller, application_id: str) -> Applicatio
             "description": "A retry with the same Idempotency-Key: the same "
             "application, not a second one."
         },
+        404: {"model": ApiError, "description": "No such programme."},
         409: {"model": ApiError, "description": "Intake is not open."},
-        422: {"description": "Invalid input, every field error listed."},
+        422: {"model": InvalidInput, "description": "Invalid input, every field error listed."},
     },
 )
 async def submit(

@@ -62,7 +62,10 @@ async def open_session(
     programme = await programmes.get_start(db, programme_id)
     if programme is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "programme not found")
-    members = await council.members(db, body.member_ids)
+    try:
+        members = await council.members(db, body.member_ids)
+    except ValueError:  # not even a uuid: no such member (was a 500, found by schemathesis)
+        members = []
     if body.member_ids is not None and len(members) != len(set(body.member_ids)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unknown member id")
     if not members or any(m.role != Role.council for m in members):

@@ -13,7 +13,7 @@ from api.deps import Admin, ApplicantOrAdmin, Caller, CurrentCaller, DbConn, Res
 from api.routes.applications import visible
 from schemas.agreements import OverdueReport
 from schemas.applications import ApplicationStatus
-from schemas.common import ApiError, Role
+from schemas.common import ApiError, InvalidInput, Role
 from schemas.pilots import (
     EvaluationCreate,
     EvaluationSubmission,
@@ -41,7 +41,10 @@ router = APIRouter(tags=["pilots"])
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"model": ApiError, "description": "No such application, pilot or site, or not yours."},
     409: {"model": ApiError, "description": "Not possible now: the reason says why."},
-    422: {"model": ApiError, "description": "The plan names an unknown clinic."},
+    422: {
+        "model": InvalidInput,
+        "description": "Invalid input, or a plan naming an unknown clinic.",
+    },
 }
 Coordinator = Annotated[Caller, Depends(require(Role.coordinator))]
 Expert = Annotated[Caller, Depends(require(Role.reviewer))]

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from api.deps import Caller, DbConn, Res, require
 from api.errors import refused_update
-from schemas.common import ApiError, Role
+from schemas.common import ApiError, InvalidInput, Role
 from schemas.programmes import ProgrammeParams
 from schemas.reviews import (
     DeclineCreate,
@@ -155,7 +155,10 @@ async def decline(
 @router.post(
     "/{task_id}/review",
     response_model=InboxItem,
-    responses={**REFUSALS, 422: {"description": "A score is missing, unknown or out of range."}},
+    responses={
+        **REFUSALS,
+        422: {"model": InvalidInput, "description": "A score is missing, unknown or out of range."},
+    },
 )
 async def submit_review(
     task_id: str, body: ReviewCreate, caller: Reviewer, db: DbConn, res: Res
