@@ -172,7 +172,13 @@ class EmbeddedPostgres(ManagedProcess):
                 "full_page_writes=off",
             ]
         self._spawn(argv, user=user)
-        self._wait_ready(lambda: port_open(self.port), timeout)
+        # An open port is not enough: while it starts up, PostgreSQL refuses connections
+        # ("the database system is starting up"). pg_isready says when it accepts them.
+        isready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        self._wait_ready(
+            lambda: port_open(self.port) and subprocess.run(isready, check=False).returncode == 0,
+            timeout,
+        )
         return self.url
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> None:
