@@ -324,3 +324,12 @@ async def test_the_log_sender_logs_who_by_id_only() -> None:
         await LogSender().send(note, Recipient("u-1", "Irina Volkova", "irina@example.org"))
     assert logs and logs[0]["user_id"] == "u-1"
     assert "Irina Volkova" not in str(logs) and "irina@example.org" not in str(logs)
+
+
+async def test_a_wrong_method_is_told_every_method_the_path_serves(
+    stack: Stack, admin: User
+) -> None:
+    # Two routes share the path: the answer names both, not only the first one's.
+    response = await stack.api.request("DELETE", "/v1/programmes", headers=admin.headers)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
