@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,7 +25,7 @@ from tests.isolated import isolated_stack, user_factory
 pytestmark = SESSION
 
 SEED = 20261201
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 6
 # The coverage phase (every boundary of every schema) found two of the bugs fixed with this
 # test, but takes 20-50 s on its own; `GRANTFLOW_FUZZ_PHASES=examples,coverage,fuzzing` runs it.
 PHASES = os.environ.get("GRANTFLOW_FUZZ_PHASES", "examples,fuzzing")
@@ -103,3 +104,26 @@ async def test_schemathesis_finds_no_500s_and_no_schema_mismatches(
                 code, report = await fuzz(base, user, tmp_path, PHASES)
                 assert code == 0, f"as {user.role}:\n{report}"
                 assert "API Operations" in report, report
+
+
+async def test_over_http_a_chunked_body_over_the_limit_is_refused(
+    stack: Stack, admin: User
+) -> None:
+    """The same limit through a real HTTP server, which hands the body over in pieces."""
+    limit = stack.settings.max_body_bytes
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    async with served(stack) as base, httpx.AsyncClient(base_url=base) as http:
+        response = await http.post(
+            "/v1/programmes",
+            content=chunks(),
+            headers={**admin.headers, "content-type": "application/json"},
+        )
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 413, response.text
+    assert response.json() == {"detail": f"body over {limit} bytes"}
