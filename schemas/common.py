@@ -56,6 +56,7 @@ class Stage(StrEnum):
     ineligible = "ineligible"
     withdrawn = "withdrawn"
     expired = "expired"
+    cancelled = "cancelled"  # by an admin: a stuck application ended, its money returned
 
     @property
     def is_final(self) -> bool:
@@ -63,7 +64,14 @@ class Stage(StrEnum):
 
 
 FINAL_STAGES = frozenset(
-    {Stage.rejected, Stage.closed, Stage.ineligible, Stage.withdrawn, Stage.expired}
+    {
+        Stage.rejected,
+        Stage.closed,
+        Stage.ineligible,
+        Stage.withdrawn,
+        Stage.expired,
+        Stage.cancelled,
+    }
 )
 
 
