@@ -179,10 +179,15 @@ async def extend_deadline(
     return inbox_item(await own_task(db, caller, task_id), with_reviewer=True)
 
 
-async def _application(db: DbConn, application_id: uuid.UUID) -> ApplicationPublic:
+async def _application(
+    db: DbConn, application_id: uuid.UUID, *, open_only: bool = False
+) -> ApplicationPublic:
     found = await applications.get(db, application_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found")
+    if open_only and found.stage.is_final:
+        # Its workflow has ended: nothing left to intervene in.
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the application is already {found.stage}")
     return found
 
 
@@ -198,7 +203,7 @@ async def move_deadline(
     window (`revision`), a review task's (`review`, with `task_id`), the window to accept the
     agreement (`agreement`) or a report's (`report`, with `seq`). Whoever must act is shown the
     new deadline; the audit records it with your name and reason."""
-    await _application(db, application_id)
+    await _application(db, application_id, open_only=True)
     app_id = str(application_id)
     request = DeadlineRequest(
         actor=caller.actor, reason=body.reason, until=body.until, seq=body.seq
@@ -258,7 +263,7 @@ async def rescreen(
 ) -> ApplicationPublic:
     """Screen an application awaiting revision again, against its programme as it stands now
     (after a correction), with a reason; the response shows the new outcome."""
-    found = await _application(db, application_id)
+    found = await _application(db, application_id, open_only=True)
     programme = await programmes.get_start(db, uuid.UUID(found.programme_id))
     assert programme is not None  # an application's programme is never deleted
     handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
@@ -279,7 +284,7 @@ async def cancel(
 ) -> ApplicationPublic:
     """Cancel a stuck application at any open stage, with a reason: its review, agreement or
     pilot stops, and any money reserved for it is back in the budget when this returns."""
-    await _application(db, application_id)
+    await _application(db, application_id, open_only=True)
     handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
     await handle.execute_update(
         ApplicationWorkflow.cancel, AdminAction(actor=caller.actor, reason=body.reason)
