@@ -86,6 +86,18 @@ class ReassignCreate(Input):
     reviewer_id: str | None = Field(default=None, min_length=1, max_length=64)
     reason: str = Reason
 
+    model_config = Input.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "reviewer_id": "2c0a7d1e-4f5b-4c3d-9e8f-7a6b5c4d3e2f",
+                    "reason": "The reviewer is on sick leave.",
+                },
+                {"reason": "No answer for a week: the next eligible expert, please."},
+            ]
+        }
+    }
+
 
 # --- update inputs (the API fills `actor` from the caller's token) ---------------------------
 
