@@ -7,10 +7,8 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, Field
 
-from schemas.common import Actor, Input, Output, Stage
+from schemas.common import Actor, Input, Output, Reason, Stage
 from schemas.programmes import ProgrammeStart
-
-Reason = Field(min_length=1, max_length=2_000, description="Why: recorded in the audit trail.")
 
 
 class AdminApplication(Output):
@@ -56,7 +54,7 @@ class DeadlineMove(Input):
 
     kind: DeadlineKind
     until: AwareDatetime
-    reason: str = Reason
+    reason: Reason
     task_id: str | None = Field(default=None, description="The review task (kind `review`).")
     seq: int | None = Field(default=None, ge=1, description="The report (kind `report`).")
 
@@ -72,7 +70,7 @@ class DeadlineMove(Input):
 class InterventionCreate(Input):
     """An intervention that needs only a reason (re-run screening, cancel)."""
 
-    reason: str = Reason
+    reason: Reason
 
     model_config = Input.model_config | {
         "json_schema_extra": {"examples": [{"reason": "The council session was abandoned."}]}
@@ -84,7 +82,7 @@ class ReassignCreate(Input):
     `reviewer_id`) to the next eligible expert by the usual matching."""
 
     reviewer_id: str | None = Field(default=None, min_length=1, max_length=64)
-    reason: str = Reason
+    reason: Reason
 
     model_config = Input.model_config | {
         "json_schema_extra": {

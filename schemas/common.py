@@ -5,9 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Roubles = Annotated[int, Field(ge=0, le=10**13, description="An amount in whole roubles.")]
+# An admin's reason for an intervention. Blank is no reason: stripped first, so "   " is
+# refused (422) like a missing one.
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000),
+    Field(description="Why: recorded in the audit trail with your name."),
+]
 
 
 class Input(BaseModel):

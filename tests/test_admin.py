@@ -463,9 +463,13 @@ async def test_every_intervention_needs_a_reason_and_an_admin(
     app = await competition.submit(applicant)
     task = await task_for(stack, reviewer, app["id"])
     calls = [(f"{FIND}/{app['id']}/{path}", body) for path, body in INTERVENTIONS]
-    calls.append((f"/v1/admin/reviews/{task['task_id']}/reassignment", {}))
+    calls += [
+        (f"/v1/admin/reviews/{task['task_id']}/reassignment", {}),
+        (f"/v1/admin/reviews/{task['task_id']}/deadline", {"until": "2030-01-01T00:00:00Z"}),
+        (f"{FIND}/{app['id']}/reviewers", {"reviewer_id": reviewer.id}),
+    ]
     for url, body in calls:
-        for missing in (body, {**body, "reason": ""}):
+        for missing in (body, {**body, "reason": ""}, {**body, "reason": "   "}):
             response = await stack.api.post(url, json=missing, headers=admin.headers)
             assert response.status_code == 422, (url, response.text)
     others = [applicant, reviewer, await make_user(Role.council)]
@@ -475,8 +479,8 @@ async def test_every_intervention_needs_a_reason_and_an_admin(
                 url, json={**body, "reason": "because"}, headers=user.headers
             )
             assert response.status_code == 403, (url, user.role, response.text)
-        listed = await stack.api.get(FIND, headers=user.headers)
-        assert listed.status_code == 403
+        for listing in (FIND, f"{FIND}/flagged", f"{FIND}/{app['id']}/reviews"):
+            assert (await stack.api.get(listing, headers=user.headers)).status_code == 403
         exported = await stack.api.get(
             f"/v1/admin/programmes/{competition.programme['id']}/export/applications",
             headers=user.headers,
