@@ -365,6 +365,31 @@ async def test_a_review_is_reassigned_to_a_named_reviewer_or_the_next_eligible(
     await audited(stack, admin, app["id"], "review_deadline_extended", admin, "Holiday.")
 
 
+async def test_cancelling_in_review_closes_the_reviewers_tasks(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    stack = competition.stack
+    await competition.open(reviews_required=2)
+    reviewers = [await competition.reviewer() for _ in range(2)]
+    app = await competition.submit(applicant)
+    for reviewer in reviewers:
+        await task_for(stack, reviewer, app["id"])
+    cancelled = await stack.api.post(
+        f"{FIND}/{app['id']}/cancellation",
+        json={"reason": "Submitted twice by mistake."},
+        headers=admin.headers,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["stage"] == "cancelled"
+    assert {s for _, s in await offered_to(stack, admin, app["id"])} == {"cancelled"}
+    for reviewer in reviewers:
+        inbox = await stack.api.get("/v1/reviews", headers=reviewer.headers)
+        assert all(t["application_id"] != app["id"] for t in inbox.json()["items"])
+    await audited(stack, applicant, app["id"], "cancelled", admin, "twice by mistake")
+    found = await find(stack, admin, programme_id=competition.programme["id"])
+    assert found["by_stage"] == {"cancelled": 1}
+
+
 async def test_agreement_window_extended_then_cancelled_returns_the_money(
     council: Council, applicant: User
 ) -> None:
