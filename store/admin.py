@@ -16,20 +16,21 @@ from store.applications import decode_cursor, encode_cursor
 
 # What every query of this module filters on: $1 programme, $2 institution, $3 specialty,
 # $4 flagged only, $5 overdue only (NULL or false: no filter). Overdue is the union of three
-# indexed sources, so the filter reads only overdue rows instead of testing every application.
+# indexed sources, computed once as an array (an init plan) that the primary key looks up, so
+# the filter and its count read only overdue rows instead of testing every application.
 _FILTERS = """
 WHERE ($1::uuid IS NULL OR a.programme_id = $1)
   AND ($2::text IS NULL OR a.institution_id = $2)
   AND ($3::text IS NULL OR a.specialty = $3)
   AND (NOT coalesce($4::boolean, false) OR a.flag_reason IS NOT NULL)
-  AND (NOT coalesce($5::boolean, false) OR a.id IN (
+  AND (NOT coalesce($5::boolean, false) OR a.id = ANY (ARRAY(
         SELECT o.id FROM applications o WHERE o.deadline < now()
         UNION
         SELECT t.application_id FROM review_tasks t
         WHERE t.status IN ('offered', 'accepted') AND t.deadline < now()
         UNION
         SELECT r.application_id FROM reports r
-        WHERE r.overdue AND r.status IN ('due', 'returned')))"""
+        WHERE r.overdue AND r.status IN ('due', 'returned'))))"""
 _PAGE_SELECT = """
 SELECT a.id, a.programme_id, a.content ->> 'title' AS title, a.institution_id, a.specialty,
        a.stage, a.requested_rub, a.approved_rub, a.review_score, a.deadline, a.flag_reason,
