@@ -302,6 +302,13 @@ async def test_revision_deadline_moves_and_rescreening_runs_again(
     )
     assert revised.status_code == 200, revised.text
     assert revised.json()["stage"] == "under_review"
+    no_agreement = await stack.api.post(
+        path,
+        json={"kind": "agreement", "until": later(7200), "reason": "x"},
+        headers=admin.headers,
+    )
+    assert no_agreement.status_code == 409
+    assert no_agreement.json()["detail"] == "the application has no agreement: it is under_review"
     again = await stack.api.post(
         f"{FIND}/{app['id']}/screening", json={"reason": "again"}, headers=admin.headers
     )

@@ -179,6 +179,9 @@ async def extend_deadline(
     return inbox_item(await own_task(db, caller, task_id), with_reviewer=True)
 
 
+_WITH_AGREEMENT = {Stage.approved, Stage.agreement, Stage.piloting, Stage.reporting}
+
+
 async def _application(
     db: DbConn, application_id: uuid.UUID, *, open_only: bool = False
 ) -> ApplicationPublic:
@@ -203,7 +206,7 @@ async def move_deadline(
     window (`revision`), a review task's (`review`, with `task_id`), the window to accept the
     agreement (`agreement`) or a report's (`report`, with `seq`). Whoever must act is shown the
     new deadline; the audit records it with your name and reason."""
-    await _application(db, application_id, open_only=True)
+    found = await _application(db, application_id, open_only=True)
     app_id = str(application_id)
     request = DeadlineRequest(
         actor=caller.actor, reason=body.reason, until=body.until, seq=body.seq
@@ -224,6 +227,10 @@ async def move_deadline(
         if (body.kind == DeadlineKind.report) != (body.seq is not None):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, "seq is required for a report, only then"
+            )
+        if found.stage not in _WITH_AGREEMENT:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"the application has no agreement: it is {found.stage}"
             )
         handle = res.client.get_workflow_handle(f"agreement-{app_id}")
         await handle.execute_update(AgreementWorkflow.extend_deadline, request)
