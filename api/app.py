@@ -18,6 +18,7 @@ from api.routes import (
     applications,
     council,
     health,
+    inspect,
     notifications,
     pilots,
     programmes,
@@ -72,6 +73,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         agreements,
         pilots,
         admin,
+        inspect,
     ):
         app.include_router(module.router)
 
