@@ -65,7 +65,9 @@ async def application_history(
     links = Links(ui_url, client.namespace)
     entries = [e for run in runs for e in temporal_entries(run, app, links)]
     entries += [audit_entry(row, runs, links) for row in rows]
-    entries.sort(key=lambda e: (e.at, e.event_id or 0))
+    # Stable: at the same instant (a run continued as new and its successor's start), the
+    # order of the runs and of each run's events stands.
+    entries.sort(key=lambda e: e.at)
     return HistoryPublic(
         application_id=app,
         stage=waiting.stage,
@@ -228,9 +230,13 @@ def audit_text(
 
 
 def _run_link(workflow_id: str, at: datetime, runs: list[Run], links: Links) -> str:
-    """The run of the workflow that was current at `at` (the last one started by then)."""
-    current = None
-    for run in runs:
-        if run.workflow_id == workflow_id and run.events[0].event_time.ToDatetime(tzinfo=UTC) <= at:
+    """The run of the workflow that was current at `at`: the last one started by then (or the
+    first, for what the API recorded just before starting it)."""
+    own = [r for r in runs if r.workflow_id == workflow_id]
+    if not own:
+        return links.workflow(workflow_id)
+    current = own[0]
+    for run in own:
+        if run.events[0].event_time.ToDatetime(tzinfo=UTC) <= at:
             current = run
-    return links.run(workflow_id, current.run_id) if current else links.workflow(workflow_id)
+    return links.run(workflow_id, current.run_id)
