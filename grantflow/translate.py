@@ -138,7 +138,7 @@ def _closed(verb: str) -> Translation:
 # --- activities and timers -------------------------------------------------------------------
 
 
-def _activity(event: HistoryEvent, run: Run, scheduled_id: int, started_id: int) -> tuple[str, int]:
+def _activity(run: Run, scheduled_id: int, started_id: int) -> tuple[str, int]:
     scheduled = run.by_id.get(scheduled_id)
     name = (
         scheduled.activity_task_scheduled_event_attributes.activity_type.name if scheduled else "?"
@@ -150,7 +150,7 @@ def _activity(event: HistoryEvent, run: Run, scheduled_id: int, started_id: int)
 
 def _activity_completed(event: HistoryEvent, run: Run) -> Line:
     a = event.activity_task_completed_event_attributes
-    name, attempt = _activity(event, run, a.scheduled_event_id, a.started_event_id)
+    name, attempt = _activity(run, a.scheduled_event_id, a.started_event_id)
     if attempt <= 1:
         return Line(f"activity {name} completed")
     started = run.by_id[a.started_event_id].activity_task_started_event_attributes
@@ -160,19 +160,19 @@ def _activity_completed(event: HistoryEvent, run: Run) -> Line:
 
 def _activity_failed(event: HistoryEvent, run: Run) -> Line:
     a = event.activity_task_failed_event_attributes
-    name, attempt = _activity(event, run, a.scheduled_event_id, a.started_event_id)
+    name, attempt = _activity(run, a.scheduled_event_id, a.started_event_id)
     return Line(f"activity {name} failed after {attempt} attempt(s): {failure_text(a.failure)}")
 
 
 def _activity_timed_out(event: HistoryEvent, run: Run) -> Line:
     a = event.activity_task_timed_out_event_attributes
-    name, attempt = _activity(event, run, a.scheduled_event_id, a.started_event_id)
+    name, attempt = _activity(run, a.scheduled_event_id, a.started_event_id)
     return Line(f"activity {name} timed out after {attempt} attempt(s): {failure_text(a.failure)}")
 
 
 def _activity_canceled(event: HistoryEvent, run: Run) -> Line:
     a = event.activity_task_canceled_event_attributes
-    name, _ = _activity(event, run, a.scheduled_event_id, a.started_event_id)
+    name, _ = _activity(run, a.scheduled_event_id, a.started_event_id)
     return Line(f"activity {name} cancelled")
 
 
