@@ -201,6 +201,27 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("POST", "/v1/admin/applications/{application_id}/reviewers"): Entry(
         ADMIN, body=lambda w: {"reviewer_id": w.strangers[Role.reviewer].id, "reason": "Help."}
     ),
+    ("GET", "/v1/admin/applications"): Entry(ADMIN),
+    ("POST", "/v1/admin/applications/{application_id}/deadlines"): Entry(
+        ADMIN,
+        body=lambda w: {
+            "kind": "agreement",
+            "until": (datetime.now(UTC) + timedelta(days=9)).isoformat(),
+            "reason": "More time.",
+        },
+    ),
+    ("POST", "/v1/admin/reviews/{task_id}/reassignment"): Entry(
+        ADMIN, body=lambda w: {"reason": "On sick leave."}
+    ),
+    ("POST", "/v1/admin/applications/{application_id}/screening"): Entry(
+        ADMIN, body=lambda w: {"reason": "The rules changed."}
+    ),
+    ("POST", "/v1/admin/applications/{application_id}/cancellation"): Entry(
+        ADMIN, body=lambda w: {"reason": "Abandoned."}
+    ),
+    ("GET", "/v1/admin/programmes/{programme_id}/export/{dataset}"): Entry(ADMIN),
+    ("GET", "/v1/admin/applications/{application_id}/history"): Entry(ADMIN),
+    ("GET", "/v1/admin/applications/{application_id}/waiting"): Entry(ADMIN),
     ("POST", "/v1/admin/reviews/{task_id}/deadline"): Entry(
         ADMIN,
         body=lambda w: {
@@ -312,6 +333,7 @@ async def _build(stack: Stack) -> World:
             "session_id": session["session_id"],
             "site_id": site_id,
             "seq": "1",
+            "dataset": "applications",
             "in_session": in_session["id"],
         },
         programme_body=programme_body(),

@@ -29,7 +29,7 @@ from schemas.admin import (
     RescreenRequest,
 )
 from schemas.applications import ApplicationPublic
-from schemas.common import ApiError, Stage
+from schemas.common import ApiError, InvalidInput, Stage
 from schemas.reviews import (
     AddReviewerRequest,
     ApplicationReviews,
@@ -54,7 +54,7 @@ def _page_error(exc: ValueError) -> HTTPException:
 
 
 @router.get(
-    "/applications", response_model=AdminApplicationPage, responses={422: {"model": ApiError}}
+    "/applications", response_model=AdminApplicationPage, responses={422: {"model": InvalidInput}}
 )
 async def find_applications(
     _: Admin,
@@ -197,7 +197,7 @@ async def _application(
 @router.post(
     "/applications/{application_id}/deadlines",
     response_model=ApplicationPublic,
-    responses={**REFUSALS, 422: {"model": ApiError}},
+    responses={**REFUSALS, 422: {"model": InvalidInput}},
 )
 async def move_deadline(
     application_id: uuid.UUID, body: DeadlineMove, caller: Admin, db: DbConn, res: Res
@@ -240,7 +240,7 @@ async def move_deadline(
 @router.post(
     "/reviews/{task_id}/reassignment",
     response_model=ApplicationReviews,
-    responses={**REFUSALS, 422: {"model": ApiError}},
+    responses={**REFUSALS, 422: {"model": InvalidInput}},
 )
 async def reassign(
     task_id: str, body: ReassignCreate, caller: Admin, db: DbConn, res: Res
@@ -263,7 +263,7 @@ async def reassign(
 @router.post(
     "/applications/{application_id}/screening",
     response_model=ApplicationPublic,
-    responses={**REFUSALS, 422: {"model": ApiError}},
+    responses={**REFUSALS, 422: {"model": InvalidInput}},
 )
 async def rescreen(
     application_id: uuid.UUID, body: InterventionCreate, caller: Admin, db: DbConn, res: Res
@@ -284,7 +284,7 @@ async def rescreen(
 @router.post(
     "/applications/{application_id}/cancellation",
     response_model=ApplicationPublic,
-    responses={**REFUSALS, 422: {"model": ApiError}},
+    responses={**REFUSALS, 422: {"model": InvalidInput}},
 )
 async def cancel(
     application_id: uuid.UUID, body: InterventionCreate, caller: Admin, db: DbConn, res: Res
