@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.deps import Resources
+from grantflow.db import create_pool
 from grantflow.embedded import EmbeddedPostgres, find_binary, free_port
 from grantflow.logging import configure_logging
 from grantflow.settings import Settings
@@ -53,6 +54,7 @@ class RoundTrips:
     BEGIN and COMMIT included), by activity type or by the driver's step."""
 
     by_source: Counter[str] = field(default_factory=Counter)
+    by_query: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def log(self, record: Any) -> None:
         # The logger runs via call_soon, which copies the context of the statement's task:
@@ -62,20 +64,24 @@ class RoundTrips:
         except RuntimeError:
             source = f"api:{STEP.get()} {METHOD.get()}"
         self.by_source[source] += 1
+        self.by_query[source, " ".join(record.query.split())[:70]] += 1
 
     async def init(self, conn: asyncpg.Connection) -> None:
         conn.add_query_logger(self.log)
 
     def reset(self) -> None:
         self.by_source.clear()
+        self.by_query.clear()
+
+    def print_queries(self, per: int) -> None:
+        """Every statement by source, per lifecycle or per call (`per` of them)."""
+        for (source, query), count in sorted(self.by_query.items()):
+            print(f"    {count / per:6.1f}  {source:30} {query}")
 
 
 async def counted_pool(url: str, counter: RoundTrips, max_size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        url, min_size=2, max_size=max_size, command_timeout=30, init=counter.init
-    )
-    assert pool is not None
-    return pool
+    """grantflow's own pool, with every statement counted."""
+    return await create_pool(url, min_size=2, max_size=max_size, init=counter.init)
 
 
 @dataclass

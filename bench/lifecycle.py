@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,7 +99,7 @@ def profiled(path: str | None) -> Iterator[None]:
         print(f"\nprofile of the grantflow run written to {path}")
 
 
-async def main(n: int, concurrency: int, profile: str | None) -> dict[str, Any]:
+async def main(n: int, concurrency: int, profile: str | None, queries: bool) -> dict[str, Any]:
     async with servers() as srv, grantflow(srv) as gf:
         c = await cohort(gf, n)
         gf.round_trips.reset()
@@ -108,11 +108,12 @@ async def main(n: int, concurrency: int, profile: str | None) -> dict[str, Any]:
             began = loop.time()
             await lifecycles(c, concurrency=concurrency)
             grantflow_s = loop.time() - began
-        round_trips = Counter(gf.round_trips.by_source)
         await settled(gf)
         all_shapes = await shapes(srv.client, gf.settings.task_queue)
         print_shape(all_shapes, n)
-        print_round_trips(RoundTrips(round_trips), n)
+        print_round_trips(gf.round_trips, n)
+        if queries:
+            gf.round_trips.print_queries(n)
         baseline_s = await run_baseline(srv.client, all_shapes, f"bare-{uuid.uuid4()}")
     gf_rate, bare_rate = n / grantflow_s, n / baseline_s
     print(f"\n{n} lifecycles, {concurrency} at a time")
@@ -129,8 +130,11 @@ def cli() -> None:
         "--concurrency", type=int, default=0, help="lifecycles at a time (default: all)"
     )
     parser.add_argument("--profile", help="write a pyinstrument profile (.html or .txt)")
+    parser.add_argument(
+        "--queries", action="store_true", help="print every statement per lifecycle"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.concurrency or args.n, args.profile))
+    asyncio.run(main(args.n, args.concurrency or args.n, args.profile, args.queries))
 
 
 if __name__ == "__main__":
