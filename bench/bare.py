@@ -3,8 +3,8 @@ children, Updates and Signals received, Signals sent) is read from its history, 
 workflow with empty bodies does the same, on the same server, with no HTTP and no PostgreSQL.
 
 How a `Bare` workflow spends its commands: it starts its children one after the other and
-waits for each (the lifecycle's stages follow each other), runs its activities one after the
-other, sleeps the timers that fired in grantflow all at once with grantflow's durations,
+waits for each (the lifecycle's stages follow each other), runs its activities, then its
+local activities, one after the other, sleeps the timers that fired in grantflow all at once with grantflow's durations,
 starts and later cancels as many timers as grantflow cancelled (deadlines met), signals the
 workflows grantflow signalled, and ends once it has received as many Updates and Signals as
 the grantflow workflow did. The driver sends the Updates (the first one with the start, as the
@@ -74,7 +74,9 @@ def shape_of(history: WorkflowHistory) -> Shape:
         if t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             shape.activities += 1
         elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
-            shape.local_activities += 1
+            # Patch markers are bookkeeping; local activities are work.
+            name = e.marker_recorded_event_attributes.marker_name
+            shape.local_activities += name == "core_local_activity"
         elif t == EventType.EVENT_TYPE_TIMER_STARTED:
             a = e.timer_started_event_attributes
             timers[a.timer_id] = a.start_to_fire_timeout.ToTimedelta().total_seconds()
@@ -176,6 +178,10 @@ class Bare:
             )
         for _ in range(s.activities):
             await workflow.execute_activity(empty, start_to_close_timeout=timedelta(seconds=30))
+        for _ in range(s.local_activities):
+            await workflow.execute_local_activity(
+                empty, start_to_close_timeout=timedelta(seconds=30)
+            )
         await asyncio.gather(*(workflow.sleep(d) for d in s.timers_fired))
         for target in s.signals_sent:
             await workflow.get_external_workflow_handle(spec.prefix + target).signal(Bare.nudge)
