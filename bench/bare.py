@@ -4,11 +4,11 @@ workflow with empty bodies does the same, on the same server, with no HTTP and n
 
 How a `Bare` workflow spends its commands: it starts its children one after the other and
 waits for each (the lifecycle's stages follow each other), runs its activities, then its
-local activities, one after the other, sleeps the timers that fired in grantflow all at once with grantflow's durations,
-starts and later cancels as many timers as grantflow cancelled (deadlines met), signals the
-workflows grantflow signalled, and ends once it has received as many Updates and Signals as
-the grantflow workflow did. The driver sends the Updates (the first one with the start, as the
-API does) as soon as their workflow exists."""
+local activities, one after the other, sleeps the timers that fired in grantflow all at once
+with grantflow's durations, starts and later cancels as many timers as grantflow cancelled
+(deadlines met), signals the workflows grantflow signalled, and ends once it has received as
+many Updates and Signals as the grantflow workflow did. The driver sends the Updates (the first
+one with the start, as the API does) as soon as their workflow exists."""
 
 from __future__ import annotations
 

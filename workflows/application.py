@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -43,31 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
     from workflows.intake import screen
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
     from workflows.pilot import PilotWorkflow
     from workflows.review import ReviewWorkflow
 
 STAGE = SearchAttributeKey.for_keyword("Stage")
 PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
-# The registration and the stage changes run as local activities: short writes the workflow
-# waits on, so they need no activity task of their own nor a workflow task to resume after
-# them (about five history events and as many server round trips less per write). Runs
-# recorded before this keep their ordinary activities.
+# The registration and the stage changes: local activities from this patch on (options.write).
 LOCAL_WRITES = "application-local-writes"
-T = TypeVar("T")
-
-
-async def _write(
-    activity: Callable[[acts.ApplicationActivities, T], Awaitable[None]], arg: T
-) -> None:
-    if workflow.patched(LOCAL_WRITES):
-        await workflow.execute_local_activity_method(
-            activity, arg, start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY
-        )
-    else:
-        await workflow.execute_activity_method(
-            activity, arg, start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY
-        )
 
 
 @workflow.defn(name="Application")
@@ -111,7 +92,7 @@ class ApplicationWorkflow:
         async with self._lock:
             self._seq, self._stage = 1, Stage.screening
             self._waiting = WaitingFor(who="system", what="screening")
-            await _write(acts.ApplicationActivities.register_application, self._start)
+            await write(LOCAL_WRITES, acts.ApplicationActivities.register_application, self._start)
             self._registered, self._recorded = True, 1
 
     async def _screen(self) -> bool:
@@ -450,7 +431,7 @@ class ApplicationWorkflow:
                 review_spread=review_spread,
                 outcome=outcome,
             )
-            await _write(acts.ApplicationActivities.record_stage_change, change)
+            await write(LOCAL_WRITES, acts.ApplicationActivities.record_stage_change, change)
             self._recorded = self._seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True
