@@ -2,9 +2,10 @@
 children, Updates and Signals received, Signals sent) is read from its history, and a `Bare`
 workflow with empty bodies does the same, on the same server, with no HTTP and no PostgreSQL.
 
-How a `Bare` workflow spends its commands: it starts its children one after the other and
-waits for each (the lifecycle's stages follow each other), runs its activities, then its
-local activities, one after the other, sleeps the timers that fired in grantflow all at once
+How a `Bare` workflow spends its commands: it starts its children in grantflow's order, waiting
+for each that had ended in grantflow before the next one started (stages that follow each
+other), runs one activity in each Update's handler (grantflow's Updates run one write each)
+and the others one after the other, sleeps the timers that fired in grantflow all at once
 with grantflow's durations, starts and later cancels as many timers as grantflow cancelled
 (deadlines met), signals the workflows grantflow signalled, and ends once it has received as
 many Updates and Signals as the grantflow workflow did. The driver sends the Updates (the first
@@ -42,6 +43,9 @@ class Shape(BaseModel):
     timers_fired: list[float] = Field(default_factory=list)
     timers_cancelled: int = 0
     children: list[str] = Field(default_factory=list)
+    # Per child: whether it had ended before the next one started (stages that follow each
+    # other) or ran alongside it (the pilot beside the agreement).
+    children_awaited: list[bool] = Field(default_factory=list)
     updates: int = 0
     signals_received: int = 0
     signals_sent: list[str] = Field(default_factory=list)
@@ -69,6 +73,7 @@ def shape_of(history: WorkflowHistory) -> Shape:
     )
     timers: dict[str, float] = {}
     fired: set[str] = set()
+    ended: set[str] = set()
     for e in history.events:
         t = e.event_type
         if t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
@@ -83,9 +88,13 @@ def shape_of(history: WorkflowHistory) -> Shape:
         elif t == EventType.EVENT_TYPE_TIMER_FIRED:
             fired.add(e.timer_fired_event_attributes.timer_id)
         elif t == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            shape.children_awaited += [c in ended for c in shape.children[-1:]]
             shape.children.append(
                 e.start_child_workflow_execution_initiated_event_attributes.workflow_id
             )
+        elif e.HasField("child_workflow_execution_completed_event_attributes"):
+            a3 = e.child_workflow_execution_completed_event_attributes
+            ended.add(a3.workflow_execution.workflow_id)
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             shape.updates += 1
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -97,6 +106,7 @@ def shape_of(history: WorkflowHistory) -> Shape:
             shape.search_attribute_upserts += 1
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             shape.continued_as_new += 1
+    shape.children_awaited += [True for _ in shape.children[len(shape.children_awaited) :]]
     shape.timers_fired = [d for tid, d in timers.items() if tid in fired]
     shape.timers_cancelled = len(timers) - len(fired)
     return shape
@@ -111,6 +121,7 @@ def merge(runs: list[Shape]) -> Shape:
         first.timers_fired += r.timers_fired
         first.timers_cancelled += r.timers_cancelled
         first.children += r.children
+        first.children_awaited += r.children_awaited
         first.updates += r.updates
         first.signals_received += r.signals_received
         first.signals_sent += r.signals_sent
@@ -152,6 +163,9 @@ def totals(all_shapes: dict[str, Shape]) -> Counter[str]:
 # --- the bare workflow ------------------------------------------------------------------------
 
 
+TIMEOUT = timedelta(seconds=30)
+
+
 @activity.defn
 async def empty() -> None:
     """An empty activity. Idempotent: it does nothing."""
@@ -159,11 +173,17 @@ async def empty() -> None:
 
 @workflow.defn(sandboxed=False)
 class Bare:
-    """Issues the commands of one grantflow workflow, with empty bodies."""
+    """Issues the commands of one grantflow workflow, with empty bodies. As in grantflow,
+    where most Updates run one write before they answer, each Update runs one of the
+    workflow's activities (a local one first, while there are); the body runs the rest."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, spec: BareSpec) -> None:
+        s = spec.shape
         self._updates = 0
         self._signals = 0
+        self._local_in_updates = min(s.updates, s.local_activities)
+        self._in_updates = min(s.updates - self._local_in_updates, s.activities)
 
     @workflow.run
     async def run(self, spec: BareSpec) -> None:
@@ -172,16 +192,19 @@ class Bare:
             asyncio.create_task(workflow.sleep(timedelta(days=1)))
             for _ in range(s.timers_cancelled)
         ]
-        for child in spec.children:
-            await workflow.execute_child_workflow(
+        alongside = []
+        for child, awaited in zip(spec.children, s.children_awaited, strict=True):
+            handle = await workflow.start_child_workflow(
                 Bare.run, child, id=spec.prefix + child.shape.workflow_id
             )
-        for _ in range(s.activities):
-            await workflow.execute_activity(empty, start_to_close_timeout=timedelta(seconds=30))
-        for _ in range(s.local_activities):
-            await workflow.execute_local_activity(
-                empty, start_to_close_timeout=timedelta(seconds=30)
-            )
+            if awaited:
+                await handle
+            else:
+                alongside.append(handle)
+        for _ in range(s.activities - self._in_updates):
+            await workflow.execute_activity(empty, start_to_close_timeout=TIMEOUT)
+        for _ in range(s.local_activities - self._local_in_updates):
+            await workflow.execute_local_activity(empty, start_to_close_timeout=TIMEOUT)
         await asyncio.gather(*(workflow.sleep(d) for d in s.timers_fired))
         for target in s.signals_sent:
             await workflow.get_external_workflow_handle(spec.prefix + target).signal(Bare.nudge)
@@ -190,12 +213,19 @@ class Bare:
         )
         for timer in pending:
             timer.cancel()
+        for handle in alongside:
+            await handle
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     @workflow.update
     async def poke(self) -> None:
-        """An empty Update."""
+        """An Update that runs one empty activity while the workflow has some to spare."""
+        n = self._updates
         self._updates += 1
+        if n < self._local_in_updates:
+            await workflow.execute_local_activity(empty, start_to_close_timeout=TIMEOUT)
+        elif n < self._local_in_updates + self._in_updates:
+            await workflow.execute_activity(empty, start_to_close_timeout=TIMEOUT)
 
     @workflow.signal
     def nudge(self) -> None:

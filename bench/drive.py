@@ -5,7 +5,11 @@ and tranches, a pilot at one clinic, the final report and the close."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +49,14 @@ class Cohort:
     applicants: list[User]
     coordinators: list[User]
     app_ids: list[str] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time one stage of one lifecycle (wall time, waits for the workflows included)."""
+        began = time.monotonic()
+        yield
+        self.seconds[name].append(time.monotonic() - began)
 
     @property
     def api(self) -> Any:
@@ -88,6 +100,11 @@ async def cohort(gf: Grantflow, n: int, *, reviewers: int = 6) -> Cohort:
 
 
 async def submit_and_review(c: Cohort, i: int) -> str:
+    with c.stage("1 submit, screening, 3 reviews"):
+        return await _submit_and_review(c, i)
+
+
+async def _submit_and_review(c: Cohort, i: int) -> str:
     applicant = c.applicants[i]
     STEP.set("submit")
     app = ok(
@@ -152,21 +169,25 @@ async def after_council(c: Cohort, i: int) -> None:
     app_id, applicant = c.app_ids[i], c.applicants[i]
     base = f"/v1/applications/{app_id}"
     STEP.set("agreement")
-    await stage(c, app_id, "approved")
-    await eventually(lambda: _found(c, f"{base}/agreement", applicant))
-    ok(await c.api.post(f"{base}/agreement/acceptance", headers=applicant.headers))
-    await stage(c, app_id, "agreement")
+    with c.stage("3 agreement offered, accepted"):
+        await stage(c, app_id, "approved")
+        await eventually(lambda: _found(c, f"{base}/agreement", applicant))
+        ok(await c.api.post(f"{base}/agreement/acceptance", headers=applicant.headers))
+        await stage(c, app_id, "agreement")
     # Report 1 goes in while the pilot runs, so that the second tranche is released on time.
-    await asyncio.gather(report(c, app_id, 1, applicant), pilot(c, i))
+    with c.stage("4 pilot (1 s site) and report 1"):
+        await asyncio.gather(report(c, app_id, 1, applicant), pilot(c, i))
     STEP.set("reports")
 
     async def tranche_released() -> bool:
         state = await _found(c, f"{base}/agreement", applicant)
         return state is not None and state["tranches"][-1]["status"] == "released"
 
-    await eventually(tranche_released)
-    await report(c, app_id, 2, applicant, outcome="implemented")
-    await stage(c, app_id, "closed")
+    with c.stage(f"5 tranche 2 due ({TRANCHE} s after acceptance)"):
+        await eventually(tranche_released)
+    with c.stage("6 final report, closed"):
+        await report(c, app_id, 2, applicant, outcome="implemented")
+        await stage(c, app_id, "closed")
 
 
 async def report(c: Cohort, app_id: str, seq: int, applicant: User, **decision: Any) -> None:
@@ -290,7 +311,8 @@ async def lifecycles(c: Cohort, *, concurrency: int) -> None:
             return await submit_and_review(c, i)
 
     c.app_ids = list(await asyncio.gather(*(first_half(i) for i in range(n))))
-    await council(c)
+    with c.stage("2 council session (whole cohort)"):
+        await council(c)
 
     async def second_half(i: int) -> None:
         async with gate:

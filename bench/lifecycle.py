@@ -115,6 +115,9 @@ async def main(n: int, concurrency: int, profile: str | None, queries: bool) -> 
         if queries:
             gf.round_trips.print_queries(n)
         baseline_s = await run_baseline(srv.client, all_shapes, f"bare-{uuid.uuid4()}")
+    print("\nWall time per stage of a grantflow lifecycle (mean, max; waits included):")
+    for name, spent in sorted(c.seconds.items()):
+        print(f"  {name:36} {sum(spent) / len(spent):7.2f} s {max(spent):7.2f} s")
     gf_rate, bare_rate = n / grantflow_s, n / baseline_s
     print(f"\n{n} lifecycles, {concurrency} at a time")
     print(f"  grantflow      {grantflow_s:8.2f} s  {gf_rate:8.3f} lifecycles/s")
