@@ -6,8 +6,8 @@ grantflow: `POST /v1/reviews/{task}/review` (bearer auth, the task's owner and t
 checked, the review workflow's Update with its validator and its write, the task read back),
 one call at a time, each on its own application. Baselines on the same server, one call at a
 time, each on its own workflow: an Update with an empty handler, and an Update whose handler
-runs one empty activity (grantflow's handler runs one write). Target: grantflow's p99 within
-15 ms of the bare Update's."""
+runs one empty local activity (grantflow's handler runs one write, as a local activity).
+Target: grantflow's p99 within 15 ms of the bare Update's."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def noop() -> None:
 
 @workflow.defn(sandboxed=False)
 class Waiter:
-    """Waits for one Update, empty or running one empty activity, then ends."""
+    """Waits for one Update, empty or running one empty local activity, then ends."""
 
     def __init__(self) -> None:
         self._done = False
@@ -58,8 +58,9 @@ class Waiter:
 
     @workflow.update
     async def with_activity(self) -> None:
-        """An Update that runs one empty activity, as grantflow's handlers run one write."""
-        await workflow.execute_activity(noop, start_to_close_timeout=timedelta(seconds=30))
+        """An Update that runs one empty local activity, as grantflow's handler runs its
+        write."""
+        await workflow.execute_local_activity(noop, start_to_close_timeout=timedelta(seconds=30))
         self._done = True
 
 
@@ -165,11 +166,11 @@ async def main(calls: int, concurrency: int, verbose: bool) -> None:
         if verbose:
             gf.round_trips.print_queries(calls)
         empty = await bare_updates(srv.client, calls, "empty")
-        one_activity = await bare_updates(srv.client, calls, "with_activity")
+        one_write = await bare_updates(srv.client, calls, "with_activity")
     print(f"\nLatency, one call at a time ({calls} calls each):")
     _, gf99 = report("grantflow: POST /v1/reviews/{task}/review", http)
     _, bare99 = report("bare Update, empty handler", empty)
-    report("bare Update running one empty activity", one_activity)
+    report("bare Update, one empty local activity", one_write)
     print(f"  p99 difference: {gf99 - bare99:+.2f} ms (target: within 15 ms)")
     print("  PostgreSQL round trips per submit:")
     for source, count in sorted(trips.items()):
