@@ -17,6 +17,7 @@ from api.routes import (
     agreements,
     applications,
     council,
+    exports,
     health,
     notifications,
     pilots,
@@ -72,6 +73,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         agreements,
         pilots,
         admin,
+        exports,
     ):
         app.include_router(module.router)
 

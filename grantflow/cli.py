@@ -140,5 +140,12 @@ def users_create(
         raise typer.Exit(2) from None
 
 
+# --- admins: find and export (grantflow/admin_cli.py) -------------------------------------
+from grantflow.admin_cli import applications_app, export  # noqa: E402
+
+app.add_typer(applications_app, name="applications")
+app.command()(export)
+
+
 if __name__ == "__main__":
     app()

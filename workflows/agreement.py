@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import agreements as acts
+    from schemas.admin import DeadlineRequest
     from schemas.agreements import (
         AgreementAction,
         AgreementCarry,
@@ -145,13 +146,7 @@ class AgreementWorkflow:
         try:
             if start.carried is None:
                 await self._record("agreement_offered")
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._answer is not None,
-                        timeout=self._state.accept_by - workflow.now(),
-                        timeout_summary="agreement acceptance window",
-                    )
-                except TimeoutError:
+                if not await self._await_answer():
                     await self._end(AgreementStatus.lapsed, "not accepted by the deadline")
                     return self._outcome()
                 await workflow.wait_condition(lambda: self._decided)
@@ -163,6 +158,25 @@ class AgreementWorkflow:
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._outcome()
+
+    async def _await_answer(self) -> bool:
+        """Until the applicant answers (True) or the window closes (False); an admin's
+        extension moves `accept_by`, and the wait starts over with it."""
+        while (answered := await self._answer_by(self._state.accept_by)) is None:
+            pass
+        return answered
+
+    async def _answer_by(self, by: datetime) -> bool | None:
+        """True: answered; False: `by` passed; None: an admin moved the deadline."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._answer is not None or self._state.accept_by != by,
+                timeout=max(by - workflow.now(), MIN_WAIT),
+                timeout_summary="agreement acceptance window",
+            )
+        except TimeoutError:
+            return False
+        return True if self._answer is not None else None
 
     async def _fund_and_report(self) -> None:
         """Wake at each reminder, deadline and tranche date, and at every change."""
@@ -518,6 +532,54 @@ class AgreementWorkflow:
             raise ApplicationError("accepting the final report needs the project's outcome")
         if waiting := [r.seq for r in self._state.reports[:-1] if r.status != "accepted"]:
             raise ApplicationError(f"report {waiting[0]} must be accepted before the final one")
+
+    @workflow.update
+    async def extend_deadline(self, request: DeadlineRequest) -> AgreementState:
+        """An admin moves a deadline later, with a reason: report `seq`'s (it leaves the overdue
+        list and is reminded again before the new one), or without `seq` the applicant's window
+        to accept the agreement."""
+        async with self._lock:
+            if request.seq is None:
+                self._state = self._state.model_copy(update={"accept_by": request.until})
+                kind, what = "agreement_deadline_extended", "the agreement's acceptance"
+            else:
+                lead = self._start.params.reminder_lead_time
+                self._put_report(
+                    self._report(request.seq).model_copy(
+                        update={
+                            "due_at": request.until,
+                            "overdue": False,
+                            "reminded": workflow.now() >= request.until - lead,
+                        }
+                    )
+                )
+                kind, what = "report_deadline_extended", f"report {request.seq}"
+            await self._record(
+                kind,
+                actor=request.actor,
+                reason=f"{what} moved to {request.until.isoformat()}: {request.reason}",
+            )
+        return self._state
+
+    @extend_deadline.validator
+    def _validate_extend_deadline(self, request: DeadlineRequest) -> None:
+        if request.actor.role != Role.admin:
+            raise ApplicationError("only an admin can extend a deadline")
+        if request.seq is None:
+            if self._state.status != AgreementStatus.offered or self._answer is not None:
+                raise ApplicationError(f"the agreement is {self._state.status}, not offered")
+            current = self._state.accept_by
+        else:
+            if self._state.status != AgreementStatus.accepted:
+                raise ApplicationError(f"the agreement is {self._state.status}")
+            report = self._report(request.seq)
+            if report.status not in (ReportStatus.due, ReportStatus.returned):
+                raise ApplicationError(f"report {request.seq} is {report.status}")
+            current = report.due_at
+        if request.until <= max(current, workflow.now()):
+            raise ApplicationError(
+                f"the new deadline must be later than the current one ({current.isoformat()})"
+            )
 
     @workflow.signal
     def stop(self, stop: AgreementStop) -> None:
