@@ -18,6 +18,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,11 @@ async def settled_rss(pid: int, *, quiet_for: float = 5) -> float:
 
 
 def spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    """The worker process; its log goes to a file whose path is printed."""
+    log = Path(tempfile.gettempdir()) / f"bench-memory-{uuid.uuid4().hex[:8]}.log"
+    print(f"  {argv[-1]}: log in {log}", flush=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=out)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -92,20 +95,31 @@ async def submit(gf: Grantflow, n: int, concurrency: int) -> None:
     applicants = [await make_user(gf.pool, Role.applicant) for _ in range(max(1, n // 100))]
     gate = asyncio.Semaphore(concurrency)
 
+    retried = 0
+
     async def one(i: int) -> None:
+        nonlocal retried
         async with gate:
             applicant = applicants[i % len(applicants)]
-            ok(
-                await gf.api.post(
+            for attempt in range(5):
+                # A 5xx (a workflow task failed on a starved machine and is being retried) is
+                # retried as a client would, with the same key: the same application.
+                response = await gf.api.post(
                     "/v1/applications",
                     json=application_body(programme["id"], specialty),
                     headers={**applicant.headers, "Idempotency-Key": f"memory-{i}"},
                 )
-            )
+                if response.status_code < 500 or attempt == 4:
+                    break
+                retried += 1
+                await asyncio.sleep(1)
+            ok(response)
             if i and i % 1000 == 0:
                 print(f"  {i} applications submitted", flush=True)
 
     await asyncio.gather(*(one(i) for i in range(n)))
+    if retried:
+        print(f"  {retried} submissions retried after a 5xx", flush=True)
 
     async def all_offered() -> bool:
         return bool(await gf.pool.fetchval("SELECT count(*) FROM review_tasks") >= 3 * n)
@@ -177,7 +191,7 @@ async def main(n: int, concurrency: int) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--applications", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--bare-worker", nargs=2, metavar=("ADDRESS", "QUEUE"), help="internal")
     args = parser.parse_args()
     if args.bare_worker:
