@@ -24,21 +24,19 @@ class ApplicationActivities:
         """Put a new application on record (stage `screening`) with its `submitted` event.
 
         Idempotent: the row's primary key is the application id and the event's key is
-        `<workflow id>:1`, both inserted with ON CONFLICT DO NOTHING in one transaction."""
+        `<workflow id>:1`, both inserted with ON CONFLICT DO NOTHING in one statement."""
         workflow_id = current_workflow_id()
-        async with self._pool.acquire() as conn, conn.transaction():
-            await applications.insert(conn, start, workflow_id)
-            await audit.append(
-                conn,
-                event_key=f"{workflow_id}:1",
-                workflow_id=workflow_id,
-                kind="submitted",
-                at=start.submitted_at,
-                application_id=start.application_id,
-                programme_id=start.programme.programme_id,
-                stage="screening",
-                actor=start.applicant,
-            )
+        event = audit.event_args(
+            event_key=f"{workflow_id}:1",
+            workflow_id=workflow_id,
+            kind="submitted",
+            at=start.submitted_at,
+            application_id=start.application_id,
+            programme_id=start.programme.programme_id,
+            stage="screening",
+            actor=start.applicant,
+        )
+        await applications.register(self._pool, start, workflow_id, event)
         log.info(
             "application registered", application_id=start.application_id, workflow_id=workflow_id
         )
@@ -49,20 +47,18 @@ class ApplicationActivities:
 
         Idempotent: the event's key is `<workflow id>:<seq>` (ON CONFLICT DO NOTHING), and the
         row only moves when its `stage_seq` is below `seq`, so a retry changes nothing."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await applications.change_stage(conn, change)
-            await audit.append(
-                conn,
-                event_key=f"{change.workflow_id}:{change.seq}",
-                workflow_id=change.workflow_id,
-                kind=change.kind,
-                at=change.at,
-                application_id=change.application_id,
-                stage=change.stage.value,
-                actor=change.actor,
-                reason=change.reason,
-                detail=_detail(change),
-            )
+        event = audit.event_args(
+            event_key=f"{change.workflow_id}:{change.seq}",
+            workflow_id=change.workflow_id,
+            kind=change.kind,
+            at=change.at,
+            application_id=change.application_id,
+            stage=change.stage.value,
+            actor=change.actor,
+            reason=change.reason,
+            detail=_detail(change),
+        )
+        await applications.change_stage(self._pool, change, event)
         log.info(
             "stage changed",
             application_id=change.application_id,

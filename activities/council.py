@@ -38,20 +38,18 @@ class CouncilActivities:
         Idempotent: one row per (session, item, member), overwritten only by a vote at least as
         recent; the audit event's key is the vote's own."""
         v = record.vote
-        async with self._pool.acquire() as conn, conn.transaction():
-            await council.record_vote(conn, record)
-            await audit.append(
-                conn,
-                event_key=f"vote:{record.session_id}:{v.application_id}:{v.actor.user_id}:"
-                f"{record.at.isoformat()}",
-                workflow_id=current_workflow_id(),
-                kind="council_vote",
-                at=record.at,
-                application_id=v.application_id,
-                actor=v.actor,
-                reason=v.reason,
-                detail={"choice": v.choice.value, "amount_rub": v.amount_rub},
-            )
+        event = audit.event_args(
+            event_key=f"vote:{record.session_id}:{v.application_id}:{v.actor.user_id}:"
+            f"{record.at.isoformat()}",
+            workflow_id=current_workflow_id(),
+            kind="council_vote",
+            at=record.at,
+            application_id=v.application_id,
+            actor=v.actor,
+            reason=v.reason,
+            detail={"choice": v.choice.value, "amount_rub": v.amount_rub},
+        )
+        await council.record_vote(self._pool, record, event)
 
     @activity.defn
     async def reserve(self, reservation: Reservation) -> Reserved:

@@ -3,6 +3,9 @@ choice of the pilot's evaluator."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import structlog
 from temporalio import activity
@@ -15,12 +18,16 @@ from store import Conn, audit, notifications, pilots, reviews
 log = structlog.get_logger(__name__)
 
 
-def _copies(template: NewNotification | None, users: list[str]) -> list[NewNotification]:
+async def _copies(
+    template: NewNotification | None, users: Callable[[], Awaitable[list[str]]]
+) -> list[NewNotification]:
+    """One copy of `template` per user; the users are looked up only when there is one (most
+    changes notify nobody, and the lookup is a round trip)."""
     if template is None:
         return []
     return [
         template.model_copy(update={"user_id": user, "key": f"{template.key}:{user}"})
-        for user in users
+        for user in await users()
     ]
 
 
@@ -39,9 +46,10 @@ class PilotActivities:
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `<site id>:<version>`, and notifications are keyed."""
         async with self._pool.acquire() as conn, conn.transaction():
-            notes = _copies(
-                change.notify_coordinators, await pilots.coordinators(conn, change.state.clinic_id)
-            ) + _copies(change.notify_admins, await reviews.admins(conn))
+            notes = await _copies(
+                change.notify_coordinators,
+                functools.partial(pilots.coordinators, conn, change.state.clinic_id),
+            ) + await _copies(change.notify_admins, functools.partial(reviews.admins, conn))
             await pilots.save_site(
                 conn, change.state, change.programme_id, change.version, change.at
             )
@@ -64,7 +72,9 @@ class PilotActivities:
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `pilot-<application id>:<version>`, and notifications are keyed."""
         async with self._pool.acquire() as conn, conn.transaction():
-            notes = list(change.notify) + _copies(change.notify_admins, await reviews.admins(conn))
+            notes = list(change.notify) + await _copies(
+                change.notify_admins, functools.partial(reviews.admins, conn)
+            )
             await pilots.save_pilot(
                 conn, change.state, change.programme_id, change.version, change.at
             )

@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -18,7 +19,7 @@ from schemas.applications import (
     StageChange,
 )
 from schemas.common import Stage
-from store import Conn, Db
+from store import Db, audit
 
 INSERT_APPLICATION_SQL = """
 INSERT INTO applications (id, programme_id, applicant_id, institution_id, workflow_id, specialty,
@@ -35,6 +36,10 @@ SET stage = $3, stage_seq = $2, action_required = $4, deadline = $5, findings = 
     review_score = COALESCE($11, review_score), review_spread = COALESCE($12, review_spread),
     outcome = COALESCE($13, outcome)
 WHERE id = $1 AND stage_seq < $2"""
+# The stage change, or the new application, with its audit event: one statement each, so one
+# round trip instead of four (BEGIN, the write, the event, COMMIT).
+CHANGE_STAGE_WITH_EVENT_SQL = audit.with_event(UPDATE_STAGE_SQL, 14)
+INSERT_APPLICATION_WITH_EVENT_SQL = audit.with_event(INSERT_APPLICATION_SQL, 12)
 GET_APPLICATION_SQL = """
 SELECT id, programme_id, applicant_id, institution_id, stage, action_required, deadline,
        findings, content, reviews_submitted, review_score, review_spread, submitted_at,
@@ -57,10 +62,20 @@ ORDER BY submitted_at DESC, id DESC
 LIMIT $6"""
 
 
-async def insert(conn: Conn, start: ApplicationStart, workflow_id: str) -> None:
+async def insert(db: Db, start: ApplicationStart, workflow_id: str) -> None:
+    await db.execute(INSERT_APPLICATION_SQL, *_insert_args(start, workflow_id))
+
+
+async def register(
+    db: Db, start: ApplicationStart, workflow_id: str, event: tuple[Any, ...]
+) -> None:
+    """Put the application on record with its event (`audit.event_args`)."""
+    await db.execute(INSERT_APPLICATION_WITH_EVENT_SQL, *_insert_args(start, workflow_id), *event)
+
+
+def _insert_args(start: ApplicationStart, workflow_id: str) -> tuple[Any, ...]:
     c = start.content
-    await conn.execute(
-        INSERT_APPLICATION_SQL,
+    return (
         uuid.UUID(start.application_id),
         uuid.UUID(start.programme.programme_id),
         uuid.UUID(start.applicant.user_id),
@@ -75,11 +90,15 @@ async def insert(conn: Conn, start: ApplicationStart, workflow_id: str) -> None:
     )
 
 
-async def change_stage(conn: Conn, change: StageChange) -> bool:
-    """Apply a stage change unless a later one is already there; True when it applied."""
+async def change_stage(db: Db, change: StageChange, event: tuple[Any, ...]) -> None:
+    """Apply a stage change unless a later one is already there, and append its event
+    (`audit.event_args`) unless it is there."""
+    await db.execute(CHANGE_STAGE_WITH_EVENT_SQL, *_stage_args(change), *event)
+
+
+def _stage_args(change: StageChange) -> tuple[Any, ...]:
     c = change.content
-    result = await conn.execute(
-        UPDATE_STAGE_SQL,
+    return (
         uuid.UUID(change.application_id),
         change.seq,
         change.stage.value,
@@ -94,7 +113,6 @@ async def change_stage(conn: Conn, change: StageChange) -> bool:
         change.review_spread,
         change.outcome.value if change.outcome else None,
     )
-    return bool(result == "UPDATE 1")
 
 
 async def get(conn: Db, application_id: uuid.UUID) -> ApplicationPublic | None:

@@ -6,12 +6,13 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
 from schemas.common import Actor, Role
 from schemas.council import AgendaItem, Decision, ReviewSummary, SessionStart, VoteRecord
-from store import Conn, Db
+from store import Conn, Db, audit
 
 COUNCIL_MEMBERS_SQL = """
 SELECT id, name, role, institution_id FROM users WHERE role = 'council' ORDER BY id"""
@@ -126,10 +127,15 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-async def record_vote(conn: Conn, record: VoteRecord) -> None:
+# A vote and its audit event as one statement: one round trip instead of four.
+VOTE_WITH_EVENT_SQL = audit.with_event(UPSERT_VOTE_SQL, 8)
+
+
+async def record_vote(db: Db, record: VoteRecord, event: tuple[Any, ...]) -> None:
+    """Record the vote (replacing the member's earlier one) with its event (`audit.event_args`)."""
     v = record.vote
-    await conn.execute(
-        UPSERT_VOTE_SQL,
+    await db.execute(
+        VOTE_WITH_EVENT_SQL,
         uuid.UUID(record.session_id),
         uuid.UUID(v.application_id),
         uuid.UUID(v.actor.user_id),
@@ -137,6 +143,7 @@ async def record_vote(conn: Conn, record: VoteRecord) -> None:
         v.amount_rub,
         v.reason,
         record.at,
+        *event,
     )
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
 from schemas.common import Actor, Role
+from schemas.programmes import ProgrammeParams
 from schemas.reviews import (
     FlaggedApplication,
     InboxItem,
     OfferRequest,
     ReviewPublic,
     ReviewRecord,
+    Task,
     TaskStatus,
     TaskUpdate,
 )
@@ -100,7 +102,17 @@ WHERE t.status IN ('offered', 'accepted') AND t.deadline < now()
 ORDER BY t.deadline, t.id
 LIMIT $3"""
 )
-TASK_SQL = _INBOX_COLUMNS + "\nWHERE t.id = $1"
+# The task with its programme's parameters (rubric, score range), which every reviewer's action
+# is checked against: one round trip instead of two.
+TASK_SQL = """
+SELECT t.id, t.application_id, t.programme_id, a.content->>'title' AS title, a.specialty, t.status,
+       t.deadline, t.offered_at, t.reviewer_id, u.name AS reviewer_name,
+       t.deadline < now() AS overdue, p.params AS programme_params
+FROM review_tasks t
+JOIN applications a ON a.id = t.application_id
+JOIN users u ON u.id = t.reviewer_id
+JOIN programmes p ON p.id = t.programme_id
+WHERE t.id = $1"""
 APPLICATION_TASKS_SQL = _INBOX_COLUMNS + "\nWHERE t.application_id = $1 ORDER BY t.offered_at, t.id"
 REVIEWS_SQL = """
 SELECT r.task_id, r.reviewer_id, u.name AS reviewer_name, r.scores, r.score, r.recommendation,
@@ -288,7 +300,30 @@ async def overdue(db: Db, *, cursor: str | None, limit: int) -> tuple[list[Inbox
 
 
 async def task(db: Db, task_id: uuid.UUID) -> asyncpg.Record | None:
+    """The task (inbox columns) and its programme's `programme_params`."""
     return await db.fetchrow(TASK_SQL, task_id)
+
+
+def task_params(row: asyncpg.Record) -> ProgrammeParams:
+    """The programme parameters of a row from `task`."""
+    return ProgrammeParams.model_validate(json.loads(row["programme_params"]))
+
+
+def answered(row: asyncpg.Record, task: Task, *, with_reviewer: bool) -> InboxItem:
+    """The inbox item after an Update on the task: the row from before it, with the status and
+    deadline the Update answered (its write is on record by then), without reading it again."""
+    item = inbox_item(row, with_reviewer=with_reviewer)
+    deadline = task.deadline
+    return item.model_copy(
+        update={
+            "status": task.status,
+            "expected": _expected(task.status),
+            "deadline": deadline,
+            "overdue": deadline is not None
+            and deadline < datetime.now(UTC)
+            and task.status.is_open,
+        }
+    )
 
 
 async def application_tasks(db: Db, application_id: uuid.UUID) -> list[InboxItem]:

@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
     from workflows.intake import screen
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
     from workflows.pilot import PilotWorkflow
     from workflows.review import ReviewWorkflow
 
@@ -51,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
 MIN_WAIT = timedelta(milliseconds=1)
 STAGE = SearchAttributeKey.for_keyword("Stage")
 PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
+# The registration and the stage changes: local activities from this patch on (options.write).
+LOCAL_WRITES = "application-local-writes"
 
 
 @workflow.defn(name="Application")
@@ -99,12 +101,7 @@ class ApplicationWorkflow:
         async with self._lock:
             self._seq, self._stage = 1, Stage.screening
             self._waiting = WaitingFor(who="system", what="screening")
-            await workflow.execute_activity_method(
-                acts.ApplicationActivities.register_application,
-                self._start,
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
-            )
+            await write(LOCAL_WRITES, acts.ApplicationActivities.register_application, self._start)
             self._registered, self._recorded = True, 1
 
     async def _screen(self) -> bool:
@@ -473,12 +470,7 @@ class ApplicationWorkflow:
                 review_spread=review_spread,
                 outcome=outcome,
             )
-            await workflow.execute_activity_method(
-                acts.ApplicationActivities.record_stage_change,
-                change,
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
-            )
+            await write(LOCAL_WRITES, acts.ApplicationActivities.record_stage_change, change)
             self._recorded = self._seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         VoteRequest,
     )
     from schemas.history import Waiting, WaitingAnswer
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT, write
 
 
 def rub(amount: int) -> str:
@@ -70,6 +70,10 @@ def outcome_of(
             reasons = "; ".join(v.reason for v in votes if v.choice == choice)
             return outcome, None, f"{outcome.value} {count} of {cast}: {reasons}"
     return Outcome.deferred, None, f"no majority: {t.approve}/{t.reject}/{t.defer}"
+
+
+# Its writes below are local activities from this patch on (options.write).
+COUNCIL_LOCAL_WRITES = "council-local-writes"
 
 
 @workflow.defn(name="CouncilSession")
@@ -126,7 +130,8 @@ class CouncilSessionWorkflow:
         outcome, amount, reason = outcome_of(votes, self._start.quorum, item.requested_rub)
         now = workflow.now()
         if outcome == Outcome.approved and amount is not None:
-            reserved = await workflow.execute_activity_method(
+            reserved = await write(
+                COUNCIL_LOCAL_WRITES,
                 acts.CouncilActivities.reserve,
                 Reservation(
                     key=f"approval:{self._start.session_id}:{item.application_id}",
@@ -136,8 +141,6 @@ class CouncilSessionWorkflow:
                     reason=f"approved by {self._start.name}",
                     at=now,
                 ),
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
             )
             if not reserved.ok:
                 refusal = (
@@ -156,17 +159,17 @@ class CouncilSessionWorkflow:
             tally=tally(votes),
             decided_at=now,
         )
-        await workflow.execute_activity_method(
+        await write(
+            COUNCIL_LOCAL_WRITES,
             acts.CouncilActivities.record_decision,
             decision,
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
         )
         self._decisions[item.application_id] = decision
         delivered = await self._tell(item.application_id, "council_decision", decision)
         if not delivered and decision.amount_rub is not None:
             # The application ended meanwhile (withdrawn): its money goes back at once.
-            await workflow.execute_activity_method(
+            await write(
+                COUNCIL_LOCAL_WRITES,
                 acts.CouncilActivities.release,
                 Reservation(
                     key=f"release:{self._start.session_id}:{item.application_id}",
@@ -176,8 +179,6 @@ class CouncilSessionWorkflow:
                     reason="the application ended before the decision reached it",
                     at=workflow.now(),
                 ),
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
             )
         return decision
 
@@ -204,11 +205,10 @@ class CouncilSessionWorkflow:
     async def vote(self, request: VoteRequest) -> Tally:
         """A member's vote on an agenda item (a second vote replaces the first)."""
         self._votes[request.application_id][request.actor.user_id] = request
-        await workflow.execute_activity_method(
+        await write(
+            COUNCIL_LOCAL_WRITES,
             acts.CouncilActivities.record_vote,
             VoteRecord(session_id=self._start.session_id, vote=request, at=workflow.now()),
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
         )
         return tally(list(self._votes[request.application_id].values()))
 

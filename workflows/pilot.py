@@ -39,8 +39,12 @@ with workflow.unsafe.imports_passed_through():
         SiteState,
         SiteStatus,
     )
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
     from workflows.site import PilotSiteWorkflow
+
+
+# Its writes below are local activities from this patch on (options.write).
+PILOT_LOCAL_WRITES = "pilot-local-writes"
 
 
 @workflow.defn(name="Pilot")
@@ -148,11 +152,10 @@ class PilotWorkflow:
     async def _evaluate(self) -> None:
         async with self._lock:
             self._set(status=PilotStatus.evaluating)
-            found: EvaluatorFound = await workflow.execute_activity_method(
+            found: EvaluatorFound = await write(
+                PILOT_LOCAL_WRITES,
                 acts.PilotActivities.find_evaluator,
                 self._evaluator_request(None),
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
             )
             if found.evaluator is None:
                 reason = found.refusal or "no evaluator"
@@ -244,7 +247,8 @@ class PilotWorkflow:
         notify_admins: NewNotification | None = None,
     ) -> None:
         self._version += 1
-        await workflow.execute_activity_method(
+        await write(
+            PILOT_LOCAL_WRITES,
             acts.PilotActivities.record_pilot,
             PilotChange(
                 version=self._version,
@@ -257,8 +261,6 @@ class PilotWorkflow:
                 notify=notify or [],
                 notify_admins=notify_admins,
             ),
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
         )
         self._changes += 1
 
@@ -289,11 +291,10 @@ class PilotWorkflow:
     async def assign_evaluator(self, assignment: EvaluatorAssignment) -> PilotState:
         """An admin names the evaluator when no eligible expert was found (same rules)."""
         async with self._lock:
-            found: EvaluatorFound = await workflow.execute_activity_method(
+            found: EvaluatorFound = await write(
+                PILOT_LOCAL_WRITES,
                 acts.PilotActivities.find_evaluator,
                 self._evaluator_request(assignment.evaluator_id),
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
             )
             if found.evaluator is None:
                 raise ApplicationError(found.refusal or "not eligible")

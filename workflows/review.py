@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
         TaskUpdate,
     )
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
 
 UNKNOWN_TASK = "no such review task"
 
@@ -66,6 +66,10 @@ def review_problems(review: ReviewCreate, rubric: list[Criterion], low: int, hig
     if bad := [f"{n}={v}" for n, v in review.scores.items() if n in names and not low <= v <= high]:
         problems.append(f"scores must be integers from {low} to {high}: {', '.join(bad)}")
     return "; ".join(problems)
+
+
+# Its writes below are local activities from this patch on (options.write).
+REVIEW_LOCAL_WRITES = "review-local-writes"
 
 
 @workflow.defn(name="Review")
@@ -166,7 +170,8 @@ class ReviewWorkflow:
         now = workflow.now()
         self._version += 1
         task_id = str(workflow.uuid4())
-        offered = await workflow.execute_activity_method(
+        offered = await write(
+            REVIEW_LOCAL_WRITES,
             acts.ReviewActivities.offer_task,
             OfferRequest(
                 task_id=task_id,
@@ -185,8 +190,6 @@ class ReviewWorkflow:
                 reason=reason,
                 replaces=replaces,
             ),
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
         )
         if offered.reviewer is None:
             if reviewer_id is not None:
@@ -344,7 +347,8 @@ class ReviewWorkflow:
         details: dict[str, object] = dict(detail or {})
         if task is not None:
             details |= {"task_id": task.task_id, "reviewer_id": task.reviewer_id}
-        await workflow.execute_activity_method(
+        await write(
+            REVIEW_LOCAL_WRITES,
             acts.ReviewActivities.record_change,
             ReviewChange(
                 application_id=self._start.application_id,
@@ -374,8 +378,6 @@ class ReviewWorkflow:
                 notify=notify or [],
                 notify_admins=notify_admins,
             ),
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
         )
         self._changes += 1
 

@@ -29,10 +29,14 @@ with workflow.unsafe.imports_passed_through():
         SiteStatus,
         results,
     )
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
 
 
 MIN_WAIT = timedelta(milliseconds=1)  # a deadline already past still gets a timer
+
+
+# Its writes below are local activities from this patch on (options.write).
+SITE_LOCAL_WRITES = "site-local-writes"
 
 
 @workflow.defn(name="PilotSite")
@@ -177,7 +181,8 @@ class PilotSiteWorkflow:
         admins: NewNotification | None = None,
     ) -> None:
         self._version += 1
-        await workflow.execute_activity_method(
+        await write(
+            SITE_LOCAL_WRITES,
             acts.PilotActivities.record_site,
             SiteChange(
                 version=self._version,
@@ -190,8 +195,6 @@ class PilotSiteWorkflow:
                 notify_coordinators=coordinators,
                 notify_admins=admins,
             ),
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
         )
 
     # --- the clinic coordinator's updates -------------------------------------------------

@@ -17,7 +17,6 @@ from temporalio.client import WorkflowUpdateFailedError
 from api.deps import Caller, DbConn, Res, require
 from api.errors import refused_update
 from schemas.common import ApiError, InvalidInput, Role
-from schemas.programmes import ProgrammeParams
 from schemas.reviews import (
     DeclineCreate,
     DeclineRequest,
@@ -25,10 +24,11 @@ from schemas.reviews import (
     InboxPage,
     ReviewCreate,
     SubmitRequest,
+    Task,
     TaskAction,
     TaskDetail,
 )
-from store import applications, programmes, reviews
+from store import applications, reviews
 from store.reviews import inbox_item
 from workflows.review import UNKNOWN_TASK, ReviewWorkflow, review_problems
 
@@ -57,24 +57,20 @@ async def own_task(db: DbConn, caller: Caller, task_id: str) -> asyncpg.Record:
     return row
 
 
-async def send_update(res: Res, application_id: str, update: Any, arg: Any) -> None:
-    """Send a reviewer's Update. A task is on record a moment before its workflow has taken
-    the offer in; an Update in that moment is retried briefly instead of refused."""
+async def send_update(res: Res, application_id: str, update: Any, arg: Any) -> Task:
+    """Send a reviewer's Update; returns the task as the workflow answered. A task is on
+    record a moment before its workflow has taken the offer in; an Update in that moment is
+    retried briefly instead of refused."""
     handle = res.client.get_workflow_handle(review_workflow_id(application_id))
     for attempt in range(20):
         try:
-            await handle.execute_update(update, arg)
-            return
+            task: Task = await handle.execute_update(update, arg)
+            return task
         except WorkflowUpdateFailedError as exc:
             if refused_update(exc) != UNKNOWN_TASK or attempt == 19:
                 raise
             await asyncio.sleep(0.05)
-
-
-async def _programme_params(db: DbConn, row: asyncpg.Record) -> ProgrammeParams:
-    found = await programmes.get(db, row["programme_id"])
-    assert found is not None
-    return found.params
+    raise AssertionError("unreachable: the last attempt raises")
 
 
 @router.get("", response_model=InboxPage)
@@ -100,7 +96,7 @@ async def task_detail(task_id: str, caller: ReviewerOrAdmin, db: DbConn) -> Task
     """The task, the application to review, the programme's rubric and score range, your
     review once submitted, and the other reviews only after yours is in (blind review)."""
     row = await own_task(db, caller, task_id)
-    params = await _programme_params(db, row)
+    params = reviews.task_params(row)
     application = await applications.get(db, row["application_id"])
     assert application is not None
     all_reviews = await reviews.reviews(db, row["application_id"])
@@ -122,13 +118,13 @@ async def task_detail(task_id: str, caller: ReviewerOrAdmin, db: DbConn) -> Task
 async def accept(task_id: str, caller: Reviewer, db: DbConn, res: Res) -> InboxItem:
     """Accept the task: the review deadline starts now and shows as the task's `deadline`."""
     row = await own_task(db, caller, task_id)
-    await send_update(
+    task = await send_update(
         res,
         str(row["application_id"]),
         ReviewWorkflow.accept,
         TaskAction(actor=caller.actor, task_id=task_id),
     )
-    return await _reread(db, caller, task_id)
+    return reviews.answered(row, task, with_reviewer=caller.is_admin)
 
 
 @router.post("/{task_id}/decline", response_model=InboxItem, responses=REFUSALS)
@@ -138,7 +134,7 @@ async def decline(
     """Decline the task with a reason (also after accepting, e.g. on finding a conflict of
     interest). The application goes to the next eligible expert at once."""
     row = await own_task(db, caller, task_id)
-    await send_update(
+    task = await send_update(
         res,
         str(row["application_id"]),
         ReviewWorkflow.decline,
@@ -149,7 +145,7 @@ async def decline(
             conflict_of_interest=body.conflict_of_interest,
         ),
     )
-    return await _reread(db, caller, task_id)
+    return reviews.answered(row, task, with_reviewer=caller.is_admin)
 
 
 @router.post(
@@ -167,17 +163,13 @@ async def submit_review(
     programme's rubric (see `GET /v1/reviews/{task_id}`), a recommendation and comments. One
     review per task; it cannot be changed afterwards."""
     row = await own_task(db, caller, task_id)
-    params = await _programme_params(db, row)
+    params = reviews.task_params(row)
     if problems := review_problems(body, params.rubric, params.score_min, params.score_max):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
-    await send_update(
+    task = await send_update(
         res,
         str(row["application_id"]),
         ReviewWorkflow.submit,
         SubmitRequest(actor=caller.actor, task_id=task_id, review=body),
     )
-    return await _reread(db, caller, task_id)
-
-
-async def _reread(db: DbConn, caller: Caller, task_id: str) -> InboxItem:
-    return inbox_item(await own_task(db, caller, task_id), with_reviewer=caller.is_admin)
+    return reviews.answered(row, task, with_reviewer=caller.is_admin)

@@ -1,0 +1,192 @@
+"""A reviewer's submit through HTTP against a bare Update round trip, p50 and p99.
+
+    .venv/bin/python -m bench.latency --calls 500
+
+grantflow: `POST /v1/reviews/{task}/review` (bearer auth, the task's owner and the rubric
+checked, the review workflow's Update with its validator and its write, the task read back),
+one call at a time, each on its own application. Baselines on the same server, one call at a
+time, each on its own workflow: an Update with an empty handler, and an Update whose handler
+runs one empty local activity (grantflow's handler runs one write, as a local activity).
+Target: grantflow's p99 within 15 ms of the bare Update's."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench.drive import PARAMS, application_body
+from bench.harness import STEP, Grantflow, eventually, grantflow, make_user, ok, percentile, servers
+from schemas.common import Role
+
+REVIEW = {
+    "scores": {"clinical_value": 8, "novelty": 7, "feasibility": 7},
+    "recommendation": "fund",
+    "comments": "Sound plan.",
+}
+
+
+@activity.defn
+async def noop() -> None:
+    """An empty activity. Idempotent: it does nothing."""
+
+
+@workflow.defn(sandboxed=False)
+class Waiter:
+    """Waits for one Update, empty or running one empty local activity, then ends."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self._done)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    @workflow.update
+    async def empty(self) -> None:
+        """An empty Update."""
+        self._done = True
+
+    @workflow.update
+    async def with_activity(self) -> None:
+        """An Update that runs one empty local activity, as grantflow's handler runs its
+        write."""
+        await workflow.execute_local_activity(noop, start_to_close_timeout=timedelta(seconds=30))
+        self._done = True
+
+
+async def timed(calls: list[Callable[[], Awaitable[Any]]]) -> list[float]:
+    """Each call's latency in milliseconds, one call at a time."""
+    loop = asyncio.get_running_loop()
+    samples = []
+    for call in calls:
+        began = loop.time()
+        await call()
+        samples.append((loop.time() - began) * 1000)
+    return samples
+
+
+async def review_tasks(gf: Grantflow, count: int, concurrency: int) -> list[tuple[str, Any]]:
+    """`count` accepted review tasks, each of its own application: (task id, reviewer)."""
+    admin = await make_user(gf.pool, Role.admin)
+    specialty = f"radiology-{uuid.uuid4().hex[:6]}"
+    programme = ok(
+        await gf.api.post(
+            "/v1/programmes",
+            json={
+                "name": "Latency bench",
+                "budget_rub": 2_540_000_000,
+                "max_grant_rub": 200_000_000,
+                "organisation_types": ["medical_institution"],
+                "specialties": [specialty],
+                "intake_opens": "2020-01-01T00:00:00Z",
+                "intake_closes": "2100-01-01T00:00:00Z",
+                "params": {**PARAMS, "reviews_required": 2},
+            },
+            headers=admin.headers,
+        )
+    )
+    reviewers = {
+        r.id: r
+        for r in [await make_user(gf.pool, Role.reviewer, specialty=specialty) for _ in range(8)]
+    }
+    applicants = [await make_user(gf.pool, Role.applicant) for _ in range(max(1, count // 50))]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> tuple[str, Any]:
+        async with gate:
+            applicant = applicants[i % len(applicants)]
+            app = ok(
+                await gf.api.post(
+                    "/v1/applications",
+                    json=application_body(programme["id"], specialty),
+                    headers={**applicant.headers, "Idempotency-Key": f"latency-{i}"},
+                )
+            )
+
+            async def offered() -> Any:
+                body = ok(
+                    await gf.api.get(
+                        f"/v1/admin/applications/{app['id']}/reviews", headers=admin.headers
+                    )
+                )
+                # Two reviews required: the first one does not end the review stage, so no
+                # other write runs in the background of the measured call.
+                return body["tasks"][0] if len(body["tasks"]) == 2 else None
+
+            task = await eventually(offered)
+            reviewer = reviewers[task["reviewer_id"]]
+            accepted = await gf.api.post(
+                f"/v1/reviews/{task['task_id']}/acceptance", headers=reviewer.headers
+            )
+            ok(accepted)
+            return task["task_id"], reviewer
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def bare_updates(client: Client, count: int, update: str) -> list[float]:
+    queue = f"latency-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[Waiter], activities=[noop]):
+        handles = [
+            await client.start_workflow(Waiter.run, id=f"{queue}-{i}", task_queue=queue)
+            for i in range(count)
+        ]
+        samples = await timed([functools.partial(h.execute_update, update) for h in handles])
+        await asyncio.gather(*(h.result() for h in handles))
+    return samples
+
+
+async def submit(gf: Grantflow, task_id: str, reviewer: Any) -> None:
+    ok(await gf.api.post(f"/v1/reviews/{task_id}/review", json=REVIEW, headers=reviewer.headers))
+
+
+def report(name: str, samples: list[float]) -> tuple[float, float]:
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    print(f"  {name:38} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(samples)} calls)")
+    return p50, p99
+
+
+async def main(calls: int, concurrency: int, verbose: bool) -> None:
+    async with servers() as srv, grantflow(srv) as gf:
+        tasks = await review_tasks(gf, calls, concurrency)
+        gf.round_trips.reset()
+        STEP.set("latency")
+        http = await timed([functools.partial(submit, gf, t, r) for t, r in tasks])
+        trips = dict(gf.round_trips.by_source)
+        if verbose:
+            gf.round_trips.print_queries(calls)
+        empty = await bare_updates(srv.client, calls, "empty")
+        one_write = await bare_updates(srv.client, calls, "with_activity")
+    print(f"\nLatency, one call at a time ({calls} calls each):")
+    _, gf99 = report("grantflow: POST /v1/reviews/{task}/review", http)
+    _, bare99 = report("bare Update, empty handler", empty)
+    report("bare Update, one empty local activity", one_write)
+    print(f"  p99 difference: {gf99 - bare99:+.2f} ms (target: within 15 ms)")
+    print("  PostgreSQL round trips per submit:")
+    for source, count in sorted(trips.items()):
+        print(f"    {source:34} {count / calls:5.1f}")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=500, help="calls of each kind (default 500)")
+    parser.add_argument(
+        "--concurrency", type=int, default=20, help="applications prepared at a time (default 20)"
+    )
+    parser.add_argument("--queries", action="store_true", help="print every statement per call")
+    args = parser.parse_args()
+    asyncio.run(main(args.calls, args.concurrency, args.queries))
+
+
+if __name__ == "__main__":
+    cli()
