@@ -181,11 +181,20 @@ class Cohort:
     scores: list[int] = field(default_factory=list)
     apps: list[dict[str, Any]] = field(default_factory=list)
     applicants: list[User] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    unavailable: list[str] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # users made, programme open
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
         self.plans = [rng.choice(PLANS) for _ in range(self.size)]
         self.scores = [rng.randint(3, 9) for _ in range(self.size)]
+
+    def expected_stages(self) -> list[str]:
+        """Where each application ends, by its plan: what a run must reach, faults or not."""
+        ends = {"approve": "agreement", "decline": "withdrawn", "reject": "rejected"}
+        ends |= {"defer": "deferred", "withdraw": "withdrawn"}
+        return [ends[plan] for plan in self.plans]
 
     async def run(self) -> None:
         make = user_factory(self.stack)
@@ -193,6 +202,7 @@ class Cohort:
         self.council = Council(self.stack, admin, make)
         members = await self.council.setup()
         self.applicants = [await make(Role.applicant) for _ in range(4)]
+        self.started.set()
         self.apps = [{}] * self.size
         await asyncio.gather(*(self._to_review(i) for i in range(self.size)))
         session = await self._call("post", self._sessions(), 201, admin, json=self._session())
@@ -214,10 +224,23 @@ class Cohort:
     async def _call(
         self, method: str, url: str, status: int, user: User, **kw: Any
     ) -> dict[str, Any]:
-        response = await self.stack.api.request(method, url, headers=user.headers, **kw)
+        response = await self.request(method, url, user, **kw)
         assert response.status_code == status, f"{method} {url}: {response.text}"
         found: dict[str, Any] = response.json()
         return found
+
+    async def request(self, method: str, url: str, user: User, **kw: Any) -> httpx.Response:
+        """As a client does: a 503 ("try again shortly") is tried again, for a bounded time.
+        Every status is kept, so that a test can tell that no request got a 500."""
+        deadline = asyncio.get_running_loop().time() + WITHIN
+        headers = {**user.headers, **kw.pop("headers", {})}
+        while True:
+            response = await self.stack.api.request(method, url, headers=headers, **kw)
+            self.statuses[response.status_code] += 1
+            if response.status_code != 503 or asyncio.get_running_loop().time() > deadline:
+                return response
+            self.unavailable.append(response.json()["detail"])
+            await asyncio.sleep(0.5)
 
     async def _stage(self, i: int, stage: str) -> None:
         url = f"/v1/applications/{self.apps[i]['id']}"
@@ -235,8 +258,8 @@ class Cohort:
             self.council.programme["id"], specialty=self.council.specialty, title=f"Cohort {i}"
         )
         headers = {"Idempotency-Key": f"cohort-{i}"}
-        response = await self.stack.api.post(
-            "/v1/applications", json=body, headers={**applicant.headers, **headers}
+        response = await self.request(
+            "post", "/v1/applications", applicant, json=body, headers=headers
         )
         assert response.status_code in (200, 201), response.text
         self.apps[i] = response.json()
@@ -286,7 +309,7 @@ class Cohort:
     async def _agreement(self, i: int, status: str) -> bool:
         applicant = self.applicants[i % len(self.applicants)]
         url = f"/v1/applications/{self.apps[i]['id']}/agreement"
-        response = await self.stack.api.get(url, headers=applicant.headers)
+        response = await self.request("get", url, applicant)
         return response.status_code == 200 and response.json()["status"] == status
 
 
@@ -339,3 +362,13 @@ async def duplicates(pool: asyncpg.Pool) -> dict[str, list[Any]]:
 
 def stages(state: list[dict[str, Any]]) -> Counter[str]:
     return Counter(str(row["stage"]) for row in state)
+
+
+def reached(cohort: Cohort, state: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """The applications whose stage is not the one their plan leads to: (found, expected)."""
+    found = {row["title"]: row["stage"] for row in state}
+    return {
+        f"Cohort {i}": (found.get(f"Cohort {i}", "missing"), stage)
+        for i, stage in enumerate(cohort.expected_stages())
+        if found.get(f"Cohort {i}") != stage
+    }
