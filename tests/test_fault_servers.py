@@ -17,7 +17,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from grantflow.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
-from grantflow.temporal import connect
+from grantflow.stack import connect_with_retry
 from tests.conftest import SESSION, Stack, application_body
 from tests.faults import Cohort, duplicates, final_state, own_stack, reached, until
 
@@ -77,7 +77,7 @@ async def test_temporal_restarted_mid_lifecycle(postgres: EmbeddedPostgres, tmp_
     temporal = EmbeddedTemporal(tmp_path / "temporal.db", free_port(), None)
     temporal.start()
     try:
-        client = await connect(temporal.address)
+        client = await connect_with_retry(temporal.address, "default")
         async with own_stack(client, postgres.url) as stack:
             cohort = Cohort(stack, SEED, APPLICATIONS)
             message = "the workflow service is unavailable; try again shortly"
