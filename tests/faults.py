@@ -324,6 +324,23 @@ class Cohort:
 
 # --- what a run leaves behind -----------------------------------------------------------------
 
+
+async def settled(stack: Stack, within: float = WITHIN) -> None:
+    """Wait until no workflow of the stack has an activity or a workflow task pending: what
+    follows a user's last request (a cancelled review's record, a notification) is written."""
+    query = f"TaskQueue = '{stack.settings.task_queue}' AND ExecutionStatus = 'Running'"
+
+    async def idle() -> bool:
+        async for execution in stack.client.list_workflows(query):
+            handle = stack.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            raw = (await handle.describe()).raw_description
+            if raw.pending_activities or raw.HasField("pending_workflow_task"):
+                return False
+        return True
+
+    await until(idle, within=within, what="every workflow idle")
+
+
 FINAL_SQL = """
 SELECT a.content->>'title' AS title, a.stage, a.review_score::text AS score, a.approved_rub,
   (SELECT status FROM agreements g WHERE g.application_id = a.id) AS agreement,

@@ -19,12 +19,12 @@ from temporalio.testing import WorkflowEnvironment
 from grantflow.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
 from grantflow.stack import connect_with_retry
 from tests.conftest import SESSION, Stack, application_body
-from tests.faults import Cohort, duplicates, final_state, own_stack, reached, until
+from tests.faults import Cohort, duplicates, final_state, own_stack, reached, settled, until
 
 pytestmark = SESSION
 SEED = 88
 APPLICATIONS = 6
-DOWN_FOR = 3.0  # seconds the server stays away
+DOWN_FOR = 1.0  # seconds the server stays away after the API's answers were checked
 
 
 async def outage_during(
@@ -38,7 +38,12 @@ async def outage_during(
     it is down, start it again. Returns the applications the API had created before."""
     running = asyncio.create_task(cohort.run())
     await cohort.started.wait()
-    await asyncio.sleep(random.Random(SEED).uniform(1.0, 2.0))
+
+    async def under_way() -> bool:
+        return bool(await stack.pool.fetchval("SELECT count(*) >= 2 FROM applications"))
+
+    await until(under_way, what="the first applications on record")
+    await asyncio.sleep(random.Random(SEED).uniform(0.2, 1.0))
     created = await stack.pool.fetch("SELECT id, stage FROM applications")
     await asyncio.to_thread(stop)
     try:
@@ -55,6 +60,7 @@ async def outage_during(
     else:
         assert listed.status_code == 200, listed.text
     await running
+    await settled(stack)
     return created
 
 

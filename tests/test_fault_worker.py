@@ -17,11 +17,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from grantflow.embedded import EmbeddedPostgres
 from tests.conftest import SESSION
-from tests.faults import Cohort, WorkerProcess, duplicates, final_state, own_stack, stages
+from tests.faults import (
+    Cohort,
+    WorkerProcess,
+    duplicates,
+    final_state,
+    own_stack,
+    settled,
+    stages,
+    until,
+)
 
 pytestmark = SESSION
 SEED = 8
-APPLICATIONS = 24
+APPLICATIONS = 18
 KILLS = 3
 WRITE_TIMEOUT = 30.0  # workflows/options.py: how long a crashed worker's activity is waited for
 
@@ -47,6 +56,7 @@ async def cohort_run(
         try:
             cohort = Cohort(stack, SEED, APPLICATIONS)
             await asyncio.gather(cohort.run(), chaos())
+            await settled(stack)
             return await final_state(stack.pool), await duplicates(stack.pool), worker.starts
         except BaseException:
             print(worker.output())
@@ -87,7 +97,11 @@ async def test_sigterm_hands_back_in_flight_work_and_a_restart_finishes_it_promp
         try:
             cohort = Cohort(stack, SEED + 1, 8)
             running = asyncio.create_task(cohort.run())
-            await asyncio.sleep(2.0)  # mid-lifecycle: submissions, offers and reviews in flight
+
+            async def working() -> bool:  # the worker is up and offering applications to review
+                return bool(await stack.pool.fetchval("SELECT count(*) FROM notifications"))
+
+            await until(working, what="the worker's first writes")
             assert not running.done(), "the cohort finished before the worker was stopped"
             code = await asyncio.to_thread(worker.terminate, 15.0)  # graceful timeout: 10 s
             assert code == 0, worker.output()
@@ -96,6 +110,7 @@ async def test_sigterm_hands_back_in_flight_work_and_a_restart_finishes_it_promp
             # Work handed back is taken up by the new worker at once: no activity waits for
             # its timeout, as it would after a crash.
             await asyncio.wait_for(running, timeout=WRITE_TIMEOUT)
+            await settled(stack, within=WRITE_TIMEOUT)
             state = await final_state(stack.pool)
             assert len(state) == 8 and await duplicates(stack.pool) == {}
             stuck = [r for r in state if r["stage"] in ("submitted", "screening", "under_review")]
