@@ -17,7 +17,9 @@ from api.routes import (
     agreements,
     applications,
     council,
+    exports,
     health,
+    inspect,
     notifications,
     pilots,
     programmes,
@@ -72,6 +74,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         agreements,
         pilots,
         admin,
+        exports,
+        inspect,
     ):
         app.include_router(module.router)
 

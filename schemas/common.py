@@ -5,9 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Roubles = Annotated[int, Field(ge=0, le=10**13, description="An amount in whole roubles.")]
+# An admin's reason for an intervention. Blank is no reason: stripped first, so "   " is
+# refused (422) like a missing one.
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000),
+    Field(description="Why: recorded in the audit trail with your name."),
+]
 
 
 class Input(BaseModel):
@@ -56,6 +63,7 @@ class Stage(StrEnum):
     ineligible = "ineligible"
     withdrawn = "withdrawn"
     expired = "expired"
+    cancelled = "cancelled"  # by an admin: a stuck application ended, its money returned
 
     @property
     def is_final(self) -> bool:
@@ -63,7 +71,14 @@ class Stage(StrEnum):
 
 
 FINAL_STAGES = frozenset(
-    {Stage.rejected, Stage.closed, Stage.ineligible, Stage.withdrawn, Stage.expired}
+    {
+        Stage.rejected,
+        Stage.closed,
+        Stage.ineligible,
+        Stage.withdrawn,
+        Stage.expired,
+        Stage.cancelled,
+    }
 )
 
 

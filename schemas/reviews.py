@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field
 
-from schemas.common import Actor, Input, Output
+from schemas.common import Actor, Input, Output, Reason
 from schemas.notifications import NewNotification
 from schemas.programmes import Criterion, ProgrammeParams
 
@@ -79,7 +79,7 @@ class ReviewerAdd(Input):
     """An admin offers the application to a reviewer by hand."""
 
     reviewer_id: str = Field(min_length=1, max_length=64)
-    reason: str = Field(min_length=1, max_length=2_000)
+    reason: Reason
 
     model_config = Input.model_config | {
         "json_schema_extra": {
@@ -97,7 +97,7 @@ class DeadlineExtension(Input):
     """An admin moves the current deadline of a task (to accept, or to submit) later."""
 
     until: AwareDatetime
-    reason: str = Field(min_length=1, max_length=2_000)
+    reason: Reason
 
     model_config = Input.model_config | {
         "json_schema_extra": {

@@ -6,6 +6,7 @@ import uuid
 
 from schemas.agreements import (
     AgreementState,
+    AgreementStatus,
     OverdueReport,
     Report,
     ReportReviewerRequest,
@@ -24,7 +25,8 @@ INSERT INTO agreements (application_id, programme_id, amount_rub, status, versio
                         accept_by, accepted_at, updated_at, report_reviewer_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (application_id) DO UPDATE
-SET status = $4, version = $5, accepted_at = $8, updated_at = $9, report_reviewer_id = $10
+SET status = $4, version = $5, accept_by = $7, accepted_at = $8, updated_at = $9,
+    report_reviewer_id = $10
 WHERE agreements.version < $5"""
 UPSERT_TRANCHE_SQL = """
 INSERT INTO tranches (application_id, seq, amount_rub, due_at, status, held_reason, released_at)
@@ -36,7 +38,12 @@ INSERT INTO reports (application_id, seq, due_at, status, body, comment, final, 
                      reminded, programme_id, kind)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (application_id, seq) DO UPDATE
-SET status = $4, body = $5, comment = $6, overdue = $8, reminded = $9"""
+SET due_at = $3, status = $4, body = $5, comment = $6, overdue = $8, reminded = $9"""
+# While the agreement is offered, the application shows its acceptance deadline (an admin may
+# have moved it).
+SYNC_ACCEPT_BY_SQL = """
+UPDATE applications SET deadline = $2
+WHERE id = $1 AND stage = 'approved' AND deadline IS DISTINCT FROM $2"""
 AGREEMENT_SQL = """
 SELECT a.application_id, a.amount_rub, a.status, a.offered_at, a.accept_by, a.accepted_at,
        u.id AS reviewer_id, u.name AS reviewer_name, u.institution_id AS reviewer_institution
@@ -95,6 +102,8 @@ async def save(conn: Conn, state: AgreementState, programme_id: str, version: in
     )
     if result.endswith(" 0"):
         return False
+    if state.status == AgreementStatus.offered:
+        await conn.execute(SYNC_ACCEPT_BY_SQL, app, state.accept_by)
     await conn.executemany(
         UPSERT_TRANCHE_SQL,
         [

@@ -108,7 +108,9 @@ async def scale_db(postgres: EmbeddedPostgres) -> Any:
             "applications of a stage",
             applications_store.LIST_APPLICATIONS_SQL,
             (None, None, None, None, "under_review", 51),
-            "applications_by_stage",
+            # Every seeded application is under review: newest-first through all of them
+            # (migration 0006) reads the same page as through the stage's own index.
+            "applications_by_stage applications_newest",
         ),
     ],
 )
@@ -121,7 +123,7 @@ async def test_lists_read_one_page_through_their_index_at_100_000_tasks(
         "Seq Scan",
         None,
     ) not in nodes, f"{name} scans a whole table: {nodes}"
-    assert any(i == index for _, i in nodes), f"{name} does not use {index}: {nodes}"
+    assert any(i in index.split() for _, i in nodes), f"{name} does not use {index}: {nodes}"
 
 
 async def test_a_reviewer_pages_through_a_long_inbox_soonest_deadline_first(

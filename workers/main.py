@@ -81,5 +81,5 @@ def build_worker(
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_cached_workflows=max_cached_workflows,
-        interceptors=interceptors,
+        interceptors=interceptors,  # tests only (a fault injected on purpose); never set here
     )

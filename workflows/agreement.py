@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import agreements as acts
+    from schemas.admin import DeadlineRequest
     from schemas.agreements import (
         AgreementAction,
         AgreementCarry,
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.common import Actor, Role
     from schemas.council import Reservation
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
 
@@ -145,13 +147,7 @@ class AgreementWorkflow:
         try:
             if start.carried is None:
                 await self._record("agreement_offered")
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._answer is not None,
-                        timeout=self._state.accept_by - workflow.now(),
-                        timeout_summary="agreement acceptance window",
-                    )
-                except TimeoutError:
+                if not await self._await_answer():
                     await self._end(AgreementStatus.lapsed, "not accepted by the deadline")
                     return self._outcome()
                 await workflow.wait_condition(lambda: self._decided)
@@ -163,6 +159,25 @@ class AgreementWorkflow:
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._outcome()
+
+    async def _await_answer(self) -> bool:
+        """Until the applicant answers (True) or the window closes (False); an admin's
+        extension moves `accept_by`, and the wait starts over with it."""
+        while (answered := await self._answer_by(self._state.accept_by)) is None:
+            pass
+        return answered
+
+    async def _answer_by(self, by: datetime) -> bool | None:
+        """True: answered; False: `by` passed; None: an admin moved the deadline."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._answer is not None or self._state.accept_by != by,
+                timeout=max(by - workflow.now(), MIN_WAIT),
+                timeout_summary="agreement acceptance window",
+            )
+        except TimeoutError:
+            return False
+        return True if self._answer is not None else None
 
     async def _fund_and_report(self) -> None:
         """Wake at each reminder, deadline and tranche date, and at every change."""
@@ -519,6 +534,54 @@ class AgreementWorkflow:
         if waiting := [r.seq for r in self._state.reports[:-1] if r.status != "accepted"]:
             raise ApplicationError(f"report {waiting[0]} must be accepted before the final one")
 
+    @workflow.update
+    async def extend_deadline(self, request: DeadlineRequest) -> AgreementState:
+        """An admin moves a deadline later, with a reason: report `seq`'s (it leaves the overdue
+        list and is reminded again before the new one), or without `seq` the applicant's window
+        to accept the agreement."""
+        async with self._lock:
+            if request.seq is None:
+                self._state = self._state.model_copy(update={"accept_by": request.until})
+                kind, what = "agreement_deadline_extended", "the agreement's acceptance"
+            else:
+                lead = self._start.params.reminder_lead_time
+                self._put_report(
+                    self._report(request.seq).model_copy(
+                        update={
+                            "due_at": request.until,
+                            "overdue": False,
+                            "reminded": workflow.now() >= request.until - lead,
+                        }
+                    )
+                )
+                kind, what = "report_deadline_extended", f"report {request.seq}"
+            await self._record(
+                kind,
+                actor=request.actor,
+                reason=f"{what} moved to {request.until.isoformat()}: {request.reason}",
+            )
+        return self._state
+
+    @extend_deadline.validator
+    def _validate_extend_deadline(self, request: DeadlineRequest) -> None:
+        if request.actor.role != Role.admin:
+            raise ApplicationError("only an admin can extend a deadline")
+        if request.seq is None:
+            if self._state.status != AgreementStatus.offered or self._answer is not None:
+                raise ApplicationError(f"the agreement is {self._state.status}, not offered")
+            current = self._state.accept_by
+        else:
+            if self._state.status != AgreementStatus.accepted:
+                raise ApplicationError(f"the agreement is {self._state.status}")
+            report = self._report(request.seq)
+            if report.status not in (ReportStatus.due, ReportStatus.returned):
+                raise ApplicationError(f"report {request.seq} is {report.status}")
+            current = report.due_at
+        if request.until <= max(current, workflow.now()):
+            raise ApplicationError(
+                f"the new deadline must be later than the current one ({current.isoformat()})"
+            )
+
     @workflow.signal
     def stop(self, stop: AgreementStop) -> None:
         """The pilot's decision stopped the project: unpaid tranches are cancelled and the
@@ -539,3 +602,74 @@ class AgreementWorkflow:
     def state(self) -> AgreementState:
         """The agreement: status, tranches (paid, held and why), reports."""
         return self._state
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """The applicant's answer to the offer, then the reports: the next one due and every
+        overdue one (the applicant's), and every submitted one (the report reviewer's or the
+        admins'), each with what its lateness costs."""
+        wid = workflow.info().workflow_id
+        state, applicant = self._state, self._start.applicant
+        if state.status == AgreementStatus.offered:
+            offer = Waiting(
+                workflow_id=wid,
+                who=f"applicant {applicant.name}",
+                user_ids=[applicant.user_id],
+                what="accept or decline the agreement",
+                by=state.accept_by,
+                otherwise="the approval lapses and its money returns to the budget",
+            )
+            return WaitingAnswer(workflow_id=wid, waiting=[offer])
+        if state.status != AgreementStatus.accepted:
+            return WaitingAnswer(workflow_id=wid)
+        submitted = [r for r in state.reports if r.status == ReportStatus.submitted]
+        waiting = [self._waiting_for_review(wid, r) for r in submitted]
+        owed = [r for r in state.reports if r.status in (ReportStatus.due, ReportStatus.returned)]
+        for report in [r for r in owed if r.overdue] or owed[:1]:
+            waiting.append(self._waiting_for_report(wid, report))
+        return WaitingAnswer(workflow_id=wid, waiting=waiting)
+
+    def _waiting_for_report(self, wid: str, report: Report) -> Waiting:
+        applicant, lead = self._start.applicant, self._start.params.reminder_lead_time
+        held = self._held_by(report)
+        if report.overdue:
+            otherwise = "it is overdue and escalated to the admins"
+        elif report.reminded:
+            otherwise = "once late it is escalated to the admins"
+        else:
+            otherwise = (
+                f"a reminder at {(report.due_at - lead).isoformat()}; once late it is "
+                "escalated to the admins"
+            )
+        if held:
+            otherwise += f"; tranche {held} stays held until it is accepted"
+        returned = report.status == ReportStatus.returned
+        again = f" again (returned: {report.comment})" if returned else ""
+        return Waiting(
+            workflow_id=wid,
+            who=f"applicant {applicant.name}",
+            user_ids=[applicant.user_id],
+            what=f"submit the {report_name(report)}{again}",
+            by=report.due_at,
+            otherwise=otherwise,
+        )
+
+    def _waiting_for_review(self, wid: str, report: Report) -> Waiting:
+        reviewer = self._state.report_reviewer
+        held = self._held_by(report)
+        return Waiting(
+            workflow_id=wid,
+            who=f"report reviewer {reviewer.name} or an admin" if reviewer else "admins",
+            user_ids=[reviewer.user_id] if reviewer else [],
+            what=f"accept or return the {report_name(report)}",
+            otherwise=f"tranche {held} stays held" if held else "the report waits",
+        )
+
+    def _held_by(self, report: Report) -> int | None:
+        """The first unpaid tranche this report holds back, if any."""
+        for tranche in self._state.tranches:
+            if tranche.status in (TrancheStatus.scheduled, TrancheStatus.held) and (
+                tranche.due_at is not None and report.due_at <= tranche.due_at
+            ):
+                return tranche.seq
+        return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import applications as acts
+    from schemas.admin import AdminAction, DeadlineRequest, RescreenRequest
     from schemas.agreements import (
         AgreementOutcome,
         AgreementStart,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.common import Actor, Role, Stage
     from schemas.council import Decision, Outcome
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.pilots import PilotOutcome, PilotPlanRequest, PilotStart, Recommendation
     from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
@@ -45,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pilot import PilotWorkflow
     from workflows.review import ReviewWorkflow
 
+# A deadline already past still gets a timer, not a busy loop.
+MIN_WAIT = timedelta(milliseconds=1)
 STAGE = SearchAttributeKey.for_keyword("Stage")
 PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
 
@@ -69,6 +73,10 @@ class ApplicationWorkflow:
         self._council_inbox: list[str | Decision] = []
         self._agreement_accepted = False
         self._pilot_plan: PilotPlanRequest | None = None
+        self._revision_by: datetime | None = None  # moved by an admin's extension
+        self._rescreen: RescreenRequest | None = None
+        self._wound_down = False  # final, and its children ended (money back in the budget)
+        self._session_id: str | None = None  # the council session it is on the agenda of
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -83,6 +91,7 @@ class ApplicationWorkflow:
             await self._council()
         if not self._stage.is_final:
             await workflow.wait_condition(lambda: self._stage.is_final)
+        self._wound_down = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._stage
 
@@ -118,6 +127,7 @@ class ApplicationWorkflow:
             )
         else:
             deadline = workflow.now() + self._start.programme.spec.params.revision_window
+            self._revision_by = deadline
             await self._change(
                 Stage.revision_requested,
                 "screened",
@@ -131,7 +141,7 @@ class ApplicationWorkflow:
         self._screenings += 1  # a pending `revise` update returns from here on
         if self._stage != Stage.revision_requested:
             return True
-        return await self._await_revision(deadline)
+        return await self._await_revision()
 
     async def _review(self) -> None:
         """Expert review as a child workflow; a withdrawal meanwhile cancels it."""
@@ -362,6 +372,7 @@ class ApplicationWorkflow:
     @workflow.signal
     def enter_council(self, session_id: str) -> None:
         """A council session took the application on its agenda."""
+        self._session_id = session_id
         self._council_inbox.append(session_id)
 
     @workflow.signal
@@ -374,17 +385,19 @@ class ApplicationWorkflow:
         """The applicant accepted the agreement (from the agreement workflow)."""
         self._agreement_accepted = True
 
-    async def _await_revision(self, deadline: datetime) -> bool:
-        try:
-            await workflow.wait_condition(
-                lambda: self._revision is not None or self._stage.is_final,
-                timeout=deadline - workflow.now(),
-            )
-        except TimeoutError:
-            await self._change(
-                Stage.expired, "revision_missed", reason="no revision by the deadline"
-            )
-            return True
+    async def _await_revision(self) -> bool:
+        """Until the revision, a re-screening, a final stage or the deadline; an admin's
+        extension moves the deadline, and the wait starts over with the new one."""
+        while True:
+            by = self._revision_by
+            assert by is not None
+            if not await self._revision_until(by):
+                await self._change(
+                    Stage.expired, "revision_missed", reason="no revision by the deadline"
+                )
+                return True
+            if self._revision is not None or self._rescreen is not None or self._stage.is_final:
+                break
         if self._revision is not None:
             revision, self._revision = self._revision, None
             self._content = revision.content
@@ -395,7 +408,33 @@ class ApplicationWorkflow:
                 content=revision.content,
                 waiting=WaitingFor(who="system", what="screening"),
             )
+        elif self._rescreen is not None:
+            request, self._rescreen = self._rescreen, None
+            self._start = self._start.model_copy(update={"programme": request.programme})
+            await self._change(
+                Stage.screening,
+                "rescreened",
+                actor=request.actor,
+                reason=request.reason,
+                waiting=WaitingFor(who="system", what="screening"),
+            )
         return self._stage.is_final
+
+    async def _revision_until(self, by: datetime) -> bool:
+        """False when `by` passed with nothing happening."""
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self._revision is not None
+                    or self._rescreen is not None
+                    or self._stage.is_final
+                    or self._revision_by != by
+                ),
+                timeout=max(by - workflow.now(), MIN_WAIT),
+            )
+        except TimeoutError:
+            return False
+        return True
 
     async def _change(
         self,
@@ -489,6 +528,103 @@ class ApplicationWorkflow:
         if self._stage.is_final:
             raise ApplicationError(f"the application is already {self._stage}")
 
+    # --- admins' interventions: each an update with a validator and a reason ----------------
+
+    @workflow.update
+    async def extend_revision(self, request: DeadlineRequest) -> ApplicationStatus:
+        """An admin gives the applicant longer to revise; the applicant sees the new deadline."""
+        self._revision_by = request.until
+        waiting = self._waiting
+        if not await self._change(
+            Stage.revision_requested,
+            "revision_deadline_extended",
+            actor=request.actor,
+            reason=request.reason,
+            waiting=WaitingFor(
+                who="applicant",
+                what=waiting.what if waiting else "revise the application",
+                by=request.until,
+                otherwise="the application expires",
+            ),
+        ):
+            raise ApplicationError(f"the application is already {self._stage}")
+        return self.status()
+
+    @extend_revision.validator
+    def _validate_extend_revision(self, request: DeadlineRequest) -> None:
+        _check_admin(request)
+        if self._stage != Stage.revision_requested or self._revision is not None:
+            raise ApplicationError(f"no revision is expected: the application is {self._stage}")
+        current = self._revision_by
+        if current is not None and request.until <= max(current, workflow.now()):
+            raise ApplicationError(
+                f"the new deadline must be later than the current one ({current.isoformat()})"
+            )
+
+    @workflow.update
+    async def rescreen(self, request: RescreenRequest) -> ApplicationStatus:
+        """An admin screens the application again against the programme as it stands now
+        (after a correction); returns the new screening's outcome."""
+        self._rescreen = request
+        screenings = self._screenings
+        await workflow.wait_condition(lambda: self._screenings > screenings or self._ended())
+        return self.status()
+
+    @rescreen.validator
+    def _validate_rescreen(self, request: RescreenRequest) -> None:
+        _check_admin(request)
+        if request.programme.programme_id != self._start.programme.programme_id:
+            raise ApplicationError("that is another programme")
+        if self._stage != Stage.revision_requested or self._revision or self._rescreen:
+            raise ApplicationError(
+                f"screening is re-run while a revision is awaited: the application is {self._stage}"
+            )
+
+    @workflow.update
+    async def cancel(self, request: AdminAction) -> ApplicationStatus:
+        """An admin ends a stuck application: its review, agreement or pilot is cancelled and
+        any money reserved for it returns to the budget before this returns."""
+        if not await self._change(
+            Stage.cancelled, "cancelled", actor=request.actor, reason=request.reason
+        ):
+            raise ApplicationError(f"the application is already {self._stage}")
+        await workflow.wait_condition(lambda: self._wound_down)
+        return self.status()
+
+    @cancel.validator
+    def _validate_cancel(self, request: AdminAction) -> None:
+        _check_admin(request)
+        if self._stage.is_final:
+            raise ApplicationError(f"the application is already {self._stage}")
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """Who must act next, what, by when and what happens otherwise; in the stages a child
+        workflow (or the council session) holds, `ask` names it for the rest of the answer."""
+        wid = workflow.info().workflow_id
+        app = self._start.application_id
+        ask = {
+            Stage.under_review: [f"review-{app}"],
+            Stage.in_council: [f"council-{self._session_id}"] if self._session_id else [],
+            Stage.approved: [f"agreement-{app}"],
+            Stage.agreement: [f"agreement-{app}"],
+            Stage.piloting: [f"pilot-{app}", f"agreement-{app}"],
+            Stage.reporting: [f"agreement-{app}"],
+        }.get(self._stage, [])
+        own = self._waiting
+        if own is None or self._stage.is_final or (ask and self._stage != Stage.agreement):
+            return WaitingAnswer(workflow_id=wid, ask=ask)
+        user_ids = [self._start.applicant.user_id] if own.who == "applicant" else []
+        waiting = Waiting(
+            workflow_id=wid,
+            who=own.who,
+            user_ids=user_ids,
+            what=own.what,
+            by=own.by,
+            otherwise=own.otherwise,
+        )
+        return WaitingAnswer(workflow_id=wid, waiting=[waiting], ask=ask)
+
     @workflow.query
     def status(self) -> ApplicationStatus:
         """The stage, the open screening findings, and who must act next."""
@@ -498,3 +634,10 @@ class ApplicationWorkflow:
             findings=self._findings,
             waiting_for=self._waiting,
         )
+
+
+def _check_admin(request: AdminAction) -> None:
+    if request.actor.role != Role.admin:
+        raise ApplicationError("only an admin can do this")
+    if not request.reason.strip():
+        raise ApplicationError("a reason is required")

@@ -17,7 +17,9 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import reviews as acts
+    from schemas.admin import ReassignRequest
     from schemas.common import Actor, Role
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from schemas.programmes import Criterion
     from schemas.reviews import (
@@ -554,6 +556,61 @@ class ReviewWorkflow:
                 f"the new deadline must be later than the current one ({task.deadline.isoformat()})"
             )
 
+    @workflow.update
+    async def reassign(self, request: ReassignRequest) -> Task:
+        """An admin takes an open task away from its reviewer (who is told why): to the
+        reviewer named, or to the next eligible expert by the usual matching (flagged when
+        nobody is left). Returns the task now holding the slot, or the cancelled one while the
+        next expert is being found."""
+        async with self._lock:
+            task = self._tasks[request.task_id]
+            why = f"reassigned by an admin: {request.reason}"
+            offered = None
+            if request.reviewer_id is not None:
+                offered = await self._offer(
+                    reviewer_id=request.reviewer_id,
+                    assigned_by=request.actor,
+                    reason=request.reason,
+                    replaces=task.task_id,
+                )
+            cancelled = task.model_copy(update={"status": TaskStatus.cancelled, "reason": why})
+            self._tasks[task.task_id] = cancelled
+            if offered is None:
+                self._pending_reassign[task.task_id] = why
+            await self._record(
+                "review_reassigned",
+                actor=request.actor,
+                reason=request.reason,
+                task=cancelled,
+                detail={"to": offered.reviewer_id} if offered else {},
+                notify=[
+                    self._note(
+                        cancelled,
+                        NotificationKind.task_reassigned,
+                        "reassigned",
+                        f"Review task withdrawn: {self._start.title}",
+                        f"An admin gave this review to another expert: {request.reason}",
+                    )
+                ],
+            )
+            return offered or cancelled
+
+    @reassign.validator
+    def _validate_reassign(self, request: ReassignRequest) -> None:
+        if request.actor.role != Role.admin:
+            raise ApplicationError("only an admin can reassign a review")
+        task = self._tasks.get(request.task_id)
+        if task is None:
+            raise ApplicationError(UNKNOWN_TASK)
+        if not task.status.is_open:
+            raise ApplicationError(f"this review task is {task.status}: nothing to reassign")
+        if request.reviewer_id is not None and any(
+            t.reviewer_id == request.reviewer_id for t in self._tasks.values()
+        ):
+            raise ApplicationError("this reviewer has already been offered this application")
+        if self._outcome is not None:
+            raise ApplicationError("the review is complete")
+
     @workflow.query
     def state(self) -> ReviewState:
         """Tasks with their reviewers and deadlines, progress, and any flag (for admins)."""
@@ -565,3 +622,40 @@ class ReviewWorkflow:
             flag=self._flag,
             outcome=self._outcome,
         )
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """Each open task's reviewer, what they must do and by when (a missed deadline offers
+        the application to another expert), and the admins when the application is flagged."""
+        wid = workflow.info().workflow_id
+        waiting = []
+        for task in self._open():
+            offered = task.status == TaskStatus.offered
+            reminder = self._reminder_at(task)
+            otherwise = "the task expires and the application is offered to another expert"
+            if reminder is not None:
+                otherwise = f"a reminder at {reminder.isoformat()}, then {otherwise}"
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who=f"reviewer {task.reviewer_name}",
+                    user_ids=[task.reviewer_id],
+                    what=(
+                        "accept or decline the review task"
+                        if offered
+                        else f"submit the review ({self._submitted()} of {self._required} in)"
+                    ),
+                    by=task.deadline,
+                    otherwise=otherwise,
+                )
+            )
+        if self._flag is not None:
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who="admins",
+                    what=self._flag,
+                    otherwise="the application stays in review, flagged",
+                )
+            )
+        return WaitingAnswer(workflow_id=wid, waiting=waiting)

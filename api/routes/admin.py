@@ -1,8 +1,11 @@
-"""What admins need to keep reviews moving: the flagged queue, overdue tasks, every task and
-review of an application, adding a reviewer and extending a deadline.
+"""What admins need to find anything and keep it moving: the filtered application list, the
+flagged queue, overdue tasks, every task and review of an application, and the interventions
+(add or reassign a reviewer, extend any deadline, re-run screening, cancel).
 
-Interventions are Updates of the review workflow with a required reason, recorded in the audit
-trail with the admin's name: nothing an admin does bypasses the workflow."""
+Interventions are Updates of the application's workflows with a validator and a required
+reason, recorded in the audit trail with the admin's name: nothing an admin does bypasses the
+workflow. (Withdrawing on the applicant's behalf is `POST /v1/applications/{id}/withdrawal`
+with an admin's token.)"""
 
 from __future__ import annotations
 
@@ -12,8 +15,21 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import Admin, DbConn, Res
+from api.routes.applications import workflow_id
 from api.routes.reviews import REFUSALS, own_task, review_workflow_id, send_update
-from schemas.common import ApiError
+from schemas.admin import (
+    AdminAction,
+    AdminApplicationPage,
+    DeadlineKind,
+    DeadlineMove,
+    DeadlineRequest,
+    InterventionCreate,
+    ReassignCreate,
+    ReassignRequest,
+    RescreenRequest,
+)
+from schemas.applications import ApplicationPublic
+from schemas.common import ApiError, Stage
 from schemas.reviews import (
     AddReviewerRequest,
     ApplicationReviews,
@@ -24,8 +40,10 @@ from schemas.reviews import (
     InboxPage,
     ReviewerAdd,
 )
-from store import applications, reviews
+from store import admin, applications, programmes, reviews
 from store.reviews import inbox_item
+from workflows.agreement import AgreementWorkflow
+from workflows.application import ApplicationWorkflow
 from workflows.review import ReviewWorkflow
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -33,6 +51,40 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 def _page_error(exc: ValueError) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+
+
+@router.get(
+    "/applications", response_model=AdminApplicationPage, responses={422: {"model": ApiError}}
+)
+async def find_applications(
+    _: Admin,
+    db: DbConn,
+    programme_id: uuid.UUID | None = None,
+    stage: Annotated[list[Stage] | None, Query(description="One or more stages.")] = None,
+    institution_id: str | None = None,
+    specialty: str | None = None,
+    overdue: Annotated[
+        bool, Query(description="Only those with a deadline passed (applicant, review, report).")
+    ] = False,
+    flagged: Annotated[bool, Query(description="Only those waiting for an admin.")] = False,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AdminApplicationPage:
+    """Every application matching all the filters given, newest first, `limit` at a time
+    (pass a page's `next_cursor` as `cursor` for the next), with `total` matching and the
+    count in each stage (`by_stage`, ignoring the stage filter)."""
+    filters = admin.Filters(
+        programme_id=programme_id,
+        stages=tuple(stage or ()),
+        institution_id=institution_id,
+        specialty=specialty,
+        overdue=overdue,
+        flagged=flagged,
+    )
+    try:
+        return await admin.page(db, filters, limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise _page_error(exc) from None
 
 
 @router.get("/applications/flagged", response_model=FlaggedPage)
@@ -125,3 +177,123 @@ async def extend_deadline(
         ExtendRequest(actor=caller.actor, task_id=task_id, until=body.until, reason=body.reason),
     )
     return inbox_item(await own_task(db, caller, task_id), with_reviewer=True)
+
+
+_WITH_AGREEMENT = {Stage.approved, Stage.agreement, Stage.piloting, Stage.reporting}
+
+
+async def _application(
+    db: DbConn, application_id: uuid.UUID, *, open_only: bool = False
+) -> ApplicationPublic:
+    found = await applications.get(db, application_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found")
+    if open_only and found.stage.is_final:
+        # Its workflow has ended: nothing left to intervene in.
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the application is already {found.stage}")
+    return found
+
+
+@router.post(
+    "/applications/{application_id}/deadlines",
+    response_model=ApplicationPublic,
+    responses={**REFUSALS, 422: {"model": ApiError}},
+)
+async def move_deadline(
+    application_id: uuid.UUID, body: DeadlineMove, caller: Admin, db: DbConn, res: Res
+) -> ApplicationPublic:
+    """Move a deadline of the application later, with a reason: the applicant's revision
+    window (`revision`), a review task's (`review`, with `task_id`), the window to accept the
+    agreement (`agreement`) or a report's (`report`, with `seq`). Whoever must act is shown the
+    new deadline; the audit records it with your name and reason."""
+    found = await _application(db, application_id, open_only=True)
+    app_id = str(application_id)
+    request = DeadlineRequest(
+        actor=caller.actor, reason=body.reason, until=body.until, seq=body.seq
+    )
+    if body.kind == DeadlineKind.review:
+        if body.task_id is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "task_id is required")
+        row = await own_task(db, caller, body.task_id)
+        if str(row["application_id"]) != app_id:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task on this application")
+        await extend_deadline(
+            body.task_id, DeadlineExtension(until=body.until, reason=body.reason), caller, db, res
+        )
+    elif body.kind == DeadlineKind.revision:
+        handle = res.client.get_workflow_handle(workflow_id(app_id))
+        await handle.execute_update(ApplicationWorkflow.extend_revision, request)
+    else:
+        if (body.kind == DeadlineKind.report) != (body.seq is not None):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, "seq is required for a report, only then"
+            )
+        if found.stage not in _WITH_AGREEMENT:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"the application has no agreement: it is {found.stage}"
+            )
+        handle = res.client.get_workflow_handle(f"agreement-{app_id}")
+        await handle.execute_update(AgreementWorkflow.extend_deadline, request)
+    return await _application(db, application_id)
+
+
+@router.post(
+    "/reviews/{task_id}/reassignment",
+    response_model=ApplicationReviews,
+    responses={**REFUSALS, 422: {"model": ApiError}},
+)
+async def reassign(
+    task_id: str, body: ReassignCreate, caller: Admin, db: DbConn, res: Res
+) -> ApplicationReviews:
+    """Take an open review task away from its reviewer, with a reason: to the reviewer named
+    (checked for conflicts of interest), or to the next eligible expert. The reviewer is told;
+    the application's tasks are returned."""
+    row = await own_task(db, caller, task_id)
+    await send_update(
+        res,
+        str(row["application_id"]),
+        ReviewWorkflow.reassign,
+        ReassignRequest(
+            actor=caller.actor, reason=body.reason, task_id=task_id, reviewer_id=body.reviewer_id
+        ),
+    )
+    return await application_reviews(row["application_id"], caller, db)
+
+
+@router.post(
+    "/applications/{application_id}/screening",
+    response_model=ApplicationPublic,
+    responses={**REFUSALS, 422: {"model": ApiError}},
+)
+async def rescreen(
+    application_id: uuid.UUID, body: InterventionCreate, caller: Admin, db: DbConn, res: Res
+) -> ApplicationPublic:
+    """Screen an application awaiting revision again, against its programme as it stands now
+    (after a correction), with a reason; the response shows the new outcome."""
+    found = await _application(db, application_id, open_only=True)
+    programme = await programmes.get_start(db, uuid.UUID(found.programme_id))
+    assert programme is not None  # an application's programme is never deleted
+    handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
+    await handle.execute_update(
+        ApplicationWorkflow.rescreen,
+        RescreenRequest(actor=caller.actor, reason=body.reason, programme=programme),
+    )
+    return await _application(db, application_id)
+
+
+@router.post(
+    "/applications/{application_id}/cancellation",
+    response_model=ApplicationPublic,
+    responses={**REFUSALS, 422: {"model": ApiError}},
+)
+async def cancel(
+    application_id: uuid.UUID, body: InterventionCreate, caller: Admin, db: DbConn, res: Res
+) -> ApplicationPublic:
+    """Cancel a stuck application at any open stage, with a reason: its review, agreement or
+    pilot stops, and any money reserved for it is back in the budget when this returns."""
+    await _application(db, application_id, open_only=True)
+    handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
+    await handle.execute_update(
+        ApplicationWorkflow.cancel, AdminAction(actor=caller.actor, reason=body.reason)
+    )
+    return await _application(db, application_id)
