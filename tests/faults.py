@@ -34,6 +34,7 @@ from store.users import create_user
 from tests.conftest import RecordingSender, Stack, User, application_body, fresh_database
 from tests.test_council import Council
 from workers.main import build_worker
+from workflows.review import UNKNOWN_TASK
 
 GRANTFLOW = Path(sys.executable).parent / "grantflow"
 WITHIN = 120.0  # bounded waits: longer than an activity's timeout after a crash (30 s)
@@ -279,9 +280,26 @@ class Cohort:
         scores = dict.fromkeys(("clinical_value", "novelty", "feasibility"), self.scores[i])
         review = {"scores": scores, "recommendation": "fund", "comments": f"Score {i}."}
         task = f"/v1/reviews/{reviewer[1]}"
-        await self._call("post", f"{task}/acceptance", 200, reviewer[0])
-        await self._call("post", f"{task}/review", 200, reviewer[0], json=review)
+        await self._task_action(f"{task}/acceptance", reviewer[0])
+        await self._task_action(f"{task}/review", reviewer[0], json=review)
         await self._stage(i, "reviewed")
+
+    async def _task_action(self, url: str, reviewer: User, **kw: Any) -> None:
+        """A reviewer's action. A task is in the inbox from the moment its offer is on record;
+        its workflow knows it once the offer's activity has reported back, which after a crash
+        or an outage can take up to the activity's timeout: until then the API refuses the
+        action (409, "no such review task") and the reviewer tries again."""
+
+        async def done() -> bool:
+            response = await self.request("post", url, reviewer, **kw)
+            if response.status_code == 409 and response.json()["detail"] == UNKNOWN_TASK:
+                return False
+            if response.status_code in (404, 409) and response.extensions.get("after_503"):
+                return True  # applied before the outage's 503: see _call
+            assert response.status_code == 200, f"post {url}: {response.text}"
+            return True
+
+        await until(done, what=f"{url} taken")
 
     async def _offered(self, i: int) -> tuple[User, str] | None:
         for reviewer in self.council.reviewers:
