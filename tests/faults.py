@@ -21,6 +21,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Interceptor
 
@@ -143,6 +146,18 @@ class WorkerProcess:
         assert self.process is not None and self.process.poll() is None, self.output()
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(within)
+
+    async def polling(self, client: Client, task_queue: str) -> bool:
+        """Whether this process's worker polls the task queue for activities yet (the default
+        identity of a worker is `<pid>@<host>`)."""
+        assert self.process is not None
+        request = DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        )
+        described = await client.workflow_service.describe_task_queue(request)
+        return any(p.identity.startswith(f"{self.process.pid}@") for p in described.pollers)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

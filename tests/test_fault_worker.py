@@ -107,6 +107,8 @@ async def test_sigterm_hands_back_in_flight_work_and_a_restart_finishes_it_promp
             assert code == 0, worker.output()
             assert "shutting down" in worker.output()
             worker.start()
+            queue = stack.settings.task_queue
+            await until(lambda: worker.polling(stack.client, queue), what="the new worker up")
             # Work handed back is taken up by the new worker at once: no activity waits for
             # its timeout, as it would after a crash.
             await asyncio.wait_for(running, timeout=WRITE_TIMEOUT)
