@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from grantflow.notify import Sender
 from schemas.agreements import AgreementChange, ReportReviewerFound, ReportReviewerRequest
 from schemas.council import Reservation
-from store import agreements, audit, ledger, notifications, reviews
+from store import agreements, audit, in_transaction, ledger, notifications, reviews
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +72,11 @@ class AgreementActivities:
 
         Idempotent: the ledger entry's key is `<workflow id>:tranche:<n>`; a second call finds it
         and pays nothing. A tranche its reservation cannot cover is a bug, not a retry."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await ledger.disburse(conn, payment):
-                raise ApplicationError(
-                    f"{payment.reason}: the reservation does not cover {payment.amount_rub}",
-                    non_retryable=True,
-                )
+        if not await in_transaction(self._pool, lambda conn: ledger.disburse(conn, payment)):
+            raise ApplicationError(
+                f"{payment.reason}: the reservation does not cover {payment.amount_rub}",
+                non_retryable=True,
+            )
         log.info("tranche paid", application_id=payment.application_id, amount=payment.amount_rub)
 
     @activity.defn
@@ -86,7 +85,6 @@ class AgreementActivities:
 
         Idempotent: the entry's key is `<workflow id>:release:<status>`; a second call finds it
         and releases nothing."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            released = await ledger.release(conn, release)
+        released = await in_transaction(self._pool, lambda conn: ledger.release(conn, release))
         log.info("budget released", application_id=release.application_id, amount=released)
         return released

@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities import workflow_id as current_workflow_id
 from schemas.council import AgendaItem, Decision, Reservation, Reserved, SessionStart, VoteRecord
-from store import audit, council, ledger
+from store import Conn, audit, council, in_transaction, ledger
 
 log = structlog.get_logger(__name__)
 
@@ -26,8 +26,7 @@ class CouncilActivities:
         applications not on another open session's agenda, best score first.
 
         Idempotent: the session id is the key; a retry finds its agenda and returns it."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            agenda = await council.open_session(conn, start)
+        agenda = await in_transaction(self._pool, lambda conn: council.open_session(conn, start))
         log.info("council session opened", session_id=start.session_id, items=len(agenda))
         return agenda
 
@@ -49,7 +48,8 @@ class CouncilActivities:
             reason=v.reason,
             detail={"choice": v.choice.value, "amount_rub": v.amount_rub},
         )
-        await council.record_vote(self._pool, record, event)
+        # One statement, but SERIALIZABLE can still abort it: in_transaction runs it again.
+        await in_transaction(self._pool, lambda conn: council.record_vote(conn, record, event))
 
     @activity.defn
     async def reserve(self, reservation: Reservation) -> Reserved:
@@ -57,22 +57,22 @@ class CouncilActivities:
 
         Idempotent: the entry's key is `approval:<session>:<application>`; a retry finds it and
         answers as the first call did. The programme row is locked, so concurrent approvals
-        (also from two sessions) queue and the budget is never overspent."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await ledger.reserve(conn, reservation)
+        (also from two sessions) queue and the budget is never overspent; one aborted as a
+        serialisation failure or deadlock is run again."""
+        return await in_transaction(self._pool, lambda conn: ledger.reserve(conn, reservation))
 
     @activity.defn
     async def release(self, reservation: Reservation) -> int:
         """Return an application's unspent reservation. Idempotent: keyed like `reserve`."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await ledger.release(conn, reservation)
+        return await in_transaction(self._pool, lambda conn: ledger.release(conn, reservation))
 
     @activity.defn
     async def record_decision(self, decision: Decision) -> None:
         """Record the decision on an item, with its audit event.
 
         Idempotent: one decision per (session, item), inserted with ON CONFLICT DO NOTHING."""
-        async with self._pool.acquire() as conn, conn.transaction():
+
+        async def write(conn: Conn) -> None:
             await council.record_decision(conn, decision)
             await audit.append(
                 conn,
@@ -85,8 +85,10 @@ class CouncilActivities:
                 detail={"amount_rub": decision.amount_rub, **decision.tally.model_dump()},
             )
 
+        await in_transaction(self._pool, write)
+
     @activity.defn
     async def close_session(self, session_id: str) -> None:
         """Mark the session closed. Idempotent: only an open session is closed."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await council.close_session(conn, session_id, activity.info().started_time)
+        at = activity.info().started_time
+        await in_transaction(self._pool, lambda conn: council.close_session(conn, session_id, at))

@@ -74,9 +74,13 @@ def install(app: FastAPI) -> None:
         log.error("temporal error", error=str(exc), status=exc.status)
         return _detail(502, f"the workflow service refused the request: {exc.message}")
 
+    # PostgreSQL unreachable, starting, shutting down or restarted under an open connection
+    # (08xxx, 57xxx, and asyncpg's state errors on a connection the server dropped mid-query).
     @app.exception_handler(OSError)
     @app.exception_handler(asyncpg.exceptions.InterfaceError)
-    @app.exception_handler(asyncpg.exceptions.CannotConnectNowError)
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
+    @app.exception_handler(asyncpg.exceptions.PostgresConnectionError)
+    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable", error=str(exc))
         return _detail(503, "the database is unavailable; try again shortly")

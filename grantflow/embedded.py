@@ -172,14 +172,14 @@ class EmbeddedPostgres(ManagedProcess):
                 "full_page_writes=off",
             ]
         self._spawn(argv, user=user)
-        # An open port is not enough: while it starts up, PostgreSQL refuses connections
-        # ("the database system is starting up"). pg_isready says when it accepts them.
-        isready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
-        self._wait_ready(
-            lambda: port_open(self.port) and subprocess.run(isready, check=False).returncode == 0,
-            timeout,
-        )
+        # The port opens before the server accepts connections ("the database system is
+        # starting up", also after a restart's recovery): ready is when pg_isready says so.
+        self._wait_ready(lambda: port_open(self.port) and self._accepting(bindir), timeout)
         return self.url
+
+    def _accepting(self, bindir: Path) -> bool:
+        probe = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(probe, check=False, capture_output=True).returncode == 0
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> None:
         super().stop(sig, timeout)  # SIGINT is PostgreSQL's "fast" shutdown

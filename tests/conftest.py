@@ -22,6 +22,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from api.app import create_app
 from api.deps import Resources
@@ -34,7 +35,7 @@ from schemas.notifications import NotificationPublic
 from schemas.users import UserCreate
 from store.migrations import migrate
 from store.users import create_user
-from workers.main import build_worker
+from workers.main import WORKFLOWS, build_worker
 from workflows.application import PROGRAMME, STAGE
 
 SESSION = pytest.mark.asyncio(loop_scope="session")
@@ -124,6 +125,32 @@ async def stack(
             await record_histories(client, settings.task_queue)
     await pool.close()
     await worker_pool.close()
+    await replay_everything(client)
+
+
+async def replay_everything(client: Client) -> None:
+    """Replay the history of every workflow the suite ran on the session's server (every task
+    queue: the fault tests' too) on today's code, at the end of the session. A workflow whose
+    commands depend on anything but its history (the clock, randomness, a dict's order, a
+    change that was not guarded by `workflow.patched` between a worker's restarts) fails the
+    session here, with the workflows named."""
+    executions = [(e.id, e.run_id) async for e in client.list_workflows()]
+    fetching = asyncio.Semaphore(16)  # a few hundred histories: fetched side by side
+
+    async def fetch(workflow_id: str, run_id: str | None) -> WorkflowHistory:
+        async with fetching:
+            return await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+
+    fetched = await asyncio.gather(*(fetch(*e) for e in executions))
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        for history in fetched:
+            yield history
+
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
+    failures = [f"{run}: {error}" for run, error in results.replay_failures.items()]
+    assert not failures, "histories of this session that no longer replay:\n" + "\n".join(failures)
 
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from grantflow.embedded import EmbeddedPostgres
 from schemas.council import Reservation
-from store import ledger
+from store import Conn, ledger
 from tests.conftest import fresh_database
 
 BUDGET = 100
@@ -43,7 +43,7 @@ def database(postgres: EmbeddedPostgres) -> str:
     return asyncio.run(create())
 
 
-async def _programme(conn: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]:
+async def _programme(conn: Conn) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """A fresh programme with APPS applications, for one example."""
     user, programme = uuid.uuid4(), uuid.uuid4()
     await conn.execute(

@@ -45,6 +45,7 @@ def build_worker(
     interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """A worker for every workflow and activity; SIGTERM handling is the caller's.
+    `interceptors` are for tests (tests/test_fault_commit.py injects faults with one).
 
     `graceful_shutdown_timeout` lets in-flight activities finish (they are short database
     writes) before the worker hands its tasks back to the server."""

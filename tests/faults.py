@@ -1,0 +1,433 @@
+"""What the fault tests share: a grantflow of their own (database, task queue, API) on servers of
+the session or of the test, a worker in a process of its own that can be killed, a seeded cohort
+of applications driven through the lifecycle by its users, and the final state it leaves,
+without the ids that differ from run to run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.worker import Interceptor
+
+from api.app import create_app
+from api.deps import Resources
+from grantflow.db import create_pool
+from grantflow.settings import Settings
+from schemas.common import Role
+from schemas.users import UserCreate
+from store.users import create_user
+from tests.conftest import RecordingSender, Stack, User, application_body, fresh_database
+from tests.test_council import Council
+from workers.main import build_worker
+from workflows.review import UNKNOWN_TASK
+
+GRANTFLOW = Path(sys.executable).parent / "grantflow"
+WITHIN = 120.0  # bounded waits: longer than an activity's timeout after a crash (30 s)
+
+
+@asynccontextmanager
+async def own_stack(
+    client: Client,
+    server_url: str,
+    *,
+    worker: bool = True,
+    interceptors: Sequence[Interceptor] = (),
+) -> AsyncIterator[Stack]:
+    """A fresh database on `server_url`, a task queue of its own, the API in-process and
+    (unless the test runs its own) an in-process worker."""
+    database_url = await fresh_database(server_url, f"faults_{uuid.uuid4().hex[:10]}")
+    settings = Settings(
+        task_queue=f"tq-faults-{uuid.uuid4()}",
+        database_url=database_url,
+        temporal_address=client.service_client.config.target_host,
+    )
+    pool = await create_pool(database_url, min_size=2, max_size=20)
+    worker_pool = await create_pool(database_url, min_size=2, max_size=10)
+    sender = RecordingSender()
+    app = create_app(settings, Resources(settings, pool, client))
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://grantflow.test") as api:
+            stack = Stack(settings, client, pool, api, database_url, server_url, sender)
+            if not worker:
+                yield stack
+                return
+            running = build_worker(
+                client, worker_pool, settings.task_queue, sender=sender, interceptors=interceptors
+            )
+            async with running:
+                yield stack
+    finally:
+        await pool.close()
+        await worker_pool.close()
+
+
+def user_factory(stack: Stack) -> Any:
+    """conftest's make_user, on this stack's database."""
+
+    async def make(role: Role, **kw: Any) -> User:
+        institution = kw.get("institution")
+        if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
+            institution = f"Clinic {uuid.uuid4().hex[:8]}"
+        async with stack.pool.acquire() as conn:
+            made = await create_user(
+                conn,
+                UserCreate(
+                    name=kw.get("name") or f"{role.value} {uuid.uuid4().hex[:6]}",
+                    role=role,
+                    institution=institution,
+                    specialty=kw.get("specialty"),
+                    organisation_type="medical_institution" if institution else None,
+                ),
+            )
+        return User(
+            made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token
+        )
+
+    return make
+
+
+class WorkerProcess:
+    """`grantflow worker` in a process of its own, on the stack's database and task queue, as
+    production runs it; its output goes to a file of the test's."""
+
+    def __init__(self, stack: Stack, log: Path) -> None:
+        self.log = log
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GRANTFLOW_")},
+            "TEMPORAL_ADDRESS": str(stack.settings.temporal_address),
+            "DATABASE_URL": str(stack.settings.database_url),
+            "GRANTFLOW_TASK_QUEUE": stack.settings.task_queue,
+            "GRANTFLOW_HOME": str(log.parent / "home"),
+            "GRANTFLOW_LOG_FORMAT": "json",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(GRANTFLOW), "worker"],
+                env=self.env,
+                cwd=self.log.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish anything or to tell the server."""
+        assert self.process is not None and self.process.poll() is None, self.output()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self, within: float) -> int:
+        """SIGTERM, as an orchestrator stops a worker; its exit code."""
+        assert self.process is not None and self.process.poll() is None, self.output()
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(within)
+
+    async def polling(self, client: Client, task_queue: str) -> bool:
+        """Whether this process's worker polls the task queue for activities yet (the default
+        identity of a worker is `<pid>@<host>`)."""
+        assert self.process is not None
+        request = DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        )
+        described = await client.workflow_service.describe_task_queue(request)
+        return any(p.identity.startswith(f"{self.process.pid}@") for p in described.pollers)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+# --- a seeded cohort of applications -----------------------------------------------------------
+
+PLANS = ("approve", "reject", "defer", "withdraw", "decline")
+
+
+async def until(check: Any, *, within: float = WITHIN, what: str = "") -> Any:
+    """Poll `check` (an async callable) until truthy; fail with `what` and its last value."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} not reached within {within}s; last: {last!r}")
+
+
+@dataclass
+class Cohort:
+    """`size` applications whose fate (and scores) the seed decides, driven by their applicants,
+    reviewers, council members and the admin through the API, concurrently."""
+
+    stack: Stack
+    seed: int
+    size: int
+    plans: list[str] = field(default_factory=list)
+    scores: list[int] = field(default_factory=list)
+    apps: list[dict[str, Any]] = field(default_factory=list)
+    applicants: list[User] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    unavailable: list[str] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # users made, programme open
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        self.plans = [rng.choice(PLANS) for _ in range(self.size)]
+        self.scores = [rng.randint(3, 9) for _ in range(self.size)]
+
+    def expected_stages(self) -> list[str]:
+        """Where each application ends, by its plan: what a run must reach, faults or not."""
+        ends = {"approve": "agreement", "decline": "withdrawn", "reject": "rejected"}
+        ends |= {"defer": "deferred", "withdraw": "withdrawn"}
+        return [ends[plan] for plan in self.plans]
+
+    async def run(self) -> None:
+        make = user_factory(self.stack)
+        admin = await make(Role.admin)
+        self.council = Council(self.stack, admin, make)
+        members = await self.council.setup()
+        self.applicants = [await make(Role.applicant) for _ in range(4)]
+        self.started.set()
+        self.apps = [{}] * self.size
+        await asyncio.gather(*(self._to_review(i) for i in range(self.size)))
+        session = await self._call("post", self._sessions(), 201, admin, json=self._session())
+        agenda = {item["application_id"] for item in session["agenda"]}
+        voted = [i for i, p in enumerate(self.plans) if p != "withdraw"]
+        assert agenda == {self.apps[i]["id"] for i in voted}, session
+        # One member's votes one after the other: a workflow takes 10 updates in flight at most.
+        await asyncio.gather(*(self._votes(session, m, voted) for m in members))
+        closed = f"/v1/council-sessions/{session['session_id']}/close"
+        await self._call("post", closed, 200, admin)
+        await asyncio.gather(*(self._after_council(i) for i in voted))
+
+    def _sessions(self) -> str:
+        return f"/v1/programmes/{self.council.programme['id']}/council-sessions"
+
+    def _session(self) -> dict[str, Any]:
+        return {"name": "Cohort session", "member_ids": [m.id for m in self.council.members]}
+
+    async def _call(
+        self, method: str, url: str, status: int, user: User, **kw: Any
+    ) -> dict[str, Any]:
+        response = await self.request(method, url, user, **kw)
+        if response.status_code in (404, 409) and response.extensions.get("after_503"):
+            # A write answered 503 may have been applied before the server went away: its
+            # retry then finds the step done (a finished review is 404, an accepted task 409).
+            # The waits that follow check where the application really is.
+            return {}
+        assert response.status_code == status, f"{method} {url}: {response.text}"
+        found: dict[str, Any] = response.json()
+        return found
+
+    async def request(self, method: str, url: str, user: User, **kw: Any) -> httpx.Response:
+        """As a client does: a 503 ("try again shortly") is tried again, for a bounded time.
+        Every status is kept, so that a test can tell that no request got a 500."""
+        deadline = asyncio.get_running_loop().time() + WITHIN
+        headers = {**user.headers, **kw.pop("headers", {})}
+        unavailable = False
+        while True:
+            response = await self.stack.api.request(method, url, headers=headers, **kw)
+            self.statuses[response.status_code] += 1
+            response.extensions["after_503"] = unavailable
+            if response.status_code != 503 or asyncio.get_running_loop().time() > deadline:
+                return response
+            unavailable = True
+            self.unavailable.append(response.json()["detail"])
+            await asyncio.sleep(0.5)
+
+    async def _stage(self, i: int, stage: str) -> None:
+        url = f"/v1/applications/{self.apps[i]['id']}"
+        applicant = self.applicants[i % len(self.applicants)]
+
+        async def check() -> bool:
+            app = await self._call("get", url, 200, applicant)
+            return bool(app["stage"] == stage)
+
+        await until(check, what=f"application {i} {stage}")
+
+    async def _to_review(self, i: int) -> None:
+        applicant = self.applicants[i % len(self.applicants)]
+        body = application_body(
+            self.council.programme["id"], specialty=self.council.specialty, title=f"Cohort {i}"
+        )
+        headers = {"Idempotency-Key": f"cohort-{i}"}
+        response = await self.request(
+            "post", "/v1/applications", applicant, json=body, headers=headers
+        )
+        assert response.status_code in (200, 201), response.text
+        self.apps[i] = response.json()
+        reviewer = await until(lambda: self._offered(i), what=f"application {i} offered")
+        if self.plans[i] == "withdraw":  # once offered, so that every run cancels the offer
+            url = f"/v1/applications/{self.apps[i]['id']}/withdrawal"
+            await self._call("post", url, 200, applicant, json={"reason": "Changed plans."})
+            return
+        scores = dict.fromkeys(("clinical_value", "novelty", "feasibility"), self.scores[i])
+        review = {"scores": scores, "recommendation": "fund", "comments": f"Score {i}."}
+        task = f"/v1/reviews/{reviewer[1]}"
+        await self._task_action(f"{task}/acceptance", reviewer[0])
+        await self._task_action(f"{task}/review", reviewer[0], json=review)
+        await self._stage(i, "reviewed")
+
+    async def _task_action(self, url: str, reviewer: User, **kw: Any) -> None:
+        """A reviewer's action. A task is in the inbox from the moment its offer is on record;
+        its workflow knows it once the offer's activity has reported back, which after a crash
+        or an outage can take up to the activity's timeout: until then the API refuses the
+        action (409, "no such review task") and the reviewer tries again."""
+
+        async def done() -> bool:
+            response = await self.request("post", url, reviewer, **kw)
+            if response.status_code == 409 and response.json()["detail"] == UNKNOWN_TASK:
+                return False
+            if response.status_code in (404, 409) and response.extensions.get("after_503"):
+                return True  # applied before the outage's 503: see _call
+            assert response.status_code == 200, f"post {url}: {response.text}"
+            return True
+
+        await until(done, what=f"{url} taken")
+
+    async def _offered(self, i: int) -> tuple[User, str] | None:
+        for reviewer in self.council.reviewers:
+            inbox = await self._call("get", "/v1/reviews", 200, reviewer)
+            for task in inbox["items"]:
+                if task["application_id"] == self.apps[i]["id"] and task["status"] == "offered":
+                    return reviewer, task["task_id"]
+        return None
+
+    async def _votes(self, session: dict[str, Any], member: User, items: list[int]) -> None:
+        url = f"/v1/council-sessions/{session['session_id']}/votes"
+        for i in items:
+            choice = {"decline": "approve"}.get(self.plans[i], self.plans[i])
+            body = {"application_id": self.apps[i]["id"], "choice": choice, "reason": "Planned."}
+            await self._call("post", url, 200, member, json=body)
+
+    async def _after_council(self, i: int) -> None:
+        plan = self.plans[i]
+        stage = {"reject": "rejected", "defer": "deferred"}.get(plan, "approved")
+        await self._stage(i, stage)
+        if plan not in ("approve", "decline"):
+            return
+        applicant = self.applicants[i % len(self.applicants)]
+        url = f"/v1/applications/{self.apps[i]['id']}/agreement"
+        await until(lambda: self._agreement(i, "offered"), what=f"agreement {i} offered")
+        if plan == "approve":
+            await self._call("post", f"{url}/acceptance", 200, applicant)
+            await self._stage(i, "agreement")
+        else:
+            await self._call("post", f"{url}/decline", 200, applicant, json={"reason": "No."})
+            await until(lambda: self._agreement(i, "declined"), what=f"agreement {i} declined")
+            await self._stage(i, "withdrawn")
+
+    async def _agreement(self, i: int, status: str) -> bool:
+        applicant = self.applicants[i % len(self.applicants)]
+        url = f"/v1/applications/{self.apps[i]['id']}/agreement"
+        response = await self.request("get", url, applicant)
+        return response.status_code == 200 and response.json()["status"] == status
+
+
+# --- what a run leaves behind -----------------------------------------------------------------
+
+
+async def settled(stack: Stack, within: float = WITHIN) -> None:
+    """Wait until no workflow of the stack has an activity or a workflow task pending: what
+    follows a user's last request (a cancelled review's record, a notification) is written."""
+    query = f"TaskQueue = '{stack.settings.task_queue}' AND ExecutionStatus = 'Running'"
+
+    async def idle() -> bool:
+        async for execution in stack.client.list_workflows(query):
+            handle = stack.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            raw = (await handle.describe()).raw_description
+            if raw.pending_activities or raw.HasField("pending_workflow_task"):
+                return False
+        return True
+
+    await until(idle, within=within, what="every workflow idle")
+
+
+FINAL_SQL = """
+SELECT a.content->>'title' AS title, a.stage, a.review_score::text AS score, a.approved_rub,
+  (SELECT status FROM agreements g WHERE g.application_id = a.id) AS agreement,
+  (SELECT array_agg(t.status ORDER BY t.seq) FROM tranches t WHERE t.application_id = a.id)
+      AS tranches,
+  (SELECT array_agg(l.kind || ' ' || l.amount_rub ORDER BY l.kind, l.amount_rub)
+      FROM ledger_entries l WHERE l.application_id = a.id) AS ledger,
+  (SELECT array_agg(e.kind ORDER BY e.kind) FROM audit_events e WHERE e.application_id = a.id)
+      AS audit,
+  (SELECT array_agg(n.kind ORDER BY n.kind) FROM notifications n WHERE n.application_id = a.id)
+      AS notifications,
+  (SELECT count(*) FROM reviews r WHERE r.application_id = a.id) AS reviews,
+  (SELECT count(*) FROM votes v WHERE v.application_id = a.id) AS votes,
+  (SELECT count(*) FROM decisions d WHERE d.application_id = a.id) AS decisions
+FROM applications a ORDER BY title"""
+
+# Each business key at most once, whatever the retries: a row per key in each table.
+DUPLICATES_SQL = {
+    "reviews": "SELECT application_id, reviewer_id FROM reviews GROUP BY 1, 2 HAVING count(*) > 1",
+    "votes": """SELECT session_id, application_id, member_id FROM votes
+                GROUP BY 1, 2, 3 HAVING count(*) > 1""",
+    "ledger entries": """SELECT application_id, kind, reason FROM ledger_entries
+                         GROUP BY 1, 2, 3 HAVING count(*) > 1""",
+    "notifications": """SELECT user_id, kind, subject, task_id FROM notifications
+                        GROUP BY 1, 2, 3, 4 HAVING count(*) > 1""",
+    "audit events": """SELECT workflow_id, kind, at, actor_id, application_id FROM audit_events
+                       GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1""",
+}
+
+
+async def final_state(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Every application as its users would find it, by title (the same in every run)."""
+    rows = await pool.fetch(FINAL_SQL)
+    return [dict(r) for r in rows]
+
+
+async def duplicates(pool: asyncpg.Pool) -> dict[str, list[Any]]:
+    found = {}
+    for table, sql in DUPLICATES_SQL.items():
+        rows = await pool.fetch(sql)
+        if rows:
+            found[table] = [tuple(r) for r in rows]
+    return found
+
+
+def stages(state: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(str(row["stage"]) for row in state)
+
+
+def reached(cohort: Cohort, state: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """The applications whose stage is not the one their plan leads to: (found, expected)."""
+    found = {row["title"]: row["stage"] for row in state}
+    return {
+        f"Cohort {i}": (found.get(f"Cohort {i}", "missing"), stage)
+        for i, stage in enumerate(cohort.expected_stages())
+        if found.get(f"Cohort {i}") != stage
+    }

@@ -1,0 +1,173 @@
+"""Concurrent votes and approvals on one programme's budget, on a database whose default
+isolation is SERIALIZABLE (as an operator may set it): PostgreSQL aborts colliding writers
+(40001, 40P01), the activities run them again, nobody sees an error, and the ledger and the
+votes end as a serial order of the same writes would."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.testing import ActivityEnvironment
+
+from activities.council import CouncilActivities
+from grantflow.db import create_pool
+from grantflow.embedded import EmbeddedPostgres
+from schemas.common import Actor, Role
+from schemas.council import Choice, Reservation, VoteRecord, VoteRequest
+from store import Conn, in_transaction
+from tests.conftest import SESSION, fresh_database
+from tests.test_ledger import BUDGET, _programme
+
+pytestmark = SESSION
+SEED = 20260801
+WRITERS = 24
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def serializable(postgres: EmbeddedPostgres) -> AsyncIterator[asyncpg.Pool]:
+    url = await fresh_database(postgres.url, f"serial_{uuid.uuid4().hex[:8]}")
+    conn = await asyncpg.connect(url)
+    try:
+        name = url.rsplit("/", 1)[1]
+        await conn.execute(
+            f'ALTER DATABASE "{name}" SET default_transaction_isolation = serializable'
+        )
+    finally:
+        await conn.close()
+    pool = await create_pool(url, min_size=WRITERS, max_size=WRITERS)
+    assert await pool.fetchval("SHOW default_transaction_isolation") == "serializable"
+    yield pool
+    await pool.close()
+
+
+async def programme_of(pool: asyncpg.Pool) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A programme of BUDGET with its applications, as tests/test_ledger.py makes them."""
+    async with pool.acquire() as conn:
+        return await _programme(conn)
+
+
+async def _run(activity: object, *args: object) -> object:
+    return await ActivityEnvironment().run(activity, *args)  # type: ignore[arg-type]
+
+
+async def test_concurrent_approvals_end_as_a_serial_order_would(
+    serializable: asyncpg.Pool,
+) -> None:
+    programme, apps = await programme_of(serializable)
+    rng = random.Random(SEED)
+    amounts = [rng.randint(1, 15) for _ in range(WRITERS)]  # about twice the budget in all
+    assert sum(amounts) > BUDGET
+    council = CouncilActivities(serializable)
+    at = datetime.now(UTC)
+    reservations = [
+        Reservation(
+            key=f"approval:{i}",
+            programme_id=str(programme),
+            application_id=str(apps[i % len(apps)]),
+            amount_rub=amount,
+            reason="approved",
+            at=at,
+        )
+        for i, amount in enumerate(amounts)
+    ]
+    answers = await asyncio.gather(*(_run(council.reserve, r) for r in reservations))
+
+    async with serializable.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT key, amount_rub FROM ledger_entries WHERE programme_id = $1", programme
+        )
+    entries = {r["key"]: r["amount_rub"] for r in rows}
+    assert len(entries) == WRITERS  # every writer got through: nobody saw an error
+    reserved = sum(entries.values())
+    granted = [r for r, a in zip(reservations, answers, strict=True) if a.ok]  # type: ignore[attr-defined]
+    refused = [r for r, a in zip(reservations, answers, strict=True) if not a.ok]  # type: ignore[attr-defined]
+    assert reserved == sum(r.amount_rub for r in granted) <= BUDGET
+    # A serial order of reservations only ever adds: whatever it refused did not fit even at
+    # the end, and what it granted is on record at its full amount.
+    assert all(r.amount_rub > BUDGET - reserved for r in refused)
+    assert all(entries[r.key] == r.amount_rub for r in granted)
+    assert all(entries[r.key] == 0 for r in refused)
+    assert granted and refused, "the budget should have run out part of the way"
+
+
+async def test_concurrent_votes_keep_each_members_latest(serializable: asyncpg.Pool) -> None:
+    programme, apps = await programme_of(serializable)
+    async with serializable.acquire() as conn:
+        user = await conn.fetchval("SELECT created_by FROM programmes WHERE id = $1", programme)
+        session = uuid.uuid4()
+        await conn.execute(
+            """INSERT INTO council_sessions (id, programme_id, name, status, chair_id, quorum,
+                   members, opened_by, opened_at)
+               VALUES ($1, $2, 's', 'open', $3, 1, $4, $3, now())""",
+            session,
+            programme,
+            user,
+            [user],
+        )
+    rng = random.Random(SEED)
+    start = datetime.now(UTC)
+    member = Actor(user_id=str(user), role=Role.council, name="m")
+    votes = [
+        VoteRecord(
+            session_id=str(session),
+            vote=VoteRequest(
+                application_id=str(apps[i % len(apps)]),
+                choice=rng.choice(list(Choice)),
+                reason=f"vote {i}",
+                actor=member,
+            ),
+            at=start + timedelta(seconds=i),
+        )
+        for i in range(WRITERS)
+    ]
+    shuffled = rng.sample(votes, len(votes))
+    council = CouncilActivities(serializable)
+    await asyncio.gather(*(_run(council.record_vote, v) for v in shuffled))
+
+    async with serializable.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT application_id, reason FROM votes WHERE session_id = $1", session
+        )
+        audited = await conn.fetchval(
+            "SELECT count(*) FROM audit_events"
+            " WHERE kind = 'council_vote' AND application_id = ANY($1)",
+            apps,
+        )
+    latest = {}
+    for v in votes:  # in time order: a serial order keeps the last of each
+        latest[v.vote.application_id] = v.vote.reason
+    assert {str(r["application_id"]): r["reason"] for r in rows} == latest
+    assert audited == WRITERS
+
+
+async def test_a_deadlock_victim_is_run_again_and_the_retries_are_bounded(
+    serializable: asyncpg.Pool,
+) -> None:
+    calls = 0
+
+    async def deadlocked_once(conn: Conn) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return int(await conn.fetchval("SELECT 1"))
+
+    assert await in_transaction(serializable, deadlocked_once) == 1
+    assert calls == 2
+
+    async def always_conflicting(conn: Conn) -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.exceptions.SerializationError("could not serialize access")
+
+    calls = 0
+    with pytest.raises(asyncpg.exceptions.SerializationError):
+        await in_transaction(serializable, always_conflicting, attempts=3)
+    assert calls == 3

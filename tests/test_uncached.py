@@ -1,0 +1,101 @@
+"""A representative part of the lifecycle tests again, on a worker without a workflow cache
+(`max_cached_workflows=0`): every workflow task replays the workflow from its history before
+it runs, so a workflow whose commands depend on anything but its history (or a handler that is
+not deterministic) fails here, on every step, rather than after a worker's restart in
+production. Each test runs unchanged, only its users reach a second API whose workflows go to
+this worker's task queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from api.app import create_app
+from api.deps import Resources
+from tests import test_council, test_intake, test_pilots, test_review
+from tests.conftest import SESSION, RecordingSender, Stack, User, UserFactory
+from tests.test_council import Council
+from tests.test_review import Competition
+from workers.main import build_worker
+
+pytestmark = SESSION
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def uncached(stack: Stack) -> AsyncIterator[Stack]:
+    """The session's servers and database, a worker that caches no workflow, on a task queue
+    of its own, and an API that starts its workflows there."""
+    settings = stack.settings.model_copy(update={"task_queue": f"tq-uncached-{uuid.uuid4()}"})
+    sender = RecordingSender()
+    worker = build_worker(
+        stack.client, stack.pool, settings.task_queue, sender=sender, max_cached_workflows=0
+    )
+    app = create_app(settings, Resources(settings, stack.pool, stack.client))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        worker,
+        httpx.AsyncClient(transport=transport, base_url="http://grantflow.test") as api,
+    ):
+        yield Stack(
+            settings, stack.client, stack.pool, api, stack.database_url, stack.server_url, sender
+        )
+
+
+Lifecycle = Callable[[Stack, User, UserFactory, User], Awaitable[None]]
+
+
+async def _intake(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
+    await test_intake.test_a_revision_in_time_is_screened_again(stack, admin, applicant)
+
+
+async def _review(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
+    competition = Competition(stack, admin, make_user)
+    await test_review.test_divergent_scores_add_one_more_expert_once(competition, admin, applicant)
+
+
+async def _council(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
+    council = Council(stack, admin, make_user)
+    await test_council.test_the_majority_decides_and_an_approval_takes_the_smallest_amount_named(
+        council, applicant
+    )
+
+
+async def _pilot(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
+    council = Council(stack, admin, make_user)
+    await test_pilots.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it(  # noqa: E501
+        council, applicant
+    )
+
+
+async def _continue_as_new(
+    stack: Stack, admin: User, make_user: UserFactory, applicant: User
+) -> None:
+    council = Council(stack, admin, make_user)
+    await test_pilots.test_reports_on_time_late_and_returned_across_continue_as_new_lose_nothing(
+        council, applicant
+    )
+
+
+LIFECYCLES: dict[str, Lifecycle] = {
+    "intake-revision": _intake,
+    "review-divergent-scores": _review,
+    "council-majority": _council,
+    "pilot-to-close": _pilot,
+    "reports-across-continue-as-new": _continue_as_new,
+}
+
+
+@pytest.mark.parametrize("name", list(LIFECYCLES))
+async def test_the_lifecycle_holds_when_every_task_replays_its_history(
+    name: str, uncached: Stack, admin: User, make_user: UserFactory, applicant: User
+) -> None:
+    await LIFECYCLES[name](uncached, admin, make_user, applicant)
+    # Its workflows really ran on the uncached worker.
+    query = f"TaskQueue = '{uncached.settings.task_queue}'"
+    ran: list[Any] = [w async for w in uncached.client.list_workflows(query)]
+    assert ran, f"no workflow ran on {uncached.settings.task_queue}"
