@@ -3,7 +3,12 @@
 it runs, so a workflow whose commands depend on anything but its history (or a handler that is
 not deterministic) fails here, on every step, rather than after a worker's restart in
 production. Each test runs unchanged, only its users reach a second API whose workflows go to
-this worker's task queue."""
+this worker's task queue.
+
+Not here: tests/test_pilots.py's reports across continue-as-new. It owes a report every second,
+and a worker that replays every task on a loaded machine makes "on time" a matter of luck; the
+continue-as-new runs are replayed from their histories at the session's end instead
+(`replay_everything` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -72,21 +77,11 @@ async def _pilot(stack: Stack, admin: User, make_user: UserFactory, applicant: U
     )
 
 
-async def _continue_as_new(
-    stack: Stack, admin: User, make_user: UserFactory, applicant: User
-) -> None:
-    council = Council(stack, admin, make_user)
-    await test_pilots.test_reports_on_time_late_and_returned_across_continue_as_new_lose_nothing(
-        council, applicant
-    )
-
-
 LIFECYCLES: dict[str, Lifecycle] = {
     "intake-revision": _intake,
     "review-divergent-scores": _review,
     "council-majority": _council,
     "pilot-to-close": _pilot,
-    "reports-across-continue-as-new": _continue_as_new,
 }
 
 
