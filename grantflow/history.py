@@ -4,6 +4,13 @@ sessions that signalled it, every run across continue-as-new, in plain words and
 
 A council session serves many applications: only its events that concern this application
 (their input names it) and its own start and end are kept.
+
+Order: a workflow's database writes are local activities, run inside a workflow task; the audit
+events they write carry the workflow's time, the task's start, while the server writes the
+task's events (an accepted Update, the activities' markers) when it completes. So an accepted
+Update is dated when its task started (`Run.happened_at`), and at the same instant a Temporal
+event comes before an audit event: the Update, then what its handler wrote, then the activity
+that wrote it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from grantflow.translate import Run, kind_of, translate
+from grantflow.translate import Run, kind_of, local_activity_data, translate
 from grantflow.waiting import application_workflow_id, waiting_for
 from schemas.history import HistoryActor, HistoryEntry, HistoryPublic
 from store import Db, audit
@@ -65,8 +72,9 @@ async def application_history(
     links = Links(ui_url, client.namespace)
     entries = [e for run in runs for e in temporal_entries(run, app, links)]
     entries += [audit_entry(row, runs, links) for row in rows]
-    # Stable: at the same instant (a run continued as new and its successor's start), the
-    # order of the runs and of each run's events stands.
+    # Stable: at the same instant (a run continued as new and its successor's start; an
+    # accepted Update and the audit events its handler wrote) the Temporal events, in the
+    # order of the runs and of each run's events, come first.
     entries.sort(key=lambda e: e.at)
     return HistoryPublic(
         application_id=app,
@@ -149,7 +157,7 @@ def temporal_entries(run: Run, application_id: str, links: Links) -> list[Histor
             continue
         entries.append(
             HistoryEntry(
-                at=event.event_time.ToDatetime(tzinfo=UTC),
+                at=run.happened_at(event),
                 source="temporal",
                 workflow_id=run.workflow_id,
                 run_id=run.run_id,
@@ -165,9 +173,24 @@ def temporal_entries(run: Run, application_id: str, links: Links) -> list[Histor
 
 def _concerns(event: HistoryEvent, run: Run, application_id: str) -> bool:
     """An event of a shared workflow concerns the application when it is the workflow's own
-    start or end, or when its input (or its activity's or update's input) names it."""
+    start or end, or when its input (or its activity's or update's input) names it. A local
+    activity's marker records no input: it concerns the application when its workflow task
+    was about it (an Update or a signal of the same task names it)."""
     if event.event_type in LIFECYCLE:
         return True
+    if _names(event, run, application_id):
+        return True
+    if local_activity_data(event) is None:
+        return False
+    task = run.tasks.get(run.task_of.get(event.event_id, 0), [])
+    return any(
+        _names(other, run, application_id)
+        for other in task
+        if other.event_type != E.EVENT_TYPE_MARKER_RECORDED
+    )
+
+
+def _names(event: HistoryEvent, run: Run, application_id: str) -> bool:
     source = _input_event(event, run)
     if source is None:
         return False

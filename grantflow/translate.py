@@ -2,8 +2,12 @@
 
 Each entry maps an event type to a function that returns the line an admin reads (and the
 acting user, when the event carries one), or None for bookkeeping events that say nothing an
-admin needs (workflow tasks, an activity's scheduling: its completion says it all). An event
-type missing from the table still gets a generic, readable line.
+admin needs (workflow tasks, an activity's scheduling: its completion says it all, the SDK's
+patch markers). An event type missing from the table still gets a generic, readable line.
+
+A local activity has no activity events: the SDK records its outcome in a marker
+(`core_local_activity`) when the workflow task that ran it completes, with its type and last
+attempt in `details["data"]` and its failure, if it failed, in the marker's `failure`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
@@ -34,14 +39,59 @@ class Run:
     events: list[HistoryEvent]
     by_id: dict[int, HistoryEvent] = field(default_factory=dict)
     closed_timers: set[str] = field(default_factory=set)
+    # The events a workflow task's completion wrote (its commands, markers and Update
+    # messages), by the id of its WorkflowTaskCompleted event, and each event's task.
+    tasks: dict[int, list[HistoryEvent]] = field(default_factory=dict)
+    task_of: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_id = {e.event_id: e for e in self.events}
+        last_task = 0
         for e in self.events:
             if e.event_type == E.EVENT_TYPE_TIMER_FIRED:
                 self.closed_timers.add(e.timer_fired_event_attributes.timer_id)
             elif e.event_type == E.EVENT_TYPE_TIMER_CANCELED:
                 self.closed_timers.add(e.timer_canceled_event_attributes.timer_id)
+            if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                last_task = e.event_id
+                continue
+            task = _completed_by(e) or (last_task if e.event_type in UPDATE_MESSAGES else 0)
+            if task:
+                self.task_of[e.event_id] = task
+                self.tasks.setdefault(task, []).append(e)
+
+    def happened_at(self, event: HistoryEvent) -> datetime:
+        """When the event happened. The server writes an accepted Update when the workflow
+        task that accepted it completes, after the local activities it ran; the workflow
+        accepted it when that task started (what `workflow.now()`, and so the audit events its
+        local activities write, read), so that is its time. Every other event: its own time."""
+        if event.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            completed = self.by_id.get(self.task_of.get(event.event_id, 0))
+            if completed is not None:
+                a = completed.workflow_task_completed_event_attributes
+                started = self.by_id.get(a.started_event_id)
+                if started is not None:
+                    return started.event_time.ToDatetime(tzinfo=UTC)
+        return event.event_time.ToDatetime(tzinfo=UTC)
+
+
+# Written by a workflow task's completion, but without saying which one.
+UPDATE_MESSAGES = {
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+}
+
+
+def _completed_by(event: HistoryEvent) -> int:
+    """The WorkflowTaskCompleted event whose commands wrote this event (0 when none did)."""
+    attrs = event.WhichOneof("attributes")
+    if attrs is None:
+        return 0
+    value = getattr(event, attrs)
+    if "workflow_task_completed_event_id" not in value.DESCRIPTOR.fields_by_name:
+        return 0
+    task: int = value.workflow_task_completed_event_id
+    return task
 
 
 @dataclass(frozen=True)
@@ -197,12 +247,76 @@ def _timer_fired(event: HistoryEvent, run: Run) -> Line:
     return Line(f"timer {_timer_name(run, started)} fired")
 
 
-def _marker(event: HistoryEvent, run: Run) -> Line:
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+# The SDKs' own markers: which code path (patch, version) or value a run took, for replay.
+BOOKKEEPING_MARKERS = {"core_patch", "Version", "SideEffect", "MutableSideEffect"}
+
+
+def _marker(event: HistoryEvent, run: Run) -> Line | None:
+    name = event.marker_recorded_event_attributes.marker_name
+    if name == LOCAL_ACTIVITY_MARKER:
+        return _local_activity(event, run)
+    if name in BOOKKEEPING_MARKERS:
+        return None
+    return Line(f"marker {name} recorded")
+
+
+def local_activity_data(event: HistoryEvent) -> dict[str, Any] | None:
+    """A local activity marker's LocalActivityMarkerData (activity_type, attempt, backoff,
+    complete_time...); None for any other event."""
+    if event.event_type != E.EVENT_TYPE_MARKER_RECORDED:
+        return None
     a = event.marker_recorded_event_attributes
-    if a.marker_name == "core_patch" and "patch_data" in a.details:
-        data = decode(a.details["patch_data"].payloads[0]) or {}
-        return Line(f"code change '{data.get('id', '?')}' in effect from here on")
-    return Line(f"marker {a.marker_name} recorded")
+    if a.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in a.details:
+        return None
+    payloads = a.details["data"].payloads
+    data = decode(payloads[0]) if payloads else None
+    return data if isinstance(data, dict) else None
+
+
+def _local_activity(event: HistoryEvent, run: Run) -> Line:
+    data = local_activity_data(event) or {}
+    name = data.get("activity_type") or "?"
+    attempt = int(data.get("attempt") or 1)
+    a = event.marker_recorded_event_attributes
+    if not a.HasField("failure"):
+        if attempt <= 1:
+            return Line(f"activity {name} completed")
+        retried = f"activity {name} retried {_times(attempt - 1)}"
+        why = _backed_off_before(run, event, name, attempt)
+        if why is None:
+            # A local activity retries inside the worker: only its last attempt is recorded.
+            return Line(
+                f"{retried} (a local activity's failed attempts are not recorded); then completed"
+            )
+        return Line(f"{retried}: {why}; then completed")
+    failure = a.failure
+    if failure.HasField("canceled_failure_info"):
+        return Line(f"activity {name} cancelled")
+    backoff = data.get("backoff")
+    if isinstance(backoff, dict):
+        # Retried later, after a timer: a new marker reports the next attempts.
+        seconds = int(backoff.get("seconds") or 0)
+        return Line(
+            f"activity {name} failed on attempt {attempt}: {failure_text(failure)}; "
+            f"retrying in {seconds} s"
+        )
+    verb = "timed out" if failure.HasField("timeout_failure_info") else "failed"
+    return Line(f"activity {name} {verb} after {attempt} attempt(s): {failure_text(failure)}")
+
+
+def _backed_off_before(run: Run, event: HistoryEvent, name: str, attempt: int) -> str | None:
+    """Why the attempt before `attempt` failed, when it was recorded: it ended in a marker
+    that backed off (with a timer) before the last attempts."""
+    before = [e for e in run.events if e.event_id < event.event_id]
+    for earlier in reversed(before):
+        data = local_activity_data(earlier)
+        if data is None or data.get("activity_type") != name or not data.get("backoff"):
+            continue
+        if int(data.get("attempt") or 0) == attempt - 1:
+            return failure_text(earlier.marker_recorded_event_attributes.failure)
+        return None
+    return None
 
 
 # --- messages: updates and signals -----------------------------------------------------------

@@ -195,6 +195,7 @@ async def test_a_revised_reassigned_retried_and_approved_application_reads_in_or
     # Review: the first expert must accept or decline; a declined task goes to another expert.
     first = await council._offered_reviewer(app_id)
     task = await task_for(stack, first, app_id)
+    first_task_id = task["task_id"]
     offer = one(await waits_for(stack, admin, app_id, "under_review", "accept or decline"), "acc")
     assert (offer["who"], offer["user_ids"]) == (f"reviewer {first.name}", [first.id])
     assert at(offer["by"]) == at(task["deadline"])
@@ -246,26 +247,71 @@ async def test_a_revised_reassigned_retried_and_approved_application_reads_in_or
     times = [at(e["at"]) for e in entries]
     assert times == sorted(times)
     assert found["stage"] == "approved" and found["waiting"] == items
+    # The order users read: each action, then what it recorded, then the write that did it
+    # (a local activity, in the same workflow task).
     in_order(
         entries,
         [
             ("temporal", "workflow Application started"),
+            ("temporal", "Update registered accepted"),
             ("audit", "screened (stage revision_requested)"),
+            ("temporal", "activity record_stage_change completed"),
             ("temporal", f"Update revise accepted from applicant {applicant.name} ({applicant.id}"),
+            ("audit", f"resubmitted (stage screening) by applicant {applicant.name}"),
             ("audit", "screened (stage under_review)"),
+            ("temporal", "activity record_stage_change completed"),
             ("temporal", f"child workflow Review started: review-{app_id}"),
+            ("audit", f"review offered (stage under_review) [task_id={first_task_id}"),
+            ("temporal", "activity offer_task completed"),
             ("temporal", f"Update decline accepted from reviewer {first.name}"),
+            ("audit", f"review declined (stage under_review) by reviewer {first.name}"),
+            ("audit", f"review offered (stage under_review): {first.name} declined"),
+            ("temporal", "activity record_change completed"),
+            ("temporal", "activity offer_task completed"),
+            ("temporal", f"Update accept accepted from reviewer {second.name}"),
+            ("audit", f"review accepted (stage under_review) by reviewer {second.name}"),
+            ("temporal", "activity record_change completed"),
             ("temporal", f"Update submit accepted from reviewer {second.name}"),
+            ("audit", f"review submitted (stage under_review) by reviewer {second.name}"),
+            ("temporal", "activity record_change completed"),
+            ("temporal", "workflow Review completed"),
             ("audit", "reviewed (stage reviewed)"),
             ("temporal", f"signal enter_council received from council-{sid}"),
             ("audit", "on agenda (stage in_council)"),
-            *[("temporal", f"Update vote accepted from council {m.name}") for m in members],
-            ("temporal", "activity record_decision retried 1 time: connection reset; then"),
+            ("temporal", "activity record_stage_change completed"),
+            *[
+                line
+                for m in members
+                for line in (
+                    ("temporal", f"Update vote accepted from council {m.name}"),
+                    ("audit", f"council vote by council {m.name}: approve"),
+                    ("temporal", "activity record_vote completed"),
+                )
+            ],
+            ("audit", "council approved: approved 3 of 3"),
+            ("temporal", "activity reserve completed"),
+            ("temporal", "activity record_decision retried 1 time (a local activity's failed"),
+            ("temporal", f"signal council_decision sent to application-{app_id}"),
             ("temporal", f"signal council_decision received from council-{sid}"),
             ("audit", "council approved (stage approved)"),
+            ("temporal", "activity record_stage_change completed"),
             ("temporal", f"child workflow Agreement started: agreement-{app_id}"),
         ],
     )
+    # Each user's action is followed at once by what it recorded, by the same user.
+    for update, recorded in [
+        (f"Update revise accepted from applicant {applicant.name}", "resubmitted"),
+        (f"Update decline accepted from reviewer {first.name}", "review declined"),
+        (f"Update accept accepted from reviewer {second.name}", "review accepted"),
+        (f"Update submit accepted from reviewer {second.name}", "review submitted"),
+        *[(f"Update vote accepted from council {m.name}", "council vote") for m in members],
+    ]:
+        [accepted] = find(entries, update)
+        following = entries[entries.index(accepted) + 1]
+        assert following["source"] == "audit" and following["text"].startswith(recorded), following
+        assert following["actor"]["user_id"] == accepted["actor"]["user_id"] is not None
+    # The SDK's own markers (which code path a run took) are bookkeeping; no raw marker line.
+    assert not [e for e in entries if e["text"].startswith(("marker ", "code change"))]
     # Who did what: the applicant submitted, the first expert declined with the reason, each
     # member voted; the updates carry the same users.
     [submitted] = find(entries, "submitted (stage screening)")
