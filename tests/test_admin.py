@@ -41,7 +41,7 @@ def later(seconds: float) -> str:
 async def submit(competition: Competition, applicant: User, **overrides: Any) -> dict[str, Any]:
     """Submit without asserting the outcome (the Competition helper expects an eligible one)."""
     body = application_body(
-        competition.programme["id"], specialty=competition.specialty, **overrides
+        competition.programme["id"], **{"specialty": competition.specialty, **overrides}
     )
     response = await competition.stack.api.post(
         "/v1/applications", json=body, headers=applicant.headers
@@ -475,6 +475,71 @@ async def test_an_overdue_report_is_found_and_its_deadline_extended(
         headers=admin.headers,
     )
     assert no_seq.status_code == 422
+
+
+async def test_a_corrected_programme_rescreens_by_the_new_rule(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    """The cap was entered as 20 M instead of 200 M: an application asking 30 M was sent back.
+    After intake closed an admin corrects the cap; re-screening then finds nothing."""
+    stack = competition.stack
+    await competition.open(programme={"max_grant_rub": 20_000_000, "intake_closes": later(8)})
+    programme = competition.programme["id"]
+    app = await submit(competition, applicant)
+    assert app["stage"] == "revision_requested"
+    assert [f["rule"] for f in app["findings"]] == ["max_grant"]
+    ineligible = await submit(competition, applicant, specialty="dermatology")
+    assert ineligible["stage"] == "ineligible"
+
+    async def closed() -> bool:
+        response = await stack.api.get(f"/v1/programmes/{programme}", headers=admin.headers)
+        return bool(response.json()["intake_state"] == "closed")
+
+    assert await eventually(closed, within=30)
+    url = f"/v1/admin/programmes/{programme}/corrections"
+    for refused in ({"max_grant_rub": 200_000_000}, {"max_grant_rub": 1, "reason": "  "}):
+        assert (await stack.api.post(url, json=refused, headers=admin.headers)).status_code == 422
+    nothing = await stack.api.post(url, json={"reason": "why not"}, headers=admin.headers)
+    assert nothing.status_code == 422 and "nothing to correct" in nothing.text
+    too_much = {"max_grant_rub": 3_000_000_000, "reason": "over the budget"}
+    over = await stack.api.post(url, json=too_much, headers=admin.headers)
+    assert over.status_code == 409 and "max_grant_rub cannot exceed" in over.json()["detail"]
+    fix = {"max_grant_rub": 200_000_000, "reason": "The cap was entered as 20 M, not 200 M."}
+    assert (await stack.api.post(url, json=fix, headers=applicant.headers)).status_code == 403
+    corrected = await stack.api.post(url, json=fix, headers=admin.headers)
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["max_grant_rub"] == 200_000_000
+
+    rescreened = await stack.api.post(
+        f"{FIND}/{app['id']}/screening",
+        json={"reason": "The cap was corrected."},
+        headers=admin.headers,
+    )
+    assert rescreened.status_code == 200, rescreened.text
+    assert rescreened.json()["stage"] == "under_review"
+    assert rescreened.json()["findings"] == []
+    assert (await application(stack, applicant, app["id"]))["stage"] == "under_review"
+    await audited(stack, applicant, app["id"], "rescreened", admin, "cap was corrected")
+
+    # A second correction, on the again-ended workflow. The ineligible application has ended:
+    # it is not re-screened (admins see it in the list and can tell the applicant to reapply).
+    more = {"specialties": [competition.specialty, "dermatology"], "reason": "Dermatology too."}
+    assert (await stack.api.post(url, json=more, headers=admin.headers)).status_code == 200
+    ended = await stack.api.post(
+        f"{FIND}/{ineligible['id']}/screening", json={"reason": "x"}, headers=admin.headers
+    )
+    assert ended.status_code == 409 and "ineligible" in ended.json()["detail"]
+    history = await stack.api.get(url, headers=admin.headers)
+    assert history.status_code == 200
+    assert [(c["actor_name"], c["reason"], c["changed"]) for c in history.json()] == [
+        (admin.name, fix["reason"], {"max_grant_rub": [20_000_000, 200_000_000]}),
+        (
+            admin.name,
+            more["reason"],
+            {"specialties": [[competition.specialty], more["specialties"]]},
+        ),
+    ]
+    assert (await stack.api.get(url, headers=applicant.headers)).status_code == 403
 
 
 # --- refusals ------------------------------------------------------------------------------
