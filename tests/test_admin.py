@@ -239,6 +239,27 @@ async def test_temporal_search_attributes_agree_with_the_api(
         assert await eventually(agree, within=20, interval=0.5)
 
 
+async def test_temporal_stage_follows_postgres_from_the_first_moment(
+    competition: Competition, applicant: User
+) -> None:
+    """Every stage the application's timeline shows, Temporal's `Stage` took too, in the same
+    order: `screening` as soon as the application is on record, not `submitted` until the
+    screening's outcome."""
+    stack = competition.stack
+    await competition.open()
+    app = await needing_revision(competition, applicant)
+    stages = [e["stage"] for e in await timeline(stack, applicant, app["id"]) if e["stage"]]
+    assert stages == ["screening", "revision_requested"]
+    history = await stack.client.get_workflow_handle(f"application-{app['id']}").fetch_history()
+    upserts = [
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    upserted = [json.loads(fields["Stage"].data) for fields in upserts if "Stage" in fields]
+    assert upserted == stages
+
+
 # --- intervene -------------------------------------------------------------------------------
 
 

@@ -104,6 +104,10 @@ class ApplicationWorkflow:
                 retry_policy=WRITE_RETRY,
             )
             self._registered, self._recorded = True, 1
+            # Postgres says `screening` from here on: so does Temporal's Stage, which said
+            # `submitted` until the first screening's outcome before this patch.
+            if workflow.patched("stage-screening-on-register"):
+                workflow.upsert_search_attributes([STAGE.value_set(Stage.screening.value)])
 
     async def _screen(self) -> bool:
         """One screening round; True when screening is over (eligible or final)."""
