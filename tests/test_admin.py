@@ -457,6 +457,11 @@ async def test_agreement_window_extended_then_cancelled_returns_the_money(
     assert ledger["remaining_rub"] - reserved["remaining_rub"] == 30_000_000
     assert (await agreement(council, applicant, app))["status"] == "cancelled"
     await audited(stack, applicant, app["id"], "cancelled", admin, "dissolved")
+    releases = [e for e in ledger["entries"] if e["application_id"] == app["id"]]
+    assert [e["kind"] for e in releases] == ["reserve", "release"]
+    assert releases[1]["reason"] == (
+        f"the application was cancelled by an admin ({admin.name}): The company was dissolved."
+    )
     twice = await stack.api.post(
         f"{FIND}/{app['id']}/cancellation", json={"reason": "again"}, headers=admin.headers
     )

@@ -75,6 +75,7 @@ class ApplicationWorkflow:
         self._revision_by: datetime | None = None  # moved by an admin's extension
         self._rescreen: RescreenRequest | None = None
         self._wound_down = False  # final, and its children ended (money back in the budget)
+        self._ended_by: StageChange | None = None  # the change to the final stage
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -261,6 +262,9 @@ class ApplicationWorkflow:
             )
             await self._project(handle, waiter)
         if not waiter.done():
+            # The agreement records why it ends (in the ledger too) before it is cancelled.
+            if workflow.patched("agreement-ending-reason"):
+                await handle.signal(AgreementWorkflow.ending, AgreementStop(reason=self._why()))
             handle.cancel()
             with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
                 await waiter
@@ -474,6 +478,8 @@ class ApplicationWorkflow:
                 review_spread=review_spread,
                 outcome=outcome,
             )
+            if stage.is_final:
+                self._ended_by = change
             await workflow.execute_activity_method(
                 acts.ApplicationActivities.record_stage_change,
                 change,
@@ -483,6 +489,13 @@ class ApplicationWorkflow:
             self._recorded = self._seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True
+
+    def _why(self) -> str:
+        """Why the application ended early, as its children's records say it."""
+        ended = self._ended_by
+        if ended is not None and ended.stage == Stage.cancelled and ended.actor is not None:
+            return f"the application was cancelled by an admin ({ended.actor.name}): {ended.reason}"
+        return "the application was withdrawn"
 
     def _ended(self) -> bool:
         """In a final stage, and that stage is on record."""
