@@ -156,6 +156,50 @@ async def test_filters_and_counts_match_and_keyset_pages_cover_everything_once(
     assert bad.status_code == 422
 
 
+async def test_counts_stay_exact_through_every_stage_change(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    """The counts without filters, or by programme, come from counters kept with each stage
+    change: after submissions, a revision, a withdrawal and a cancellation they are what
+    counting the table itself gives."""
+    stack = competition.stack
+    await competition.open(reviews_required=1)
+    programme = competition.programme["id"]
+    eligible = await submit(competition, applicant)
+    revised, withdrawn, cancelled = [await needing_revision(competition, applicant) for _ in "abc"]
+    fixed = application_body(programme, specialty=competition.specialty)
+    fixed.pop("programme_id")
+    response = await stack.api.post(
+        f"/v1/applications/{revised['id']}/revision", json=fixed, headers=applicant.headers
+    )
+    assert response.status_code == 200 and response.json()["stage"] == "under_review"
+    response = await stack.api.post(
+        f"/v1/applications/{withdrawn['id']}/withdrawal",
+        json={"reason": "not now"},
+        headers=applicant.headers,
+    )
+    assert response.status_code == 200, response.text
+    response = await stack.api.post(
+        f"{FIND}/{cancelled['id']}/cancellation", json={"reason": "dup"}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    assert eligible["stage"] == "under_review"
+    mine = await find(stack, admin, programme_id=programme)
+    assert mine["by_stage"] == {"under_review": 2, "withdrawn": 1, "cancelled": 1}
+    assert mine["total"] == 4
+
+    async def as_counted() -> bool:
+        # Other tests' workflows may move meanwhile: compare until both reads agree.
+        rows = await stack.pool.fetch(
+            "SELECT stage, count(*)::int AS n FROM applications GROUP BY 1"
+        )
+        counted: dict[str, int] = {r["stage"]: r["n"] for r in rows}
+        page = await find(stack, admin)
+        return bool(page["by_stage"] == counted and page["total"] == sum(counted.values()))
+
+    assert await eventually(as_counted)
+
+
 async def test_the_cli_lists_with_the_same_filters(
     competition: Competition, admin: User, applicant: User, tmp_path: Path
 ) -> None:
