@@ -19,6 +19,7 @@ from api.routes import (
     council,
     exports,
     health,
+    inspect,
     notifications,
     pilots,
     programmes,
@@ -74,6 +75,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         pilots,
         admin,
         exports,
+        inspect,
     ):
         app.include_router(module.router)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 import typer
@@ -145,6 +145,84 @@ from grantflow.admin_cli import applications_app, export  # noqa: E402
 
 app.add_typer(applications_app, name="applications")
 app.command()(export)
+
+
+# --- what happened to an application, and what it waits for (admins' inspection) -----------
+
+
+def _inspect(application_id: str, what: str) -> Any:
+    """Run the history or waiting look-up against the running stack (or the real servers)."""
+    import uuid
+
+    from grantflow.history import application_history
+    from grantflow.temporal import connect
+    from grantflow.waiting import ApplicationNotFound, waiting_for
+
+    try:
+        app_uuid = uuid.UUID(application_id)
+    except ValueError:
+        console.print(f"[red]not an application id: {application_id}[/]")
+        raise typer.Exit(2) from None
+    settings = _resolved()
+
+    async def look() -> Any:
+        assert settings.database_url and settings.temporal_address
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        if what == "waiting":
+            return await waiting_for(client, str(app_uuid))
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return await application_history(client, conn, app_uuid, ui_url=settings.ui_url)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(look())
+    except ApplicationNotFound:
+        console.print(f"[red]no application {application_id}[/]")
+        raise typer.Exit(1) from None
+
+
+def _print_waiting(stage: str, waiting: list[Any]) -> None:
+    console.print(f"[bold]stage[/] {stage}")
+    if not waiting:
+        console.print("waiting for nothing")
+    for w in waiting:
+        by = f" by {w.by.isoformat()}" if w.by else ""
+        otherwise = f"; otherwise {w.otherwise}" if w.otherwise else ""
+        console.print(f"waiting for [bold]{w.who}[/]: {w.what}{by}{otherwise}", highlight=False)
+
+
+@app.command()
+def history(
+    application_id: Annotated[str, typer.Argument(help="The application's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
+) -> None:
+    """Everything that happened to an application, oldest first: its audit trail and its
+    workflows' events in plain words (with links to the Temporal Web UI), under a header
+    saying what it is waiting for now."""
+    found = _inspect(application_id, "history")
+    if as_json:
+        print(found.model_dump_json(indent=2))
+        return
+    _print_waiting(found.stage, found.waiting)
+    for e in found.entries:
+        where = "audit" if e.source == "audit" else e.workflow_id.split("-", 1)[0]
+        console.print(f"{e.at:%Y-%m-%d %H:%M:%S} [dim]{where:<11}[/] {e.text}", highlight=False)
+
+
+@app.command()
+def waiting(
+    application_id: Annotated[str, typer.Argument(help="The application's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
+) -> None:
+    """What an open application is waiting for: who must act, what, by when, and what
+    happens if they don't (from its workflows' own state)."""
+    found = _inspect(application_id, "waiting")
+    if as_json:
+        print(found.model_dump_json(indent=2))
+        return
+    _print_waiting(found.stage, found.waiting)
 
 
 if __name__ == "__main__":

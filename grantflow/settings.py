@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     postgres_port: int = 54329
+    # Where history entries link to: the embedded dev server's UI unless set (a cluster's UI).
+    temporal_ui_url: str | None = None
 
     max_page_size: int = 200
     max_body_bytes: int = 1_000_000
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
         if self.env != "development" and self.secret_key == DEV_SECRET:
             raise ValueError("GRANTFLOW_SECRET_KEY must be set outside development")
         return self
+
+    @property
+    def ui_url(self) -> str:
+        """The Temporal Web UI's base URL (`GRANTFLOW_TEMPORAL_UI_URL`, else the dev server's)."""
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
 
     @property
     def runtime_file(self) -> Path:

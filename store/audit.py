@@ -22,6 +22,13 @@ SELECT e.at, e.kind, e.stage, e.actor_role, u.name AS actor_name, e.reason, e.de
 FROM audit_events e LEFT JOIN users u ON u.id = e.actor_id
 WHERE e.application_id = $1
 ORDER BY e.at, e.id"""
+# An admin's view (grantflow/history.py): with the acting user's id and the workflow.
+APPLICATION_HISTORY_SQL = """
+SELECT e.at, e.kind, e.stage, e.workflow_id, e.actor_id, e.actor_role, u.name AS actor_name,
+       e.reason, e.detail
+FROM audit_events e LEFT JOIN users u ON u.id = e.actor_id
+WHERE e.application_id = $1
+ORDER BY e.at, e.id"""
 
 
 async def append(
@@ -57,6 +64,11 @@ async def append(
 
 async def for_application(conn: Db, application_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(APPLICATION_EVENTS_SQL, application_id)
+
+
+async def history(conn: Db, application_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every audit event of the application, oldest first, with the actor's id and name."""
+    return await conn.fetch(APPLICATION_HISTORY_SQL, application_id)
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

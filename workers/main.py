@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.agreements import AgreementActivities
 from activities.applications import ApplicationActivities
@@ -41,6 +42,7 @@ def build_worker(
     *,
     sender: Sender | None = None,
     max_cached_workflows: int = 1000,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """A worker for every workflow and activity; SIGTERM handling is the caller's.
 
@@ -79,4 +81,5 @@ def build_worker(
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_cached_workflows=max_cached_workflows,
+        interceptors=interceptors,  # tests only (a fault injected on purpose); never set here
     )

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.common import Actor, Role
     from schemas.council import Reservation
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
 
@@ -610,3 +611,74 @@ class AgreementWorkflow:
     def state(self) -> AgreementState:
         """The agreement: status, tranches (paid, held and why), reports."""
         return self._state
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """The applicant's answer to the offer, then the reports: the next one due and every
+        overdue one (the applicant's), and every submitted one (the report reviewer's or the
+        admins'), each with what its lateness costs."""
+        wid = workflow.info().workflow_id
+        state, applicant = self._state, self._start.applicant
+        if state.status == AgreementStatus.offered:
+            offer = Waiting(
+                workflow_id=wid,
+                who=f"applicant {applicant.name}",
+                user_ids=[applicant.user_id],
+                what="accept or decline the agreement",
+                by=state.accept_by,
+                otherwise="the approval lapses and its money returns to the budget",
+            )
+            return WaitingAnswer(workflow_id=wid, waiting=[offer])
+        if state.status != AgreementStatus.accepted:
+            return WaitingAnswer(workflow_id=wid)
+        submitted = [r for r in state.reports if r.status == ReportStatus.submitted]
+        waiting = [self._waiting_for_review(wid, r) for r in submitted]
+        owed = [r for r in state.reports if r.status in (ReportStatus.due, ReportStatus.returned)]
+        for report in [r for r in owed if r.overdue] or owed[:1]:
+            waiting.append(self._waiting_for_report(wid, report))
+        return WaitingAnswer(workflow_id=wid, waiting=waiting)
+
+    def _waiting_for_report(self, wid: str, report: Report) -> Waiting:
+        applicant, lead = self._start.applicant, self._start.params.reminder_lead_time
+        held = self._held_by(report)
+        if report.overdue:
+            otherwise = "it is overdue and escalated to the admins"
+        elif report.reminded:
+            otherwise = "once late it is escalated to the admins"
+        else:
+            otherwise = (
+                f"a reminder at {(report.due_at - lead).isoformat()}; once late it is "
+                "escalated to the admins"
+            )
+        if held:
+            otherwise += f"; tranche {held} stays held until it is accepted"
+        returned = report.status == ReportStatus.returned
+        again = f" again (returned: {report.comment})" if returned else ""
+        return Waiting(
+            workflow_id=wid,
+            who=f"applicant {applicant.name}",
+            user_ids=[applicant.user_id],
+            what=f"submit the {report_name(report)}{again}",
+            by=report.due_at,
+            otherwise=otherwise,
+        )
+
+    def _waiting_for_review(self, wid: str, report: Report) -> Waiting:
+        reviewer = self._state.report_reviewer
+        held = self._held_by(report)
+        return Waiting(
+            workflow_id=wid,
+            who=f"report reviewer {reviewer.name} or an admin" if reviewer else "admins",
+            user_ids=[reviewer.user_id] if reviewer else [],
+            what=f"accept or return the {report_name(report)}",
+            otherwise=f"tranche {held} stays held" if held else "the report waits",
+        )
+
+    def _held_by(self, report: Report) -> int | None:
+        """The first unpaid tranche this report holds back, if any."""
+        for tranche in self._state.tranches:
+            if tranche.status in (TrancheStatus.scheduled, TrancheStatus.held) and (
+                tranche.due_at is not None and report.due_at <= tranche.due_at
+            ):
+                return tranche.seq
+        return None

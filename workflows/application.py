@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.common import Actor, Role, Stage
     from schemas.council import Decision, Outcome
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.pilots import PilotOutcome, PilotPlanRequest, PilotStart, Recommendation
     from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
@@ -76,6 +77,7 @@ class ApplicationWorkflow:
         self._rescreen: RescreenRequest | None = None
         self._wound_down = False  # final, and its children ended (money back in the budget)
         self._ended_by: StageChange | None = None  # the change to the final stage
+        self._session_id: str | None = None  # the council session it is on the agenda of
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -378,6 +380,7 @@ class ApplicationWorkflow:
     @workflow.signal
     def enter_council(self, session_id: str) -> None:
         """A council session took the application on its agenda."""
+        self._session_id = session_id
         self._council_inbox.append(session_id)
 
     @workflow.signal
@@ -610,6 +613,34 @@ class ApplicationWorkflow:
         _check_admin(request)
         if self._stage.is_final:
             raise ApplicationError(f"the application is already {self._stage}")
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """Who must act next, what, by when and what happens otherwise; in the stages a child
+        workflow (or the council session) holds, `ask` names it for the rest of the answer."""
+        wid = workflow.info().workflow_id
+        app = self._start.application_id
+        ask = {
+            Stage.under_review: [f"review-{app}"],
+            Stage.in_council: [f"council-{self._session_id}"] if self._session_id else [],
+            Stage.approved: [f"agreement-{app}"],
+            Stage.agreement: [f"agreement-{app}"],
+            Stage.piloting: [f"pilot-{app}", f"agreement-{app}"],
+            Stage.reporting: [f"agreement-{app}"],
+        }.get(self._stage, [])
+        own = self._waiting
+        if own is None or self._stage.is_final or (ask and self._stage != Stage.agreement):
+            return WaitingAnswer(workflow_id=wid, ask=ask)
+        user_ids = [self._start.applicant.user_id] if own.who == "applicant" else []
+        waiting = Waiting(
+            workflow_id=wid,
+            who=own.who,
+            user_ids=user_ids,
+            what=own.what,
+            by=own.by,
+            otherwise=own.otherwise,
+        )
+        return WaitingAnswer(workflow_id=wid, waiting=[waiting], ask=ask)
 
     @workflow.query
     def status(self) -> ApplicationStatus:

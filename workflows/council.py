@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         VoteRecord,
         VoteRequest,
     )
+    from schemas.history import Waiting, WaitingAnswer
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
 
 
@@ -288,3 +289,44 @@ class CouncilSessionWorkflow:
             tallies={k: tally(list(v.values())) for k, v in self._votes.items()},
             decisions=list(self._decisions.values()),
         )
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """For each undecided item: the members who have not voted yet, and the chair, who
+        decides it or closes the session (closing decides every open item on the votes cast;
+        without the quorum an item is deferred to a later session)."""
+        wid = workflow.info().workflow_id
+        if not self._open or self._close is not None:
+            return WaitingAnswer(workflow_id=wid)
+        names = {m.user_id: m.name for m in self._start.members}
+        waiting = []
+        for item in sorted(self._agenda.values(), key=lambda i: i.rank):
+            if item.application_id in self._decisions:
+                continue
+            voted = self._votes[item.application_id]
+            missing = sorted(m for m in self._members if m not in voted)
+            if missing:
+                waiting.append(
+                    Waiting(
+                        workflow_id=wid,
+                        application_id=item.application_id,
+                        who="council members " + ", ".join(names[m] for m in missing),
+                        user_ids=missing,
+                        what=f"vote on '{item.title}' ({len(voted)} of "
+                        f"{self._start.quorum} votes needed for the quorum are in)",
+                        otherwise="the item is decided on the votes cast when the session "
+                        "closes; without the quorum it is deferred to a later session",
+                    )
+                )
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    application_id=item.application_id,
+                    who=f"the chair {names.get(self._start.chair_id, self._start.chair_id)} "
+                    "or an admin",
+                    user_ids=[self._start.chair_id],
+                    what=f"decide '{item.title}' or close the session '{self._start.name}'",
+                    otherwise="the item stays on the open session's agenda",
+                )
+            )
+        return WaitingAnswer(workflow_id=wid, waiting=waiting)

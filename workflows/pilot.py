@@ -18,6 +18,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities import pilots as acts
     from schemas.common import Actor, Role
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from schemas.pilots import (
         Evaluation,
@@ -376,3 +377,43 @@ class PilotWorkflow:
     def state(self) -> PilotState:
         """The pilot: its sites, the evaluation and the decision."""
         return self._state
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """While the sites run, `ask` names the open sites' workflows; then the evaluator,
+        then the admins' decision. A flag (a declined site, no evaluator) waits on the admins."""
+        wid, state = workflow.info().workflow_id, self._state
+        waiting = []
+        if state.flag_reason is not None:
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who="admins",
+                    what=state.flag_reason,
+                    otherwise="the pilot cannot go on to its evaluation",
+                )
+            )
+        if state.status == PilotStatus.running:
+            open_ = (SiteStatus.proposed, SiteStatus.accepted, SiteStatus.running)
+            ask = [s.site_id for s in state.sites if s.round == state.round and s.status in open_]
+            return WaitingAnswer(workflow_id=wid, waiting=waiting, ask=ask)
+        if state.status == PilotStatus.evaluating and state.evaluator_id is not None:
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who="the evaluating expert",
+                    user_ids=[state.evaluator_id],
+                    what="evaluate the pilot's results against their targets",
+                    otherwise="the pilot waits; an admin may assign another evaluator",
+                )
+            )
+        elif state.status == PilotStatus.deciding:
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who="admins",
+                    what="decide on the evaluated pilot: implement, extend or stop",
+                    otherwise="the pilot waits for the decision; reporting goes on",
+                )
+            )
+        return WaitingAnswer(workflow_id=wid, waiting=waiting)

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import reviews as acts
     from schemas.admin import ReassignRequest
     from schemas.common import Actor, Role
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from schemas.programmes import Criterion
     from schemas.reviews import (
@@ -621,3 +622,40 @@ class ReviewWorkflow:
             flag=self._flag,
             outcome=self._outcome,
         )
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """Each open task's reviewer, what they must do and by when (a missed deadline offers
+        the application to another expert), and the admins when the application is flagged."""
+        wid = workflow.info().workflow_id
+        waiting = []
+        for task in self._open():
+            offered = task.status == TaskStatus.offered
+            reminder = self._reminder_at(task)
+            otherwise = "the task expires and the application is offered to another expert"
+            if reminder is not None:
+                otherwise = f"a reminder at {reminder.isoformat()}, then {otherwise}"
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who=f"reviewer {task.reviewer_name}",
+                    user_ids=[task.reviewer_id],
+                    what=(
+                        "accept or decline the review task"
+                        if offered
+                        else f"submit the review ({self._submitted()} of {self._required} in)"
+                    ),
+                    by=task.deadline,
+                    otherwise=otherwise,
+                )
+            )
+        if self._flag is not None:
+            waiting.append(
+                Waiting(
+                    workflow_id=wid,
+                    who="admins",
+                    what=self._flag,
+                    otherwise="the application stays in review, flagged",
+                )
+            )
+        return WaitingAnswer(workflow_id=wid, waiting=waiting)

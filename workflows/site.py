@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import pilots as acts
     from schemas.common import Actor, Role
+    from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from schemas.pilots import (
         SiteAnswer,
@@ -254,3 +255,47 @@ class PilotSiteWorkflow:
     def state(self) -> SiteState:
         """The site: status, period, deadline, planned metrics and results."""
         return self._state
+
+    @workflow.query
+    def waiting_for(self) -> WaitingAnswer:
+        """The clinic's answer to the proposal, the start of the period, then the clinic's
+        report of the measured metrics (reminded, then escalated to the admins)."""
+        wid, state = workflow.info().workflow_id, self._state
+        clinic = f"the coordinators of {state.clinic_id}"
+        if state.status == SiteStatus.proposed:
+            waiting = Waiting(
+                workflow_id=wid,
+                who=clinic,
+                what="accept or decline the pilot at the clinic",
+                otherwise="the site stays proposed: the pilot cannot run there",
+            )
+        elif state.status == SiteStatus.accepted:
+            waiting = Waiting(
+                workflow_id=wid,
+                who="nobody (a timer)",
+                what="the pilot period starts at the clinic",
+                by=state.starts_at,
+            )
+        elif state.status == SiteStatus.running:
+            lead = self._start.params.reminder_lead_time
+            remind_at = max(state.ends_at, state.report_by - lead)
+            running = workflow.now() < state.ends_at
+            waiting = Waiting(
+                workflow_id=wid,
+                who=clinic,
+                what=(
+                    f"run the pilot until {state.ends_at.isoformat()}, then report the metrics"
+                    if running
+                    else "report the measured metrics"
+                ),
+                by=state.report_by,
+                otherwise=(
+                    "it is overdue and escalated to the admins"
+                    if state.escalated
+                    else ("" if state.reminded else f"a reminder at {remind_at.isoformat()}, ")
+                    + "then escalation to the admins"
+                ),
+            )
+        else:
+            return WaitingAnswer(workflow_id=wid)
+        return WaitingAnswer(workflow_id=wid, waiting=[waiting])
