@@ -352,8 +352,21 @@ async def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
+async def connect(url: str, within: float = 60) -> asyncpg.Connection:
+    """The server's port opens before it accepts connections: on a loaded machine the first
+    attempts meet "the database system is starting up"."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await asyncpg.connect(url)
+        except asyncpg.CannotConnectNowError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def bench(url: str, args: argparse.Namespace) -> int:
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await migrate(conn)
         started = time.perf_counter()
