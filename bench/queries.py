@@ -333,10 +333,15 @@ async def explain(pool: asyncpg.Pool, seed: Seed) -> None:
         "flagged": admin.Filters(flagged=True),
     }
     for name, filters in samples.items():
-        for what, (sql, args) in (
-            ("page", admin.page_query(filters, None, 51)),
-            ("counts", admin.counts_query(filters)),
-        ):
+        statements = (
+            [("page ids and counts", admin.overdue_query(filters, None, 51))]
+            if filters.overdue
+            else [
+                ("page", admin.page_query(filters, None, 51)),
+                ("counts", admin.counts_query(filters)),
+            ]
+        )
+        for what, (sql, args) in statements:
             plan = await pool.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *args)
             print(f"--- {name}: {what}")
             print("\n".join(r[0] for r in plan))
