@@ -6,7 +6,7 @@ import asyncpg
 from temporalio import activity
 
 from activities import workflow_id as current_workflow_id
-from schemas.programmes import IntakeChange, ProgrammeStart
+from schemas.programmes import IntakeChange, ProgrammeCorrected, ProgrammeStart
 from store import audit, programmes
 
 
@@ -51,4 +51,26 @@ class ProgrammeActivities:
                 kind=f"intake_{change.state.value}",
                 at=change.at,
                 programme_id=change.programme_id,
+            )
+
+    @activity.defn
+    async def record_correction(self, corrected: ProgrammeCorrected) -> None:
+        """Write an admin's correction of the programme's screening rules, with the
+        `programme_corrected` audit event (the admin, the reason, each field's old and new value).
+
+        Idempotent: the rules are set to the corrected values (not changed by a delta) and the
+        event key is `<workflow id>:correction:<correction id>`."""
+        workflow_id = current_workflow_id()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await programmes.correct(conn, corrected.programme)
+            await audit.append(
+                conn,
+                event_key=f"{workflow_id}:correction:{corrected.correction_id}",
+                workflow_id=workflow_id,
+                kind="programme_corrected",
+                at=activity.info().scheduled_time,
+                programme_id=corrected.programme.programme_id,
+                actor=corrected.actor,
+                reason=corrected.reason,
+                detail={"changed": corrected.changed},
             )

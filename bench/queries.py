@@ -333,10 +333,15 @@ async def explain(pool: asyncpg.Pool, seed: Seed) -> None:
         "flagged": admin.Filters(flagged=True),
     }
     for name, filters in samples.items():
-        for what, (sql, args) in (
-            ("page", admin.page_query(filters, None, 51)),
-            ("counts", admin.counts_query(filters)),
-        ):
+        statements = (
+            [("page ids and counts", admin.overdue_query(filters, None, 51))]
+            if filters.overdue
+            else [
+                ("page", admin.page_query(filters, None, 51)),
+                ("counts", admin.counts_query(filters)),
+            ]
+        )
+        for what, (sql, args) in statements:
             plan = await pool.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *args)
             print(f"--- {name}: {what}")
             print("\n".join(r[0] for r in plan))
@@ -352,8 +357,21 @@ async def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
+async def connect(url: str, within: float = 60) -> asyncpg.Connection:
+    """The server's port opens before it accepts connections: on a loaded machine the first
+    attempts meet "the database system is starting up"."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await asyncpg.connect(url)
+        except asyncpg.CannotConnectNowError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def bench(url: str, args: argparse.Namespace) -> int:
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await migrate(conn)
         started = time.perf_counter()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema, model_validator
 
-from schemas.common import Input, OrganisationType, Output, Roubles
+from schemas.common import Actor, Input, OrganisationType, Output, Reason, Roubles
 
 
 def _not_a_boolean(value: object) -> object:
@@ -218,3 +218,76 @@ class ProgrammePublic(Output):
     complex_annual_cap_rub: int
     params: ProgrammeParams
     created_at: datetime
+
+
+# --- corrections: an admin fixes a screening rule entered wrong ------------------------------
+
+# The fields screening reads that a correction may change. The intake window is not among them:
+# the programme workflow's timers open and close intake, and a late application stays late.
+CORRECTABLE = (
+    "max_grant_rub",
+    "organisation_types",
+    "specialties",
+    "complex_share_limit",
+    "complex_annual_cap_rub",
+)
+
+
+class ProgrammeChanges(Input):
+    """The screening rules to correct; a field left out keeps its value."""
+
+    max_grant_rub: Roubles | None = Field(default=None, gt=0)
+    organisation_types: list[OrganisationType] | None = Field(default=None, min_length=1)
+    specialties: list[Annotated[str, Field(min_length=2, max_length=80)]] | None = Field(
+        default=None, min_length=1
+    )
+    complex_share_limit: float | None = Field(default=None, gt=0, le=1)
+    complex_annual_cap_rub: Roubles | None = Field(default=None, gt=0)
+
+
+class ProgrammeCorrectionCreate(ProgrammeChanges):
+    """What an admin sends to correct a programme's screening rules, with a reason."""
+
+    reason: Reason
+
+    model_config = Input.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {"max_grant_rub": 200_000_000, "reason": "The cap was entered as 20 M, not 200 M."}
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _something(self) -> ProgrammeCorrectionCreate:
+        if all(getattr(self, name) is None for name in CORRECTABLE):
+            raise ValueError(f"nothing to correct: give at least one of {', '.join(CORRECTABLE)}")
+        return self
+
+
+class ProgrammeCorrection(Output):
+    """Update input: an admin's correction of the programme (`correction_id` is unique)."""
+
+    correction_id: str
+    actor: Actor
+    reason: str
+    changes: ProgrammeChanges
+
+
+class ProgrammeCorrected(Output):
+    """Activity input: the programme as corrected, and what changed (field: [was, now])."""
+
+    correction_id: str
+    actor: Actor
+    reason: str
+    programme: ProgrammeStart
+    changed: dict[str, list[object]]
+
+
+class CorrectionPublic(Output):
+    """One correction of a programme as admins see it: who, when, why and what changed."""
+
+    at: datetime
+    actor_name: str | None
+    reason: str
+    changed: dict[str, list[object]]

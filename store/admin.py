@@ -3,6 +3,7 @@ flagged, keyset-paged newest first, with counts."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,6 +36,15 @@ _OVERDUE = """a.id = ANY (ARRAY(
     UNION
     SELECT r.application_id FROM reports r
     WHERE r.overdue AND r.status IN ('due', 'returned')))"""
+_OVERDUE_STATEMENT = """
+WITH m AS MATERIALIZED (SELECT a.id, a.stage, a.submitted_at FROM applications a
+                        WHERE {where}),
+     counts AS (SELECT a.stage, count(*)::int AS n FROM m a GROUP BY a.stage),
+     picked AS (SELECT a.id FROM m a WHERE {picked}
+                ORDER BY a.submitted_at DESC, a.id DESC LIMIT ${limit}::int)
+SELECT ARRAY(SELECT id FROM picked) AS ids,
+       (SELECT coalesce(jsonb_object_agg(stage, n), '{{}}') FROM counts)::text AS counts"""
+_BY_IDS = "a.id = ANY ($1::uuid[])"
 _AFTER = "(a.submitted_at, a.id) < (${}::timestamptz, ${}::uuid)"
 _PAGE_SELECT = """
 SELECT a.id, a.programme_id, a.content ->> 'title' AS title, a.institution_id, a.specialty,
@@ -50,6 +60,13 @@ WHERE """
 _PAGE_ORDER = "\nORDER BY a.submitted_at DESC, a.id DESC\nLIMIT ${}::int"
 _COUNTS_SELECT = "SELECT a.stage, count(*)::int AS n FROM applications a\nWHERE "
 _COUNTS_GROUP = "\nGROUP BY a.stage"
+# With no filter but the programme (and the stage, which counts ignore), the counts come from
+# the counters migration 0010 keeps in step with every stage change: at most one row per
+# programme and stage, whatever the table's size. A stage whose counter is back at 0 is left
+# out, as the GROUP BY above leaves it out.
+_KEPT_COUNTS_SELECT = "SELECT c.stage, sum(c.n)::int AS n FROM application_stage_counts c\nWHERE "
+_KEPT_COUNTS_PROGRAMME = "c.programme_id = $1::uuid"
+_KEPT_COUNTS_GROUP = "\nGROUP BY c.stage\nHAVING sum(c.n) > 0"
 
 
 @dataclass(frozen=True)
@@ -94,9 +111,33 @@ def page_query(
     return _PAGE_SELECT + where + _PAGE_ORDER.format(len(args)), args
 
 
+def overdue_query(
+    filters: Filters, after: tuple[object, object] | None, limit: int
+) -> tuple[str, list[object]]:
+    """With the overdue filter, the page's ids and the counts in one statement: thousands may
+    be overdue, and they are found (from the covering index on id, with submitted_at and stage,
+    without reading the table) once for both. The page's rows are read by id after."""
+    where, args = filters.where(stages=False)
+    picked = "true"
+    if filters.stages:
+        args.append([s.value for s in filters.stages])
+        picked = _STAGES.format(len(args))
+    if after is not None:
+        picked += "\n  AND " + _AFTER.format(len(args) + 1, len(args) + 2)
+        args += list(after)
+    args.append(limit)
+    return _OVERDUE_STATEMENT.format(where=where, picked=picked, limit=len(args)), args
+
+
 def counts_query(filters: Filters) -> tuple[str, list[object]]:
     """Everything the filters match, by stage; the stage filter left out, so that the counts
     show where the rest are."""
+    if filters == Filters(programme_id=filters.programme_id, stages=filters.stages):
+        if filters.programme_id is None:
+            return _KEPT_COUNTS_SELECT + "true" + _KEPT_COUNTS_GROUP, []
+        return _KEPT_COUNTS_SELECT + _KEPT_COUNTS_PROGRAMME + _KEPT_COUNTS_GROUP, [
+            filters.programme_id
+        ]
     where, args = filters.where(stages=False)
     return _COUNTS_SELECT + where + _COUNTS_GROUP, args
 
@@ -105,15 +146,25 @@ _EVERY = Filters(uuid.UUID(int=0), (Stage.screening,), "i", "s", overdue=True, f
 # Every filter at once: tests/test_migrations.py prepares it, which checks every fragment.
 EVERY_FILTER_PAGE_SQL = page_query(_EVERY, (None, None), 1)[0]
 EVERY_FILTER_COUNTS_SQL = counts_query(_EVERY)[0]
+EVERY_FILTER_OVERDUE_SQL = overdue_query(_EVERY, (None, None), 1)[0]
+BY_IDS_PAGE_SQL = _PAGE_SELECT + _BY_IDS + _PAGE_ORDER.format(2)
+KEPT_COUNTS_SQL = counts_query(Filters(uuid.UUID(int=0)))[0]
 
 
 async def page(db: Db, filters: Filters, *, limit: int, cursor: str | None) -> AdminApplicationPage:
     """One page and the counts. Raises ValueError for a cursor this module did not make."""
     after = decode_cursor(cursor) if cursor else None
-    sql, args = page_query(filters, after, limit + 1)
-    rows = await db.fetch(sql, *args)
-    sql, args = counts_query(filters)
-    counts = {r["stage"]: r["n"] for r in await db.fetch(sql, *args)}
+    if filters.overdue:
+        sql, args = overdue_query(filters, after, limit + 1)
+        found = await db.fetchrow(sql, *args)
+        assert found is not None  # one row, always
+        counts: dict[str, int] = json.loads(found["counts"])
+        rows = await db.fetch(BY_IDS_PAGE_SQL, found["ids"], limit + 1)
+    else:
+        sql, args = page_query(filters, after, limit + 1)
+        rows = await db.fetch(sql, *args)
+        sql, args = counts_query(filters)
+        counts = {r["stage"]: r["n"] for r in await db.fetch(sql, *args)}
     stages = {s.value for s in filters.stages}
     items = [_item(r) for r in rows[:limit]]
     more = len(rows) > limit

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 
 from schemas.programmes import (
+    CorrectionPublic,
     IntakeChange,
     IntakeState,
     ProgrammeCreate,
@@ -28,6 +29,16 @@ UPDATE_INTAKE_SQL = """
 UPDATE programmes SET intake_state = $2
 WHERE id = $1 AND array_position(ARRAY['scheduled', 'open', 'closed'], intake_state)
                 < array_position(ARRAY['scheduled', 'open', 'closed'], $2::text)"""
+# An admin's correction: the screening rules only (schemas.programmes.CORRECTABLE).
+CORRECT_PROGRAMME_SQL = """
+UPDATE programmes SET max_grant_rub = $2, organisation_types = $3, specialties = $4,
+                      complex_share_limit = $5, complex_annual_cap_rub = $6
+WHERE id = $1"""
+CORRECTIONS_SQL = """
+SELECT e.at, u.name AS actor_name, e.reason, e.detail
+FROM audit_events e LEFT JOIN users u ON u.id = e.actor_id
+WHERE e.programme_id = $1 AND e.kind = 'programme_corrected'
+ORDER BY e.at, e.id"""
 GET_PROGRAMME_SQL = """
 SELECT id, name, budget_rub, max_grant_rub, organisation_types, specialties, intake_opens,
        intake_closes, intake_state, complex_share_limit, complex_annual_cap_rub, params,
@@ -61,6 +72,31 @@ async def insert(conn: Conn, start: ProgrammeStart) -> None:
 
 async def set_intake(conn: Conn, change: IntakeChange) -> None:
     await conn.execute(UPDATE_INTAKE_SQL, uuid.UUID(change.programme_id), change.state.value)
+
+
+async def correct(conn: Conn, start: ProgrammeStart) -> None:
+    spec = start.spec
+    await conn.execute(
+        CORRECT_PROGRAMME_SQL,
+        uuid.UUID(start.programme_id),
+        spec.max_grant_rub,
+        [t.value for t in spec.organisation_types],
+        spec.specialties,
+        spec.complex_share_limit,
+        spec.complex_annual_cap_rub,
+    )
+
+
+async def corrections(conn: Db, programme_id: uuid.UUID) -> list[CorrectionPublic]:
+    return [
+        CorrectionPublic(
+            at=r["at"],
+            actor_name=r["actor_name"],
+            reason=r["reason"],
+            changed=json.loads(r["detail"])["changed"],
+        )
+        for r in await conn.fetch(CORRECTIONS_SQL, programme_id)
+    ]
 
 
 async def get(conn: Db, programme_id: uuid.UUID) -> ProgrammePublic | None:

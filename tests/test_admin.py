@@ -41,7 +41,7 @@ def later(seconds: float) -> str:
 async def submit(competition: Competition, applicant: User, **overrides: Any) -> dict[str, Any]:
     """Submit without asserting the outcome (the Competition helper expects an eligible one)."""
     body = application_body(
-        competition.programme["id"], specialty=competition.specialty, **overrides
+        competition.programme["id"], **{"specialty": competition.specialty, **overrides}
     )
     response = await competition.stack.api.post(
         "/v1/applications", json=body, headers=applicant.headers
@@ -156,6 +156,50 @@ async def test_filters_and_counts_match_and_keyset_pages_cover_everything_once(
     assert bad.status_code == 422
 
 
+async def test_counts_stay_exact_through_every_stage_change(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    """The counts without filters, or by programme, come from counters kept with each stage
+    change: after submissions, a revision, a withdrawal and a cancellation they are what
+    counting the table itself gives."""
+    stack = competition.stack
+    await competition.open(reviews_required=1)
+    programme = competition.programme["id"]
+    eligible = await submit(competition, applicant)
+    revised, withdrawn, cancelled = [await needing_revision(competition, applicant) for _ in "abc"]
+    fixed = application_body(programme, specialty=competition.specialty)
+    fixed.pop("programme_id")
+    response = await stack.api.post(
+        f"/v1/applications/{revised['id']}/revision", json=fixed, headers=applicant.headers
+    )
+    assert response.status_code == 200 and response.json()["stage"] == "under_review"
+    response = await stack.api.post(
+        f"/v1/applications/{withdrawn['id']}/withdrawal",
+        json={"reason": "not now"},
+        headers=applicant.headers,
+    )
+    assert response.status_code == 200, response.text
+    response = await stack.api.post(
+        f"{FIND}/{cancelled['id']}/cancellation", json={"reason": "dup"}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    assert eligible["stage"] == "under_review"
+    mine = await find(stack, admin, programme_id=programme)
+    assert mine["by_stage"] == {"under_review": 2, "withdrawn": 1, "cancelled": 1}
+    assert mine["total"] == 4
+
+    async def as_counted() -> bool:
+        # Other tests' workflows may move meanwhile: compare until both reads agree.
+        rows = await stack.pool.fetch(
+            "SELECT stage, count(*)::int AS n FROM applications GROUP BY 1"
+        )
+        counted: dict[str, int] = {r["stage"]: r["n"] for r in rows}
+        page = await find(stack, admin)
+        return bool(page["by_stage"] == counted and page["total"] == sum(counted.values()))
+
+    assert await eventually(as_counted)
+
+
 async def test_the_cli_lists_with_the_same_filters(
     competition: Competition, admin: User, applicant: User, tmp_path: Path
 ) -> None:
@@ -237,6 +281,27 @@ async def test_temporal_search_attributes_agree_with_the_api(
             return listed == api_ids
 
         assert await eventually(agree, within=20, interval=0.5)
+
+
+async def test_temporal_stage_follows_postgres_from_the_first_moment(
+    competition: Competition, applicant: User
+) -> None:
+    """Every stage the application's timeline shows, Temporal's `Stage` took too, in the same
+    order: `screening` as soon as the application is on record, not `submitted` until the
+    screening's outcome."""
+    stack = competition.stack
+    await competition.open()
+    app = await needing_revision(competition, applicant)
+    stages = [e["stage"] for e in await timeline(stack, applicant, app["id"]) if e["stage"]]
+    assert stages == ["screening", "revision_requested"]
+    history = await stack.client.get_workflow_handle(f"application-{app['id']}").fetch_history()
+    upserts = [
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    upserted = [json.loads(fields["Stage"].data) for fields in upserts if "Stage" in fields]
+    assert upserted == stages
 
 
 # --- intervene -------------------------------------------------------------------------------
@@ -436,6 +501,11 @@ async def test_agreement_window_extended_then_cancelled_returns_the_money(
     assert ledger["remaining_rub"] - reserved["remaining_rub"] == 30_000_000
     assert (await agreement(council, applicant, app))["status"] == "cancelled"
     await audited(stack, applicant, app["id"], "cancelled", admin, "dissolved")
+    releases = [e for e in ledger["entries"] if e["application_id"] == app["id"]]
+    assert [e["kind"] for e in releases] == ["reserve", "release"]
+    assert releases[1]["reason"] == (
+        f"the application was cancelled by an admin ({admin.name}): The company was dissolved."
+    )
     twice = await stack.api.post(
         f"{FIND}/{app['id']}/cancellation", json={"reason": "again"}, headers=admin.headers
     )
@@ -475,6 +545,71 @@ async def test_an_overdue_report_is_found_and_its_deadline_extended(
         headers=admin.headers,
     )
     assert no_seq.status_code == 422
+
+
+async def test_a_corrected_programme_rescreens_by_the_new_rule(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    """The cap was entered as 20 M instead of 200 M: an application asking 30 M was sent back.
+    After intake closed an admin corrects the cap; re-screening then finds nothing."""
+    stack = competition.stack
+    await competition.open(programme={"max_grant_rub": 20_000_000, "intake_closes": later(8)})
+    programme = competition.programme["id"]
+    app = await submit(competition, applicant)
+    assert app["stage"] == "revision_requested"
+    assert [f["rule"] for f in app["findings"]] == ["max_grant"]
+    ineligible = await submit(competition, applicant, specialty="dermatology")
+    assert ineligible["stage"] == "ineligible"
+
+    async def closed() -> bool:
+        response = await stack.api.get(f"/v1/programmes/{programme}", headers=admin.headers)
+        return bool(response.json()["intake_state"] == "closed")
+
+    assert await eventually(closed, within=30)
+    url = f"/v1/admin/programmes/{programme}/corrections"
+    for refused in ({"max_grant_rub": 200_000_000}, {"max_grant_rub": 1, "reason": "  "}):
+        assert (await stack.api.post(url, json=refused, headers=admin.headers)).status_code == 422
+    nothing = await stack.api.post(url, json={"reason": "why not"}, headers=admin.headers)
+    assert nothing.status_code == 422 and "nothing to correct" in nothing.text
+    too_much = {"max_grant_rub": 3_000_000_000, "reason": "over the budget"}
+    over = await stack.api.post(url, json=too_much, headers=admin.headers)
+    assert over.status_code == 409 and "max_grant_rub cannot exceed" in over.json()["detail"]
+    fix = {"max_grant_rub": 200_000_000, "reason": "The cap was entered as 20 M, not 200 M."}
+    assert (await stack.api.post(url, json=fix, headers=applicant.headers)).status_code == 403
+    corrected = await stack.api.post(url, json=fix, headers=admin.headers)
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["max_grant_rub"] == 200_000_000
+
+    rescreened = await stack.api.post(
+        f"{FIND}/{app['id']}/screening",
+        json={"reason": "The cap was corrected."},
+        headers=admin.headers,
+    )
+    assert rescreened.status_code == 200, rescreened.text
+    assert rescreened.json()["stage"] == "under_review"
+    assert rescreened.json()["findings"] == []
+    assert (await application(stack, applicant, app["id"]))["stage"] == "under_review"
+    await audited(stack, applicant, app["id"], "rescreened", admin, "cap was corrected")
+
+    # A second correction, on the again-ended workflow. The ineligible application has ended:
+    # it is not re-screened (admins see it in the list and can tell the applicant to reapply).
+    more = {"specialties": [competition.specialty, "dermatology"], "reason": "Dermatology too."}
+    assert (await stack.api.post(url, json=more, headers=admin.headers)).status_code == 200
+    ended = await stack.api.post(
+        f"{FIND}/{ineligible['id']}/screening", json={"reason": "x"}, headers=admin.headers
+    )
+    assert ended.status_code == 409 and "ineligible" in ended.json()["detail"]
+    history = await stack.api.get(url, headers=admin.headers)
+    assert history.status_code == 200
+    assert [(c["actor_name"], c["reason"], c["changed"]) for c in history.json()] == [
+        (admin.name, fix["reason"], {"max_grant_rub": [20_000_000, 200_000_000]}),
+        (
+            admin.name,
+            more["reason"],
+            {"specialties": [[competition.specialty], more["specialties"]]},
+        ),
+    ]
+    assert (await stack.api.get(url, headers=applicant.headers)).status_code == 403
 
 
 # --- refusals ------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def build_worker(
             apps.record_stage_change,
             progs.register_programme,
             progs.record_intake_change,
+            progs.record_correction,
             revs.offer_task,
             revs.record_change,
             council.open_session,

@@ -137,6 +137,7 @@ class AgreementWorkflow:
             self._decided = True
         self._changes = 0  # this run's changes: the continue-as-new threshold counts them
         self._stop: AgreementStop | None = None
+        self._ending: AgreementStop | None = None
         self._outcome_of_project: ProjectOutcome | None = None
         self._lock = asyncio.Lock()
 
@@ -155,7 +156,9 @@ class AgreementWorkflow:
                 return self._outcome()
             await self._fund_and_report()
         except asyncio.CancelledError:
-            await self._end(AgreementStatus.cancelled, "the application was withdrawn")
+            # Histories from before the `ending` signal were all withdrawals.
+            why = self._ending.reason if self._ending else "the application was withdrawn"
+            await self._end(AgreementStatus.cancelled, why)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._outcome()
@@ -581,6 +584,12 @@ class AgreementWorkflow:
             raise ApplicationError(
                 f"the new deadline must be later than the current one ({current.isoformat()})"
             )
+
+    @workflow.signal
+    def ending(self, why: AgreementStop) -> None:
+        """The application is ending early (withdrawn, or cancelled by an admin): the reason the
+        cancellation that follows records, in the ledger's release entry too."""
+        self._ending = why
 
     @workflow.signal
     def stop(self, stop: AgreementStop) -> None:

@@ -78,6 +78,7 @@ class ApplicationWorkflow:
         self._revision_by: datetime | None = None  # moved by an admin's extension
         self._rescreen: RescreenRequest | None = None
         self._wound_down = False  # final, and its children ended (money back in the budget)
+        self._ended_by: StageChange | None = None  # the change to the final stage
         self._session_id: str | None = None  # the council session it is on the agenda of
 
     @workflow.run
@@ -103,6 +104,10 @@ class ApplicationWorkflow:
             self._waiting = WaitingFor(who="system", what="screening")
             await write(LOCAL_WRITES, acts.ApplicationActivities.register_application, self._start)
             self._registered, self._recorded = True, 1
+            # Postgres says `screening` from here on: so does Temporal's Stage, which said
+            # `submitted` until the first screening's outcome before this patch.
+            if workflow.patched("stage-screening-on-register"):
+                workflow.upsert_search_attributes([STAGE.value_set(Stage.screening.value)])
 
     async def _screen(self) -> bool:
         """One screening round; True when screening is over (eligible or final)."""
@@ -256,6 +261,9 @@ class ApplicationWorkflow:
             )
             await self._project(handle, waiter)
         if not waiter.done():
+            # The agreement records why it ends (in the ledger too) before it is cancelled.
+            if workflow.patched("agreement-ending-reason"):
+                await handle.signal(AgreementWorkflow.ending, AgreementStop(reason=self._why()))
             handle.cancel()
             with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
                 await waiter
@@ -470,10 +478,19 @@ class ApplicationWorkflow:
                 review_spread=review_spread,
                 outcome=outcome,
             )
+            if stage.is_final:
+                self._ended_by = change
             await write(LOCAL_WRITES, acts.ApplicationActivities.record_stage_change, change)
             self._recorded = self._seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True
+
+    def _why(self) -> str:
+        """Why the application ended early, as its children's records say it."""
+        ended = self._ended_by
+        if ended is not None and ended.stage == Stage.cancelled and ended.actor is not None:
+            return f"the application was cancelled by an admin ({ended.actor.name}): {ended.reason}"
+        return "the application was withdrawn"
 
     def _ended(self) -> bool:
         """In a final stage, and that stage is on record."""

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import programmes as acts
-    from schemas.programmes import IntakeChange, IntakeState, ProgrammeStart
+    from schemas.common import Role
+    from schemas.programmes import (
+        IntakeChange,
+        IntakeState,
+        ProgrammeChanges,
+        ProgrammeCorrected,
+        ProgrammeCorrection,
+        ProgrammeCreate,
+        ProgrammeStart,
+    )
     from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
 
 
@@ -20,6 +32,7 @@ class ProgrammeWorkflow:
     def __init__(self, start: ProgrammeStart) -> None:
         self._start = start
         self._state: IntakeState | None = None
+        self._lock = asyncio.Lock()  # one correction at a time, each on the one before
 
     @workflow.run
     async def run(self, start: ProgrammeStart) -> IntakeState:
@@ -36,6 +49,9 @@ class ProgrammeWorkflow:
             if wait > timedelta(0):
                 await workflow.sleep(wait, summary=f"intake {state.value}")
             await self._record(state)
+        # A correction may arrive at any time; after intake closed it starts a fresh run of
+        # this workflow (api/routes/admin.py), which ends once the correction is on record.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return IntakeState.closed
 
     def _state_at_now(self) -> IntakeState:
@@ -68,6 +84,37 @@ class ProgrammeWorkflow:
         assert self._state is not None
         return self._state
 
+    @workflow.update
+    async def correct(self, correction: ProgrammeCorrection) -> ProgrammeStart:
+        """An admin corrects screening rules entered wrong (limits, admitted organisation
+        types, specialties), with a reason. Applications screened from now on, and those an
+        admin re-screens, follow the corrected rules; returns the programme as corrected."""
+        async with self._lock:
+            corrected, changed = _corrected(self._start, correction.changes)
+            await workflow.execute_activity_method(
+                acts.ProgrammeActivities.record_correction,
+                ProgrammeCorrected(
+                    correction_id=correction.correction_id,
+                    actor=correction.actor,
+                    reason=correction.reason,
+                    programme=corrected,
+                    changed=changed,
+                ),
+                start_to_close_timeout=WRITE_TIMEOUT,
+                retry_policy=WRITE_RETRY,
+            )
+            self._start = corrected
+        return corrected
+
+    @correct.validator
+    def _validate_correct(self, correction: ProgrammeCorrection) -> None:
+        if correction.actor.role != Role.admin:
+            raise ApplicationError("only an admin can correct a programme")
+        if not correction.reason.strip():
+            raise ApplicationError("a reason is required")
+        if not _corrected(self._start, correction.changes)[1]:
+            raise ApplicationError("nothing to correct: the programme already says so")
+
     @workflow.query
     def intake(self) -> IntakeState | None:
         """The intake's state as this workflow last recorded it."""
@@ -76,3 +123,19 @@ class ProgrammeWorkflow:
 
 def _order(state: IntakeState) -> int:
     return [IntakeState.scheduled, IntakeState.open, IntakeState.closed].index(state)
+
+
+def _corrected(
+    start: ProgrammeStart, changes: ProgrammeChanges
+) -> tuple[ProgrammeStart, dict[str, list[object]]]:
+    """The programme with `changes` applied, checked like a new one, and what changed.
+    Raises ApplicationError when the result is not a valid programme."""
+    given = changes.model_dump(mode="json", exclude_none=True)
+    current = start.spec.model_dump(mode="json")
+    changed = {k: [current[k], v] for k, v in given.items() if current[k] != v}
+    try:
+        spec = ProgrammeCreate.model_validate({**current, **given})
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ApplicationError(f"the corrected programme is not valid: {reasons}") from None
+    return start.model_copy(update={"spec": spec}), changed

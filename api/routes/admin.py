@@ -13,6 +13,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 
 from api.deps import Admin, DbConn, Res
 from api.routes.applications import workflow_id
@@ -30,6 +36,13 @@ from schemas.admin import (
 )
 from schemas.applications import ApplicationPublic
 from schemas.common import ApiError, InvalidInput, Stage
+from schemas.programmes import (
+    CorrectionPublic,
+    ProgrammeChanges,
+    ProgrammeCorrection,
+    ProgrammeCorrectionCreate,
+    ProgrammePublic,
+)
 from schemas.reviews import (
     AddReviewerRequest,
     ApplicationReviews,
@@ -43,7 +56,8 @@ from schemas.reviews import (
 from store import admin, applications, programmes, reviews
 from store.reviews import inbox_item
 from workflows.agreement import AgreementWorkflow
-from workflows.application import ApplicationWorkflow
+from workflows.application import PROGRAMME, ApplicationWorkflow
+from workflows.programme import ProgrammeWorkflow
 from workflows.review import ReviewWorkflow
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -297,3 +311,62 @@ async def cancel(
         ApplicationWorkflow.cancel, AdminAction(actor=caller.actor, reason=body.reason)
     )
     return await _application(db, application_id)
+
+
+@router.post(
+    "/programmes/{programme_id}/corrections",
+    response_model=ProgrammePublic,
+    responses={**REFUSALS, 422: {"model": ApiError}},
+)
+async def correct_programme(
+    programme_id: uuid.UUID, body: ProgrammeCorrectionCreate, caller: Admin, db: DbConn, res: Res
+) -> ProgrammePublic:
+    """Correct screening rules entered wrong (maximum grant, admitted organisation types,
+    specialties, the complex-project share and annual cap), with a reason; the intake window
+    cannot be corrected. Applications submitted from now on are screened by the corrected rules;
+    one awaiting revision is screened by them when you re-run its screening
+    (`POST /v1/admin/applications/{id}/screening`). An application already `ineligible` has
+    ended and stays so. The correction goes through the programme's workflow (a fresh run of it
+    once intake has closed) and is on record, with your name, when this returns."""
+    current = await programmes.get_start(db, programme_id)
+    if current is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "programme not found")
+    correction_id = str(uuid.uuid4())
+    changes = ProgrammeChanges.model_validate(body.model_dump(exclude={"reason"}))
+    await res.client.execute_update_with_start_workflow(
+        ProgrammeWorkflow.correct,
+        ProgrammeCorrection(
+            correction_id=correction_id, actor=caller.actor, reason=body.reason, changes=changes
+        ),
+        id=f"correction-{correction_id}",
+        # Running: the update goes to it. Ended (intake closed): a fresh run of the programme as
+        # on record takes it, finds intake closed, and ends once the correction is written.
+        start_workflow_operation=WithStartWorkflowOperation(
+            ProgrammeWorkflow.run,
+            current,
+            id=f"programme-{programme_id}",
+            task_queue=res.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(PROGRAMME, str(programme_id))]
+            ),
+        ),
+    )
+    corrected = await programmes.get(db, programme_id)
+    assert corrected is not None
+    return corrected
+
+
+@router.get(
+    "/programmes/{programme_id}/corrections",
+    response_model=list[CorrectionPublic],
+    responses={404: {"model": ApiError}},
+)
+async def programme_corrections(
+    programme_id: uuid.UUID, _: Admin, db: DbConn
+) -> list[CorrectionPublic]:
+    """Every correction of the programme, oldest first: who, when, why, and each changed
+    field's old and new value."""
+    if await programmes.get(db, programme_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "programme not found")
+    return await programmes.corrections(db, programme_id)
