@@ -15,7 +15,15 @@ from schemas.common import Role
 from store import applications as applications_store
 from store import notifications as notifications_store
 from store import reviews as reviews_store
-from tests.conftest import SESSION, Stack, User, UserFactory, create_programme, fresh_database
+from tests.conftest import (
+    SESSION,
+    Stack,
+    User,
+    UserFactory,
+    application_body,
+    create_programme,
+    fresh_database,
+)
 
 pytestmark = SESSION
 
@@ -131,6 +139,8 @@ async def test_a_reviewer_pages_through_a_long_inbox_soonest_deadline_first(
 ) -> None:
     reviewer = await make_user(Role.reviewer, specialty="inbox-paging")
     programme = uuid.UUID((await create_programme(stack, admin))["id"])
+    content = application_body(str(programme), title="Paging", specialty="inbox-paging")
+    del content["programme_id"]
     async with stack.pool.acquire() as conn:
         await conn.execute(
             """
@@ -138,11 +148,13 @@ async def test_a_reviewer_pages_through_a_long_inbox_soonest_deadline_first(
                                       requested_rub, content, stage, stage_seq, request_digest,
                                       submitted_at, updated_at)
             SELECT md5($1 || g)::uuid, $2, $3, 'application-' || md5($1 || g), 'inbox-paging', 1,
-                   '{"title": "Paging"}', 'under_review', 2, 'd', now(), now()
+                   $4::jsonb, 'under_review', 2, 'd', now(), now()
             FROM generate_series(1, 120) g""",
             reviewer.id,
             programme,
             uuid.UUID(admin.id),
+            # Whole content, as a workflow would record it: admins' lists read every row.
+            json.dumps(content),
         )
         await conn.execute(
             """
@@ -182,6 +194,8 @@ async def test_admins_see_overdue_tasks_with_their_reviewers_longest_overdue_fir
     # while workers are down. (A running workflow expires a task at its deadline.)
     reviewer = await make_user(Role.reviewer, specialty="overdue-list", name="Dr. Late")
     programme = uuid.UUID((await create_programme(stack, admin))["id"])
+    late_content = application_body(str(programme), title="Late", specialty="overdue-list")
+    del late_content["programme_id"]
     async with stack.pool.acquire() as conn:
         await conn.execute(
             """
@@ -189,11 +203,13 @@ async def test_admins_see_overdue_tasks_with_their_reviewers_longest_overdue_fir
                                       requested_rub, content, stage, stage_seq, request_digest,
                                       submitted_at, updated_at)
             SELECT md5($1 || g)::uuid, $2, $3, 'application-' || md5($1 || g), 'overdue-list', 1,
-                   '{"title": "Late"}', 'under_review', 2, 'd', now(), now()
+                   $4::jsonb, 'under_review', 2, 'd', now(), now()
             FROM generate_series(1, 3) g""",
             reviewer.id,
             programme,
             uuid.UUID(admin.id),
+            # Whole content, as a workflow would record it: admins' lists read every row.
+            json.dumps(late_content),
         )
         await conn.execute(
             """

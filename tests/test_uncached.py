@@ -85,6 +85,8 @@ LIFECYCLES: dict[str, Lifecycle] = {
 }
 
 
+# Every workflow task replays its whole history first: slower than the cached run by design.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", list(LIFECYCLES))
 async def test_the_lifecycle_holds_when_every_task_replays_its_history(
     name: str, uncached: Stack, admin: User, make_user: UserFactory, applicant: User
