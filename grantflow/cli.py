@@ -140,5 +140,38 @@ def users_create(
         raise typer.Exit(2) from None
 
 
+# --- check and simulate (issues 6 and 7) -------------------------------------------------------
+
+
+@app.command(name="check")
+def check_command(
+    programme: Annotated[
+        str | None, typer.Option(help="Only this programme's applications (its id).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Compare every open application's workflow with its PostgreSQL row (stage, change
+    number, amounts, outcome) and list each disagreement; exits 1 if there is any."""
+    from grantflow.consistency import check
+    from grantflow.output import print_check
+    from grantflow.stack import connect_with_retry
+
+    settings = _resolved()
+
+    async def run() -> bool:
+        assert settings.database_url and settings.temporal_address
+        client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            result = await check(conn, client, programme)
+        finally:
+            await conn.close()
+        print_check(result, as_json=as_json)
+        return result.consistent
+
+    if not asyncio.run(run()):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.applications import (
         ApplicationContent,
+        ApplicationRecord,
         ApplicationStart,
         ApplicationStatus,
         Finding,
@@ -69,6 +70,9 @@ class ApplicationWorkflow:
         self._council_inbox: list[str | Decision] = []
         self._agreement_accepted = False
         self._pilot_plan: PilotPlanRequest | None = None
+        # Kept for the `record` query only: assigning them issues no command.
+        self._approved_rub: int | None = None
+        self._outcome: ProjectOutcome | None = None
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -205,6 +209,7 @@ class ApplicationWorkflow:
         """Approved: the agreement runs as a child workflow; a withdrawal cancels it (and the
         unspent money returns to the budget)."""
         assert decision.amount_rub is not None
+        self._approved_rub = decision.amount_rub
         params = self._start.programme.spec.params
         await self._change(
             Stage.approved,
@@ -417,6 +422,7 @@ class ApplicationWorkflow:
                 return False
             self._seq += 1
             self._stage, self._waiting = stage, None if stage.is_final else waiting
+            self._outcome = outcome or self._outcome
             change = StageChange(
                 application_id=self._start.application_id,
                 workflow_id=workflow.info().workflow_id,
@@ -497,4 +503,18 @@ class ApplicationWorkflow:
             stage=self._stage,
             findings=self._findings,
             waiting_for=self._waiting,
+        )
+
+    @workflow.query
+    def record(self) -> ApplicationRecord:
+        """What the workflow holds that Postgres mirrors: stage, change numbers, amounts and
+        outcome (for `grantflow check`)."""
+        return ApplicationRecord(
+            application_id=self._start.application_id,
+            stage=self._stage,
+            seq=self._seq,
+            recorded=self._recorded,
+            requested_rub=self._content.requested_rub,
+            approved_rub=self._approved_rub,
+            outcome=self._outcome,
         )
