@@ -1,0 +1,80 @@
+"""The simulator's HTTP side: people with tokens, and one client that times every request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    token: str
+    institution_id: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class SimulationError(RuntimeError):
+    """The system answered what no user of it should ever see."""
+
+
+@dataclass
+class Api:
+    """Every request of the simulation goes through here, each one timed. A gate bounds the
+    requests in flight, as a real crowd's browsers would be bounded by the network."""
+
+    client: httpx.AsyncClient
+    concurrency: int = 24
+    latencies: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._gate = asyncio.Semaphore(self.concurrency)
+
+    async def call(
+        self, method: str, url: str, who: Person, body: Any = None, **headers: str
+    ) -> httpx.Response:
+        """One request; connection errors and 503 (a server busy or restarting) are retried,
+        a 500 is a bug and stops the simulation."""
+        for attempt in range(RETRIES):
+            async with self._gate:
+                started = time.perf_counter()
+                try:
+                    response = await self.client.request(
+                        method, url, json=body, headers={**who.headers, **headers}, timeout=60
+                    )
+                except httpx.TransportError:
+                    if attempt == RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.5 * (attempt + 1))
+                    continue
+                self.latencies.append(time.perf_counter() - started)
+            if response.status_code == 503 and attempt < RETRIES - 1:
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            if response.status_code >= 500:
+                raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
+            return response
+        raise AssertionError("unreachable")
+
+    async def ok(self, method: str, url: str, who: Person, body: Any = None, **headers: str) -> Any:
+        """A request that must succeed; its JSON."""
+        response = await self.call(method, url, who, body, **headers)
+        if response.status_code >= 300:
+            raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
+        return response.json()
+
+    def percentile_ms(self, share: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 1)
