@@ -148,6 +148,9 @@ def check_command(
     programme: Annotated[
         str | None, typer.Option(help="Only this programme's applications (its id).")
     ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Final applications too, not only open ones.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Compare every open application's workflow with its PostgreSQL row (stage, change
@@ -163,7 +166,7 @@ def check_command(
         client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
         conn = await asyncpg.connect(settings.database_url)
         try:
-            result = await check(conn, client, programme)
+            result = await check(conn, client, programme, every=every)
         finally:
             await conn.close()
         print_check(result, as_json=as_json)

@@ -56,17 +56,21 @@ async def check(
     client: Client,
     programme_id: str | None = None,
     *,
+    every: bool = False,
     settle: float = 1.0,
     concurrency: int = 16,
 ) -> CheckResult:
-    """Compare every open application (and every final one whose workflow still runs) with
-    its workflow; a workflow closed under an open row is a disagreement too. What disagrees
+    """Compare every open application (and every final one whose workflow still runs; with
+    `every`, all of them) with its workflow; a workflow closed under an open row is a
+    disagreement too. What disagrees
     is read again once after `settle` seconds, since a workflow may be between its state
     change and the write that records it: only what still disagrees is reported."""
     programme = uuid.UUID(programme_id) if programme_id else None
     rows = await rows_store.for_check(db, programme)
     running = await _running_ids(client, programme_id)
-    wanted = [r for r in rows if not Stage(r["stage"]).is_final or r["workflow_id"] in running]
+    wanted = [
+        r for r in rows if every or not Stage(r["stage"]).is_final or r["workflow_id"] in running
+    ]
     found = await _compare_all(client, wanted, concurrency)
     if found:
         await asyncio.sleep(settle)
@@ -124,13 +128,17 @@ async def compare(client: Client, row: asyncpg.Record) -> list[Disagreement]:
 async def _closed(
     handle: Any, status: WorkflowExecutionStatus | None, row: asyncpg.Record, differs: Any
 ) -> list[Disagreement]:
-    """A closed workflow: completed ones returned their final stage, which the row must
-    show; any other end (terminated, failed, cancelled, timed out) under an open row is a
-    disagreement."""
+    """A closed workflow: a completed one still answers its query (replayed by a worker) and
+    returned its final stage, which the row must show; any other end (terminated, failed,
+    cancelled, timed out) under an open row is a disagreement."""
     name = status.name.lower() if status else "unknown"
     if status == WorkflowExecutionStatus.COMPLETED:
-        stage: Stage = await handle.result()
-        return [] if stage == row["stage"] else [differs("stage", stage, row["stage"])]
+        try:
+            record = await handle.query(ApplicationWorkflow.record, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:  # no worker to replay it: its result is the final stage
+            stage: Stage = await handle.result()
+            return [] if stage == row["stage"] else [differs("stage", stage, row["stage"])]
+        return _against(record, row, differs)
     if Stage(row["stage"]).is_final:
         return []
     return [differs("workflow", name, row["stage"])]

@@ -97,3 +97,33 @@ async def test_a_terminated_workflow_under_an_open_row_is_found(
             "database": "under_review",
         }
     ]
+
+
+async def test_all_holds_closed_workflows_against_their_final_rows(
+    stack: Stack, tmp_path: Path, admin: User, applicant: User
+) -> None:
+    programme_id, apps = await programme_with_applications(stack, admin, applicant, count=2)
+    closed = apps[0]["id"]
+    withdrawn = await stack.api.post(
+        f"/v1/applications/{closed}/withdrawal",
+        json={"reason": "Funded elsewhere."},
+        headers=applicant.headers,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    handle = stack.client.get_workflow_handle(f"application-{closed}")
+    assert await handle.result() == "withdrawn"
+    clean = await check(stack, tmp_path, programme_id, "--all", "--json")
+    assert clean.code == 0, clean.out + clean.err
+    async with stack.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE applications SET requested_rub = 1 WHERE id = $1", uuid.UUID(closed)
+        )
+    # Only open applications by default: the closed one is not looked at...
+    assert (await check(stack, tmp_path, programme_id)).code == 0
+    # ...with --all it is, and its workflow still answers for it.
+    found = await check(stack, tmp_path, programme_id, "--all", "--json")
+    assert found.code == 1
+    assert [
+        (d["application_id"], d["field"], d["workflow"], d["database"])
+        for d in json.loads(found.out)["disagreements"]
+    ] == [(closed, "requested_rub", "30000000", "1")]

@@ -24,7 +24,7 @@ from grantflow.notify import sender_from_settings
 from grantflow.output import print_json
 from grantflow.settings import Settings
 from grantflow.simulation.http import Api
-from grantflow.simulation.plan import Fate, plan
+from grantflow.simulation.plan import Fate, council_decision, plan
 from grantflow.simulation.run import Options, simulate
 from grantflow.stack import EmbeddedStack, connect_with_retry, prepare
 from workers.main import build_worker
@@ -146,7 +146,7 @@ async def _play(pool: Any, client: Any, api: Api, options: Options) -> dict[str,
 
 
 def _totals(o: Options) -> dict[str, int]:
-    """What each bar counts up to, as the plan intends (the council may still surprise)."""
+    """What each bar counts up to, as the seed intends."""
     plans = plan(o.seed, o.applications, o.institutions, o.clinics)
     apps = [p for p in plans if p.fate != Fate.late]
     going = [p for p in apps if p.fate == Fate.council]
@@ -154,7 +154,9 @@ def _totals(o: Options) -> dict[str, int]:
         "intake": len(plans),
         "review": len(going),
         "council": len(going),
-        "pilot": sum(1 for p in going if "approve" in p.council),
+        "pilot": sum(
+            1 for p in going if council_decision(o.seed, p, o.council_members) == "approve"
+        ),
         "final": len(apps),
     }
 

@@ -201,7 +201,7 @@ async def _figures(
     outcomes = await world.api.ok("GET", f"/v1/programmes/{pid}/outcomes", world.admin)
     ids = list(world.plans)
     events = await _events(client, ids)
-    consistency = await check(db, client, pid)
+    consistency = await check(db, client, pid, every=True)
     final_stages = dict(sorted(figures["by_stage"].items()))
     pilots = sum(sum(by.values()) for by in outcomes["pilots_by_clinic"].values())
     approved = figures["approved"]
