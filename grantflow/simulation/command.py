@@ -5,29 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.app import create_app
-from api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.embedded import free_port
-from grantflow.notify import sender_from_settings
 from grantflow.output import print_json
 from grantflow.settings import Settings
 from grantflow.simulation.http import Api
 from grantflow.simulation.plan import Fate, council_decision, plan
 from grantflow.simulation.run import Options, simulate
-from grantflow.stack import EmbeddedStack, connect_with_retry, prepare
-from workers.main import build_worker
+from grantflow.stack import connect_with_retry
 
 BARS = {
     "intake": "applications in (late ones refused)",
@@ -42,34 +42,72 @@ def run(
     options: Options, settings: Settings, *, embedded: bool, as_json: bool, api_url: str | None
 ) -> dict[str, Any]:
     """Run the simulation and print its figures; returns them."""
-    if not embedded:
-        url = api_url or _api_url(settings)
-        figures = asyncio.run(_against(settings, url, options))
+    if embedded:
+        with _dev_stack() as own:
+            figures = asyncio.run(_against(own, _api_url(own), options))
     else:
-        with tempfile.TemporaryDirectory(prefix="grantflow-simulate-") as home:
-            own = settings.model_copy(
-                update={
-                    "home": Path(home),
-                    "temporal_address": None,
-                    "database_url": None,
-                    "api_port": free_port(),
-                    "temporal_port": free_port(),
-                    "temporal_ui_port": free_port(),
-                    "postgres_port": free_port(),
-                    "env": "development",
-                }
-            )
-            stack = EmbeddedStack(own)
-            try:
-                resolved = stack.start()
-                figures = asyncio.run(_embedded(resolved, options))
-            finally:
-                stack.stop()
+        figures = asyncio.run(_against(settings, api_url or _api_url(settings), options))
     if as_json:
         print_json(figures)
     else:
         show(figures)
     return figures
+
+
+@contextlib.contextmanager
+def _dev_stack() -> Iterator[Settings]:
+    """`grantflow dev` in its own process (so the actors and the system under test do not
+    share an event loop), on free ports with its data in a temporary folder; stopped with
+    Ctrl-C's signal, which stops the API, the worker and both servers in order."""
+    with tempfile.TemporaryDirectory(prefix="grantflow-simulate-") as folder:
+        yield from _dev_process(Path(folder))
+
+
+def _dev_process(home: Path) -> Iterator[Settings]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "DATABASE_URL")}
+    env |= {
+        "GRANTFLOW_HOME": str(home),
+        "GRANTFLOW_API_PORT": str(free_port()),
+        "GRANTFLOW_TEMPORAL_PORT": str(free_port()),
+        "GRANTFLOW_TEMPORAL_UI_PORT": str(free_port()),
+        "GRANTFLOW_POSTGRES_PORT": str(free_port()),
+    }
+    # SIGTERM unwinds like Ctrl-C, so that the stack stops and the folder goes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with (home / "dev.log").open("wb") as log:
+        dev = subprocess.Popen(
+            [str(Path(sys.executable).parent / "grantflow"), "dev"],
+            env=env,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            yield _wait_ready(dev, home)
+        finally:
+            dev.send_signal(signal.SIGINT)
+            try:
+                dev.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+                dev.wait()
+
+
+def _wait_ready(dev: subprocess.Popen[bytes], home: Path, timeout: float = 180) -> Settings:
+    settings = Settings(home=home)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dev.poll() is not None:
+            tail = (home / "dev.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"`grantflow dev` exited with {dev.returncode}:\n{tail}")
+        runtime = settings._running_stack()
+        if runtime:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{runtime['api_url']}/healthz", timeout=2).status_code == 200:
+                    return settings.resolved()
+        time.sleep(0.5)
+    raise RuntimeError("the embedded stack did not start in time")
 
 
 def _api_url(settings: Settings) -> str:
@@ -88,47 +126,6 @@ async def _against(settings: Settings, url: str, options: Options) -> dict[str, 
             return await _play(pool, client, Api(http), options)
     finally:
         await pool.close()
-
-
-async def _embedded(settings: Settings, options: Options) -> dict[str, Any]:
-    await prepare(settings)
-    async with _services(settings) as (client, pool):
-        url = f"http://{settings.api_host}:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=url) as http:
-            return await _play(pool, client, Api(http), options)
-
-
-@contextlib.asynccontextmanager
-async def _services(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
-    """The worker and the API in this process, on the embedded servers, stopped in order."""
-    assert settings.database_url and settings.temporal_address
-    client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
-    api_pool = await create_pool(settings.database_url, max_size=20)
-    worker_pool = await create_pool(settings.database_url, max_size=20)
-    worker = build_worker(
-        client, worker_pool, settings.task_queue, sender=sender_from_settings(settings)
-    )
-    app = create_app(settings, Resources(settings, api_pool, client))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.api_host, port=settings.api_port, log_config=None, lifespan="on"
-        )
-    )
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(server.serve())]
-    try:
-        while not server.started:
-            if any(t.done() for t in tasks):
-                for t in tasks:
-                    if t.done():
-                        t.result()
-            await asyncio.sleep(0.05)
-        yield client, api_pool
-    finally:
-        server.should_exit = True
-        await worker.shutdown()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await api_pool.close()
-        await worker_pool.close()
 
 
 async def _play(pool: Any, client: Any, api: Api, options: Options) -> dict[str, Any]:
