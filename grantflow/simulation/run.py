@@ -33,14 +33,14 @@ class Options:
     clinics: int = 30
     council_members: int = 5
     seed: int = 1
-    poll: float = 1.0
+    poll: float | None = None  # seconds between looks; default: longer for bigger crowds
     timeout: float = 1800
 
 
 # Second-scale durations: a competition plays out in minutes. Missed deadlines are missed by
 # not acting, so they cost the simulation its revision window or acceptance window in waiting.
 PARAMS: dict[str, Any] = {
-    "revision_window": 8,
+    "revision_window": 30,
     "review_acceptance_window": 6,
     "review_deadline": 12,
     "reminder_lead_time": 2,
@@ -64,7 +64,9 @@ async def simulate(
     plans = plan(options.seed, options.applications, options.institutions, options.clinics)
     admin = await _admin(db, tag)
     world = await _people(api, admin, options, tag, advance or (lambda _: None))
-    intake_seconds = max(15.0, options.applications * 0.25)
+    # Generous windows: a loaded machine must never turn an applicant who meant to be on time
+    # (or to revise in time) into a late one, or the funnel would depend on the machine.
+    intake_seconds = max(20.0, options.applications * 0.5)
     world.programme = await _programme(api, admin, world.specialties, plans, intake_seconds)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
@@ -164,7 +166,7 @@ async def _people(api: Api, admin: Person, o: Options, tag: str, advance: Advanc
         clinics=made[2],
         members=made[3],
         pilot_seconds=PILOT_SECONDS,
-        poll=o.poll,
+        poll=o.poll or max(1.0, o.applications / 80),
         advance=advance,
         # Misses (declines, silences, late reviews) per application stop short of running out
         # of eligible experts: the required reviews, one spare for a split score, one more.
