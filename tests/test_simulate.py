@@ -4,14 +4,24 @@ seed intends, whatever the timing."""
 
 from __future__ import annotations
 
+import pytest
+
 from grantflow.simulation.http import Api
 from grantflow.simulation.plan import Fate, council_decision, expected_final_stages, plan
 from grantflow.simulation.run import Options, simulate
 from tests.conftest import SESSION, Stack
 
 # Seed 45: every path (ineligible, withdrawn, expired, revised, deferred, approved, rejected).
+# Shorter review windows than the command's: a test has fewer people waiting on the servers.
 SMALL = Options(
-    applications=20, institutions=8, reviewers=30, clinics=6, council_members=5, seed=45, poll=0.5
+    applications=20,
+    institutions=8,
+    reviewers=30,
+    clinics=6,
+    council_members=5,
+    seed=45,
+    poll=0.5,
+    params={"review_acceptance_window": 6, "review_deadline": 12, "reminder_lead_time": 2},
 )
 
 
@@ -37,6 +47,7 @@ def test_the_default_plan_has_the_operators_shape() -> None:
 
 
 @SESSION
+@pytest.mark.timeout(300)  # about a minute; more on a machine shared with other work
 async def test_a_small_competition_ends_final_consistent_and_as_the_seed_intends(
     stack: Stack,
 ) -> None:

@@ -152,7 +152,8 @@ class Lifecycle:
         stage = await self._review()
         if stage not in FINAL:
             self.w.advance("review")
-            stage = await self._until(lambda s: s in FINAL or s == "approved")
+            # Decisions come in sessions: no need to look as often as during review.
+            stage = await self._until(lambda s: s in FINAL or s == "approved", self.w.poll * 2)
             self.w.advance("council")
         if stage == "approved":
             stage = await self._project()

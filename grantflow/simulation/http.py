@@ -30,15 +30,17 @@ class SimulationError(RuntimeError):
 
 @dataclass
 class Api:
-    """Every request of the simulation goes through here, each one timed. A gate bounds the
-    requests in flight, as a real crowd's browsers would be bounded by the network."""
+    """Every request of the simulation goes through here, each one timed. Gates bound the
+    requests in flight, one for looking and one for acting, so that a crowd of people
+    refreshing their pages never holds up someone who is submitting."""
 
     client: httpx.AsyncClient
-    concurrency: int = 24
+    concurrency: int = 16
     latencies: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._gate = asyncio.Semaphore(self.concurrency)
+        self._looks = asyncio.Semaphore(self.concurrency)
+        self._acts = asyncio.Semaphore(self.concurrency)
 
     async def call(
         self, method: str, url: str, who: Person, body: Any = None, **headers: str
@@ -46,7 +48,7 @@ class Api:
         """One request; connection errors and 503 (a server busy or restarting) are retried,
         a 500 is a bug and stops the simulation."""
         for attempt in range(RETRIES):
-            async with self._gate:
+            async with self._looks if method == "GET" else self._acts:
                 started = time.perf_counter()
                 try:
                     response = await self.client.request(

@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ class Options:
     council_members: int = 5
     seed: int = 1
     poll: float | None = None  # seconds between looks; default: longer for bigger crowds
+    params: dict[str, Any] = field(default_factory=dict)  # over PARAMS, e.g. shorter windows
     timeout: float = 1800
 
 
@@ -41,9 +42,9 @@ class Options:
 # not acting, so they cost the simulation its revision window or acceptance window in waiting.
 PARAMS: dict[str, Any] = {
     "revision_window": 30,
-    "review_acceptance_window": 6,
-    "review_deadline": 12,
-    "reminder_lead_time": 2,
+    "review_acceptance_window": 20,
+    "review_deadline": 40,
+    "reminder_lead_time": 5,
     "reviews_required": 3,
     "council_quorum": 3,
     "agreement_window": 120,
@@ -66,8 +67,9 @@ async def simulate(
     world = await _people(api, admin, options, tag, advance or (lambda _: None))
     # Generous windows: a loaded machine must never turn an applicant who meant to be on time
     # (or to revise in time) into a late one, or the funnel would depend on the machine.
-    intake_seconds = max(20.0, options.applications * 0.5)
-    world.programme = await _programme(api, admin, world.specialties, plans, intake_seconds)
+    intake_seconds = max(20.0, options.applications * 0.6)
+    params = PARAMS | options.params
+    world.programme = await _programme(api, admin, world.specialties, plans, intake_seconds, params)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     opened = loop.time()
@@ -166,7 +168,7 @@ async def _people(api: Api, admin: Person, o: Options, tag: str, advance: Advanc
         clinics=made[2],
         members=made[3],
         pilot_seconds=PILOT_SECONDS,
-        poll=o.poll or max(1.0, o.applications / 80),
+        poll=o.poll or max(1.0, o.applications / 40),
         advance=advance,
         # Misses (declines, silences, late reviews) per application stop short of running out
         # of eligible experts: the required reviews, one spare for a split score, one more.
@@ -175,7 +177,12 @@ async def _people(api: Api, admin: Person, o: Options, tag: str, advance: Advanc
 
 
 async def _programme(
-    api: Api, admin: Person, specialties: list[str], plans: list[Any], intake_seconds: float
+    api: Api,
+    admin: Person,
+    specialties: list[str],
+    plans: list[Any],
+    intake_seconds: float,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     """The operator's budget, unless the approvals the seed intends would not fit in it."""
     intended = sum(p.requested_rub for p in plans if "approve" in p.council)
@@ -188,7 +195,7 @@ async def _programme(
         "specialties": specialties,
         "intake_opens": (now - timedelta(seconds=5)).isoformat(),
         "intake_closes": (now + timedelta(seconds=intake_seconds)).isoformat(),
-        "params": PARAMS,
+        "params": params,
     }
     programme: dict[str, Any] = await api.ok("POST", "/v1/programmes", admin, body)
     return programme
