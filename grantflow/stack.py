@@ -58,7 +58,7 @@ class EmbeddedStack:
                 self.processes.append(pg)
                 server_url = pg.start()
                 updates["database_url"] = server_url.rsplit("/", 1)[0] + "/" + DATABASE
-                asyncio.run(_ensure_database(server_url, DATABASE))
+                asyncio.run(ensure_database(server_url, DATABASE))
             if not s.temporal_address:
                 temporal = EmbeddedTemporal(
                     home / "temporal.db", s.temporal_port, s.temporal_ui_port
@@ -87,7 +87,7 @@ class EmbeddedStack:
             process.stop()
 
 
-async def _ensure_database(server_url: str, name: str, attempts: int = 60) -> None:
+async def ensure_database(server_url: str, name: str, attempts: int = 60) -> None:
     # The port opens before PostgreSQL accepts connections ("the database system is starting
     # up"), for longer on a loaded machine.
     for attempt in range(attempts):

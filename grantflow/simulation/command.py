@@ -21,13 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grantflow.db import create_pool
-from grantflow.embedded import free_port
+from grantflow.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, free_port
 from grantflow.output import print_json
 from grantflow.settings import Settings
 from grantflow.simulation.http import Api
 from grantflow.simulation.plan import Fate, council_decision, plan
 from grantflow.simulation.run import Options, simulate
-from grantflow.stack import connect_with_retry
+from grantflow.stack import DATABASE, connect_with_retry, ensure_database, prepare
 
 BARS = {
     "intake": "applications in (late ones refused)",
@@ -56,27 +56,55 @@ def run(
 
 @contextlib.contextmanager
 def _dev_stack() -> Iterator[Settings]:
-    """`grantflow dev` in its own process (so the actors and the system under test do not
-    share an event loop), on free ports with its data in a temporary folder; stopped with
-    Ctrl-C's signal, which stops the API, the worker and both servers in order."""
-    with tempfile.TemporaryDirectory(prefix="grantflow-simulate-") as folder:
-        yield from _dev_process(Path(folder))
-
-
-def _dev_process(home: Path) -> Iterator[Settings]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "DATABASE_URL")}
-    env |= {
-        "GRANTFLOW_HOME": str(home),
-        "GRANTFLOW_API_PORT": str(free_port()),
-        "GRANTFLOW_TEMPORAL_PORT": str(free_port()),
-        "GRANTFLOW_TEMPORAL_UI_PORT": str(free_port()),
-        "GRANTFLOW_POSTGRES_PORT": str(free_port()),
-    }
-    # SIGTERM unwinds like Ctrl-C, so that the stack stops and the folder goes.
+    """Servers of its own in a temporary folder, shaped as in production: PostgreSQL and the
+    Temporal dev server (both throw-away: no fsync, history in memory, since the folder goes
+    at the end), then `grantflow worker` and `grantflow api` as processes of their own, so the
+    actors and the system under test never share an event loop."""
+    # SIGTERM unwinds like Ctrl-C, so that everything stops and the folder goes.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with (home / "dev.log").open("wb") as log:
-        dev = subprocess.Popen(
-            [str(Path(sys.executable).parent / "grantflow"), "dev"],
+    with tempfile.TemporaryDirectory(prefix="grantflow-simulate-") as folder:
+        home = Path(folder)
+        servers: list[ManagedProcess] = []
+        try:
+            settings = _servers(home, servers)
+            with _process(home, "worker", settings), _process(home, "api", settings):
+                _wait_ready(settings)
+                yield settings
+        finally:
+            for server in reversed(servers):
+                server.stop()
+
+
+def _servers(home: Path, servers: list[ManagedProcess]) -> Settings:
+    pg = EmbeddedPostgres(home / "postgres", free_port(), durable=False)
+    servers.append(pg)
+    server_url = pg.start()
+    asyncio.run(ensure_database(server_url, DATABASE))
+    temporal = EmbeddedTemporal(None, free_port(), None, log_path=home / "temporal.log")
+    servers.append(temporal)
+    settings = Settings(
+        home=home,
+        database_url=server_url.rsplit("/", 1)[0] + "/" + DATABASE,
+        temporal_address=temporal.start(),
+        api_port=free_port(),
+    )
+    asyncio.run(prepare(settings))
+    return settings
+
+
+@contextlib.contextmanager
+def _process(home: Path, command: str, settings: Settings) -> Iterator[None]:
+    """`grantflow <command>` against the servers, stopped as Ctrl-C stops it."""
+    assert settings.database_url and settings.temporal_address
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "DATABASE_URL": settings.database_url,
+        "GRANTFLOW_HOME": str(home),
+        "GRANTFLOW_API_PORT": str(settings.api_port),
+    }
+    with (home / f"{command}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "grantflow"), command],
             env=env,
             cwd=home,
             stdout=log,
@@ -84,30 +112,25 @@ def _dev_process(home: Path) -> Iterator[Settings]:
             stdin=subprocess.DEVNULL,
         )
         try:
-            yield _wait_ready(dev, home)
+            yield
         finally:
-            dev.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGINT)
             try:
-                dev.wait(timeout=60)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                dev.kill()
-                dev.wait()
+                process.kill()
+                process.wait()
 
 
-def _wait_ready(dev: subprocess.Popen[bytes], home: Path, timeout: float = 180) -> Settings:
-    settings = Settings(home=home)
+def _wait_ready(settings: Settings, timeout: float = 120) -> None:
+    url = f"{_api_url(settings)}/healthz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if dev.poll() is not None:
-            tail = (home / "dev.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"`grantflow dev` exited with {dev.returncode}:\n{tail}")
-        runtime = settings._running_stack()
-        if runtime:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{runtime['api_url']}/healthz", timeout=2).status_code == 200:
-                    return settings.resolved()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         time.sleep(0.5)
-    raise RuntimeError("the embedded stack did not start in time")
+    raise RuntimeError("the simulation's API did not start in time")
 
 
 def _api_url(settings: Settings) -> str:
