@@ -145,7 +145,8 @@ async def _against(settings: Settings, url: str, options: Options) -> dict[str, 
     client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url, max_size=4)
     try:
-        async with httpx.AsyncClient(base_url=url) as http:
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=50)
+        async with httpx.AsyncClient(base_url=url, limits=limits) as http:
             return await _play(pool, client, Api(http), options)
     finally:
         await pool.close()

@@ -30,9 +30,10 @@ class SimulationError(RuntimeError):
 
 @dataclass
 class Api:
-    """Every request of the simulation goes through here, each one timed. Gates bound the
-    requests in flight, one for looking and one for acting, so that a crowd of people
-    refreshing their pages never holds up someone who is submitting."""
+    """Every request of the simulation goes through here, each one timed. A gate bounds the
+    pages people look at in flight; what they do (submit, revise, vote...) is not queued
+    behind anyone else, since a queue in the simulator would make a deadline depend on how
+    busy everyone else is."""
 
     client: httpx.AsyncClient
     concurrency: int = 16
@@ -40,7 +41,7 @@ class Api:
 
     def __post_init__(self) -> None:
         self._looks = asyncio.Semaphore(self.concurrency)
-        self._acts = asyncio.Semaphore(self.concurrency)
+        self._acts = asyncio.Semaphore(1_000)
 
     async def call(
         self, method: str, url: str, who: Person, body: Any = None, **headers: str

@@ -41,7 +41,7 @@ class Options:
 # Second-scale durations: a competition plays out in minutes. Missed deadlines are missed by
 # not acting, so they cost the simulation its revision window or acceptance window in waiting.
 PARAMS: dict[str, Any] = {
-    "revision_window": 30,
+    "revision_window": 60,
     "review_acceptance_window": 20,
     "review_deadline": 40,
     "reminder_lead_time": 5,
