@@ -368,6 +368,8 @@ class Council:
         self.w, self.api, self.batch, self.gap = world, world.api, batch, gap
         self.appearances: dict[str, int] = {}
         self.sessions = 0
+        # Temporal takes at most 10 updates in flight per workflow: the session is one.
+        self._votes = asyncio.Semaphore(8)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -417,7 +419,8 @@ class Council:
             body["amount_rub"] = round(plan.requested_rub * plan.amount_share)
         url = f"/v1/council-sessions/{session_id}/votes"
         for _ in range(50):
-            response = await self.api.call("POST", url, member, body)
+            async with self._votes:
+                response = await self.api.call("POST", url, member, body)
             if response.status_code == 200:
                 return
             if "not open yet" not in response.text:
