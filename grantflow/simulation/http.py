@@ -46,8 +46,8 @@ class Api:
     async def call(
         self, method: str, url: str, who: Person, body: Any = None, **headers: str
     ) -> httpx.Response:
-        """One request; connection errors and 503 (a server busy or restarting) are retried,
-        a 500 is a bug and stops the simulation."""
+        """One request; connection errors, 503 (a server busy or restarting) and a workflow's
+        full queue of updates are retried; any other 5xx is a bug and stops the simulation."""
         for attempt in range(RETRIES):
             async with self._looks if method == "GET" else self._acts:
                 started = time.perf_counter()
@@ -61,7 +61,10 @@ class Api:
                     await asyncio.sleep(0.5 * (attempt + 1))
                     continue
                 self.latencies.append(time.perf_counter() - started)
-            if response.status_code == 503 and attempt < RETRIES - 1:
+            busy = response.status_code == 503 or (
+                response.status_code == 502 and "in-flight updates" in response.text
+            )
+            if busy and attempt < RETRIES - 1:
                 await asyncio.sleep(0.5 * (attempt + 1))
                 continue
             if response.status_code >= 500:
