@@ -44,7 +44,14 @@ class Api:
         self._acts = asyncio.Semaphore(1_000)
 
     async def call(
-        self, method: str, url: str, who: Person, body: Any = None, **headers: str
+        self,
+        method: str,
+        url: str,
+        who: Person,
+        body: Any = None,
+        *,
+        timeout: float = 60,
+        **headers: str,
     ) -> httpx.Response:
         """One request; connection errors, 503 (a server busy or restarting) and a workflow's
         full queue of updates are retried; any other 5xx is a bug and stops the simulation."""
@@ -53,7 +60,7 @@ class Api:
                 started = time.perf_counter()
                 try:
                     response = await self.client.request(
-                        method, url, json=body, headers={**who.headers, **headers}, timeout=60
+                        method, url, json=body, headers={**who.headers, **headers}, timeout=timeout
                     )
                 except httpx.TransportError:
                     if attempt == RETRIES - 1:
