@@ -400,7 +400,12 @@ class Council:
             for n, member in enumerate(self.w.members)
         ]
         await asyncio.gather(*votes)
-        await self.api.ok("POST", f"/v1/council-sessions/{state['session_id']}/close", self.w.admin)
+        # Closing decides every item in turn: long for a long agenda. A retry that finds the
+        # session closed means the first attempt did it.
+        url = f"/v1/council-sessions/{state['session_id']}/close"
+        closed = await self.api.call("POST", url, self.w.admin, wait=900)
+        if closed.status_code != 200 and "the session is closed" not in closed.text:
+            raise SimulationError(f"closing the session: {closed.text}")
         for item in state["agenda"]:
             app_id = item["application_id"]
             self.appearances[app_id] = self.appearances.get(app_id, 0) + 1

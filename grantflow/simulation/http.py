@@ -50,7 +50,7 @@ class Api:
         who: Person,
         body: Any = None,
         *,
-        timeout: float = 60,
+        wait: float = 60,
         **headers: str,
     ) -> httpx.Response:
         """One request; connection errors, 503 (a server busy or restarting) and a workflow's
@@ -60,7 +60,7 @@ class Api:
                 started = time.perf_counter()
                 try:
                     response = await self.client.request(
-                        method, url, json=body, headers={**who.headers, **headers}, timeout=timeout
+                        method, url, json=body, headers={**who.headers, **headers}, timeout=wait
                     )
                 except httpx.TransportError:
                     if attempt == RETRIES - 1:
