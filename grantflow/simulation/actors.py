@@ -172,7 +172,7 @@ class Lifecycle:
         body = {"programme_id": self.w.programme["id"], **content(self.w, self.plan, fixed=False)}
         key = f"sim-{self.w.programme['id']}-{self.plan.index}"
         app: dict[str, Any] = await self.api.ok(
-            "POST", "/v1/applications", self.applicant, body, **{"Idempotency-Key": key}
+            "POST", "/v1/applications", self.applicant, body, {"Idempotency-Key": key}
         )
         self.id = app["id"]
         self.w.plans[self.id] = self.plan

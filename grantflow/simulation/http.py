@@ -51,7 +51,7 @@ class Api:
         body: Any = None,
         *,
         wait: float = 60,
-        **headers: str,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One request; connection errors, 503 (a server busy or restarting) and a workflow's
         full queue of updates are retried; any other 5xx is a bug and stops the simulation."""
@@ -60,7 +60,7 @@ class Api:
                 started = time.perf_counter()
                 try:
                     response = await self.client.request(
-                        method, url, json=body, headers={**who.headers, **headers}, timeout=wait
+                        method, url, json=body, headers=who.headers | (headers or {}), timeout=wait
                     )
                 except httpx.TransportError:
                     if attempt == RETRIES - 1:
@@ -79,9 +79,16 @@ class Api:
             return response
         raise AssertionError("unreachable")
 
-    async def ok(self, method: str, url: str, who: Person, body: Any = None, **headers: str) -> Any:
+    async def ok(
+        self,
+        method: str,
+        url: str,
+        who: Person,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """A request that must succeed; its JSON."""
-        response = await self.call(method, url, who, body, **headers)
+        response = await self.call(method, url, who, body, headers=headers)
         if response.status_code >= 300:
             raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
         return response.json()
