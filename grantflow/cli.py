@@ -225,5 +225,79 @@ def waiting(
     _print_waiting(found.stage, found.waiting)
 
 
+# --- check and simulate (issues 6 and 7) -------------------------------------------------------
+
+
+@app.command(name="check")
+def check_command(
+    programme: Annotated[
+        str | None, typer.Option(help="Only this programme's applications (its id).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Final applications too, not only open ones.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Compare every open application's workflow with its PostgreSQL row (stage, change
+    number, amounts, outcome) and list each disagreement; exits 1 if there is any."""
+    from grantflow.consistency import check
+    from grantflow.output import print_check
+    from grantflow.stack import connect_with_retry
+
+    settings = _resolved()
+
+    async def run() -> bool:
+        assert settings.database_url and settings.temporal_address
+        client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            result = await check(conn, client, programme, every=every)
+        finally:
+            await conn.close()
+        print_check(result, as_json=as_json)
+        return result.consistent
+
+    if not asyncio.run(run()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    applications: Annotated[int, typer.Option(min=1, help="Applications received.")] = 186,
+    institutions: Annotated[int, typer.Option(min=1, help="Applying institutions.")] = 46,
+    reviewers: Annotated[int, typer.Option(min=5, help="Experts, over five specialties.")] = 60,
+    clinics: Annotated[int, typer.Option(min=1, help="Clinics that can pilot.")] = 30,
+    seed: Annotated[int, typer.Option(help="Same seed, same funnel.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="On embedded servers of its own, then stopped.")
+    ] = False,
+    api_url: Annotated[
+        str | None, typer.Option(help="The API (default: the running stack's).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before giving up on what is not final.")
+    ] = 1800,
+) -> None:
+    """Play a whole competition through the HTTP API (applicants, reviewers, council, clinics,
+    admins) with second-scale durations, print the funnel and the timings, then check every
+    workflow against its row. Exits 1 unless every application ends final and consistent."""
+    from grantflow.simulation.command import run
+    from grantflow.simulation.run import Options
+
+    settings = _settings() if embedded else _resolved()
+    options = Options(
+        applications=applications,
+        institutions=institutions,
+        reviewers=reviewers,
+        clinics=clinics,
+        seed=seed,
+        timeout=timeout,
+    )
+    figures = run(options, settings, embedded=embedded, as_json=as_json, api_url=api_url)
+    if figures["timed_out"] or not (figures["all_final"] and figures["consistent"]):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -222,10 +222,14 @@ class EmbeddedPostgres(ManagedProcess):
 
 
 class EmbeddedTemporal(ManagedProcess):
-    """`temporal server start-dev` with a persistent SQLite file and our search attributes."""
+    """`temporal server start-dev` with a persistent SQLite file (or, without one, in memory:
+    for throw-away runs such as `grantflow simulate --embedded`) and our search attributes."""
 
-    def __init__(self, db_file: Path, port: int, ui_port: int | None) -> None:
-        super().__init__("temporal", db_file.parent / "temporal.log")
+    def __init__(
+        self, db_file: Path | None, port: int, ui_port: int | None, *, log_path: Path | None = None
+    ) -> None:
+        log = log_path or (db_file.parent / "temporal.log" if db_file else Path("temporal.log"))
+        super().__init__("temporal", log)
         self.db_file, self.port, self.ui_port = db_file, port, ui_port
 
     @property
@@ -244,11 +248,10 @@ class EmbeddedTemporal(ManagedProcess):
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--db-filename",
-            str(self.db_file),
             "--log-level",
             "warn",
         ]
+        argv += ["--db-filename", str(self.db_file)] if self.db_file else []
         argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for name in SEARCH_ATTRIBUTES:
             argv += ["--search-attribute", f"{name}=Keyword"]

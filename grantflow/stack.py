@@ -58,7 +58,7 @@ class EmbeddedStack:
                 self.processes.append(pg)
                 server_url = pg.start()
                 updates["database_url"] = server_url.rsplit("/", 1)[0] + "/" + DATABASE
-                asyncio.run(_ensure_database(server_url, DATABASE))
+                asyncio.run(ensure_database(server_url, DATABASE))
             if not s.temporal_address:
                 temporal = EmbeddedTemporal(
                     home / "temporal.db", s.temporal_port, s.temporal_ui_port
@@ -87,8 +87,17 @@ class EmbeddedStack:
             process.stop()
 
 
-async def _ensure_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(server_url)
+async def ensure_database(server_url: str, name: str, attempts: int = 60) -> None:
+    # The port opens before PostgreSQL accepts connections ("the database system is starting
+    # up"), for longer on a loaded machine.
+    for attempt in range(attempts):
+        try:
+            conn = await asyncpg.connect(server_url)
+            break
+        except asyncpg.CannotConnectNowError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await conn.execute(f'CREATE DATABASE "{name}"')  # a constant identifier, not a value

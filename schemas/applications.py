@@ -170,6 +170,20 @@ class ApplicationStatus(Output):
     waiting_for: WaitingFor | None
 
 
+class ApplicationRecord(Output):
+    """The workflow's own record of the application, to hold against its Postgres row (a
+    Query: `grantflow check`). `seq` is the last change made, `recorded` the last one written:
+    they differ only while a write is in flight."""
+
+    application_id: str
+    stage: Stage
+    seq: int
+    recorded: int
+    requested_rub: int
+    approved_rub: int | None
+    outcome: ProjectOutcome | None
+
+
 class ApplicationPublic(Output):
     """An application as its applicant (or an admin) sees it."""
 

@@ -60,6 +60,12 @@ WHERE ($1::uuid IS NULL OR applicant_id = $1)
   AND ($2::timestamptz IS NULL OR (submitted_at, id) < ($2, $3::uuid))
 ORDER BY submitted_at DESC, id DESC
 LIMIT $6"""
+# What `grantflow check` holds against each workflow: a programme's rows, or the rows named.
+CHECK_ROWS_SQL = """
+SELECT id, workflow_id, stage, stage_seq, requested_rub, approved_rub, outcome
+FROM applications
+WHERE ($1::uuid IS NULL OR programme_id = $1) AND ($2::uuid[] IS NULL OR id = ANY($2))
+ORDER BY submitted_at, id"""
 
 
 async def insert(db: Db, start: ApplicationStart, workflow_id: str) -> None:
@@ -189,3 +195,10 @@ def public(row: asyncpg.Record) -> ApplicationPublic:
 
 def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+async def for_check(
+    db: Db, programme_id: uuid.UUID | None = None, ids: list[uuid.UUID] | None = None
+) -> list[asyncpg.Record]:
+    """The rows `grantflow check` compares with their workflows (all, a programme's, or some)."""
+    return list(await db.fetch(CHECK_ROWS_SQL, programme_id, ids))

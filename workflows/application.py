@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.applications import (
         ApplicationContent,
+        ApplicationRecord,
         ApplicationStart,
         ApplicationStatus,
         Finding,
@@ -80,6 +81,9 @@ class ApplicationWorkflow:
         self._wound_down = False  # final, and its children ended (money back in the budget)
         self._ended_by: StageChange | None = None  # the change to the final stage
         self._session_id: str | None = None  # the council session it is on the agenda of
+        # Kept for the `record` query only: assigning them issues no command.
+        self._approved_rub: int | None = None
+        self._outcome: ProjectOutcome | None = None
 
     @workflow.run
     async def run(self, start: ApplicationStart) -> Stage:
@@ -217,6 +221,7 @@ class ApplicationWorkflow:
         """Approved: the agreement runs as a child workflow; a withdrawal cancels it (and the
         unspent money returns to the budget)."""
         assert decision.amount_rub is not None
+        self._approved_rub = decision.amount_rub
         params = self._start.programme.spec.params
         await self._change(
             Stage.approved,
@@ -461,6 +466,7 @@ class ApplicationWorkflow:
                 return False
             self._seq += 1
             self._stage, self._waiting = stage, None if stage.is_final else waiting
+            self._outcome = outcome or self._outcome
             change = StageChange(
                 application_id=self._start.application_id,
                 workflow_id=workflow.info().workflow_id,
@@ -642,6 +648,20 @@ class ApplicationWorkflow:
             stage=self._stage,
             findings=self._findings,
             waiting_for=self._waiting,
+        )
+
+    @workflow.query
+    def record(self) -> ApplicationRecord:
+        """What the workflow holds that Postgres mirrors: stage, change numbers, amounts and
+        outcome (for `grantflow check`)."""
+        return ApplicationRecord(
+            application_id=self._start.application_id,
+            stage=self._stage,
+            seq=self._seq,
+            recorded=self._recorded,
+            requested_rub=self._content.requested_rub,
+            approved_rub=self._approved_rub,
+            outcome=self._outcome,
         )
 
 
