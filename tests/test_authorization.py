@@ -220,6 +220,10 @@ MATRIX: dict[tuple[str, str], Entry] = {
         ADMIN, body=lambda w: {"reason": "Abandoned."}
     ),
     ("GET", "/v1/admin/programmes/{programme_id}/export/{dataset}"): Entry(ADMIN),
+    ("POST", "/v1/admin/programmes/{programme_id}/corrections"): Entry(
+        ADMIN, body=lambda w: {"max_grant_rub": 10_000_000, "reason": "Entered wrong."}
+    ),
+    ("GET", "/v1/admin/programmes/{programme_id}/corrections"): Entry(ADMIN),
     ("GET", "/v1/admin/applications/{application_id}/history"): Entry(ADMIN),
     ("GET", "/v1/admin/applications/{application_id}/waiting"): Entry(ADMIN),
     ("POST", "/v1/admin/reviews/{task_id}/deadline"): Entry(
