@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest histories bench clean
+.PHONY: run test lint typecheck pytest histories clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
