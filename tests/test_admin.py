@@ -517,7 +517,12 @@ async def test_an_overdue_report_is_found_and_its_deadline_extended(
 ) -> None:
     stack, admin = council.stack, council.admin
     project = await Project.accepted(
-        council, applicant, tranche_interval=3600, report_interval=1, reminder_lead_time=0.5
+        # 60 reports in all: a report a second over two one-hour years would be 7,200.
+        council,
+        applicant,
+        tranche_interval=30,
+        report_interval=1,
+        reminder_lead_time=0.5,
     )
     app_id, programme = project.app["id"], council.programme["id"]
 

@@ -25,7 +25,7 @@ from temporalio.worker import (
 from grantflow.embedded import EmbeddedPostgres
 from schemas.common import Role
 from tests import test_pilots
-from tests.conftest import SESSION, User
+from tests.conftest import SESSION, User, create_programme
 from tests.faults import Cohort, duplicates, final_state, own_stack, until, user_factory
 from tests.test_council import Council
 from tests.test_review import reaches
@@ -129,6 +129,17 @@ async def withdrawn_in_council(council: Council, applicant: User) -> None:
     await until(released, what="the withdrawn application's money released")
 
 
+async def corrected_programme(council: Council) -> None:
+    """An admin corrects a programme's cap (the `record_correction` write)."""
+    stack, admin = council.stack, council.admin
+    programme = (await create_programme(stack, admin))["id"]
+    fix = {"max_grant_rub": 40_000_000, "reason": "The cap was entered wrong."}
+    url = f"/v1/admin/programmes/{programme}/corrections"
+    corrected = await stack.api.post(url, json=fix, headers=admin.headers)
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["max_grant_rub"] == 40_000_000
+
+
 @pytest.mark.timeout(240)
 async def test_an_activity_retried_after_its_commit_changes_nothing(
     temporal_env: WorkflowEnvironment, postgres: EmbeddedPostgres
@@ -145,6 +156,7 @@ async def test_an_activity_retried_after_its_commit_changes_nothing(
             pilot = test_pilots.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it  # noqa: E501
             await pilot(Council(stack, admin, make), applicant)
             await withdrawn_in_council(Council(stack, admin, make), applicant)
+            await corrected_programme(Council(stack, admin, make))
         assert hook.problems == []
         # Every kind of write the worker can do was made to crash after its commit.
         writes = registered_activities(worker) - READ_ONLY

@@ -67,7 +67,12 @@ async def test_progress_and_financial_reports_run_at_their_cadences_and_both_hol
 
     # The financial report is not sent: reminded, then escalated to the admins.
     await eventually(lambda: overdue(2))
-    queue = await project.stack.api.get("/v1/admin/reports/overdue", headers=council.admin.headers)
+    # The programme's own queue: the session's other programmes have overdue reports too.
+    queue = await project.stack.api.get(
+        "/v1/admin/reports/overdue",
+        params={"programme_id": project.app["programme_id"]},
+        headers=council.admin.headers,
+    )
     late = [r for r in queue.json() if r["application_id"] == project.app["id"]]
     assert (late[0]["seq"], late[0]["kind"]) == (2, "financial")
     subjects = [n["subject"] for n in await notes(project.stack, council.admin)]

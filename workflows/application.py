@@ -363,7 +363,7 @@ class ApplicationWorkflow:
     async def plan_pilot(self, request: PilotPlanRequest) -> ApplicationStatus:
         """The pilot plan (clinics, periods, metrics and targets): starts the pilot."""
         self._pilot_plan = request
-        await workflow.wait_condition(lambda: self._stage != Stage.agreement)
+        await workflow.wait_condition(lambda: self._stage not in (Stage.approved, Stage.agreement))
         return self.status()
 
     @plan_pilot.validator
@@ -373,7 +373,13 @@ class ApplicationWorkflow:
             and request.actor.user_id != self._start.applicant.user_id
         ):
             raise ApplicationError("only the applicant or an admin can plan the pilot")
-        if self._stage != Stage.agreement or self._pilot_plan is not None:
+        # The applicant saw the acceptance on record; this update may come in the same workflow
+        # task as the agreement's signal (a task retried after its write committed), before the
+        # run has moved to `agreement`: the signal is what counts.
+        accepted = self._stage == Stage.agreement or (
+            self._stage == Stage.approved and self._agreement_accepted
+        )
+        if not accepted or self._pilot_plan is not None:
             raise ApplicationError(
                 f"a pilot is planned once the agreement is accepted: the application is "
                 f"{self._stage}"

@@ -316,7 +316,7 @@ async def cancel(
 @router.post(
     "/programmes/{programme_id}/corrections",
     response_model=ProgrammePublic,
-    responses={**REFUSALS, 422: {"model": ApiError}},
+    responses={**REFUSALS, 422: {"model": InvalidInput}},
 )
 async def correct_programme(
     programme_id: uuid.UUID, body: ProgrammeCorrectionCreate, caller: Admin, db: DbConn, res: Res
