@@ -209,8 +209,10 @@ class User:
 UserFactory = Callable[..., Awaitable[User]]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def make_user(stack: Stack) -> UserFactory:
+def user_factory(stack: Stack) -> UserFactory:
+    """Users made straight in `stack`'s database (the `make_user` fixture, and stacks of a
+    test's own), each with a token."""
+
     async def make(
         role: Role,
         *,
@@ -238,6 +240,11 @@ async def make_user(stack: Stack) -> UserFactory:
         )
 
     return make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_user(stack: Stack) -> UserFactory:
+    return user_factory(stack)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

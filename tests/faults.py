@@ -32,9 +32,14 @@ from api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.settings import Settings
 from schemas.common import Role
-from schemas.users import UserCreate
-from store.users import create_user
-from tests.conftest import RecordingSender, Stack, User, application_body, fresh_database
+from tests.conftest import (
+    RecordingSender,
+    Stack,
+    User,
+    application_body,
+    fresh_database,
+    user_factory,
+)
 from tests.test_council import Council
 from workers.main import build_worker
 from workflows.review import UNKNOWN_TASK
@@ -78,31 +83,6 @@ async def own_stack(
     finally:
         await pool.close()
         await worker_pool.close()
-
-
-def user_factory(stack: Stack) -> Any:
-    """conftest's make_user, on this stack's database."""
-
-    async def make(role: Role, **kw: Any) -> User:
-        institution = kw.get("institution")
-        if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
-            institution = f"Clinic {uuid.uuid4().hex[:8]}"
-        async with stack.pool.acquire() as conn:
-            made = await create_user(
-                conn,
-                UserCreate(
-                    name=kw.get("name") or f"{role.value} {uuid.uuid4().hex[:6]}",
-                    role=role,
-                    institution=institution,
-                    specialty=kw.get("specialty"),
-                    organisation_type="medical_institution" if institution else None,
-                ),
-            )
-        return User(
-            made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token
-        )
-
-    return make
 
 
 class WorkerProcess:

@@ -16,10 +16,7 @@ from api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.embedded import EmbeddedPostgres
 from grantflow.settings import Settings
-from schemas.common import OrganisationType, Role
-from schemas.users import UserCreate
-from store.users import create_user
-from tests.conftest import RecordingSender, Stack, User, UserFactory, fresh_database
+from tests.conftest import RecordingSender, Stack, fresh_database
 from workers.main import build_worker
 
 
@@ -51,35 +48,3 @@ async def isolated_stack(
     finally:
         await pool.close()
         await worker_pool.close()
-
-
-def user_factory(stack: Stack) -> UserFactory:
-    """`make_user` of tests/conftest.py, for a stack of its own."""
-
-    async def make(
-        role: Role,
-        *,
-        institution: str | None = None,
-        organisation_type: OrganisationType | None = None,
-        specialty: str | None = None,
-        name: str | None = None,
-    ) -> User:
-        if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
-            institution = f"Clinic {uuid.uuid4().hex[:8]}"
-        async with stack.pool.acquire() as conn:
-            made = await create_user(
-                conn,
-                UserCreate(
-                    name=name or f"{role.value} {uuid.uuid4().hex[:6]}",
-                    role=role,
-                    institution=institution,
-                    specialty=specialty,
-                    organisation_type=organisation_type
-                    or (OrganisationType.medical_institution if institution else None),
-                ),
-            )
-        return User(
-            made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token
-        )
-
-    return make

@@ -29,8 +29,9 @@ from tests.conftest import (
     application_body,
     eventually,
     programme_body,
+    user_factory,
 )
-from tests.isolated import isolated_stack, user_factory
+from tests.isolated import isolated_stack
 from tests.routes import api_routes, body_model
 from tests.test_council import Council, agreement, approve
 from tests.test_pilots import METRICS

@@ -25,8 +25,8 @@ from temporalio.worker import (
 from grantflow.embedded import EmbeddedPostgres
 from schemas.common import Role
 from tests import test_pilots
-from tests.conftest import SESSION, User, create_programme
-from tests.faults import Cohort, duplicates, final_state, own_stack, until, user_factory
+from tests.conftest import SESSION, User, create_programme, user_factory
+from tests.faults import Cohort, duplicates, final_state, own_stack, until
 from tests.test_council import Council
 from tests.test_review import reaches
 from workers.main import build_worker

@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from grantflow.embedded import EmbeddedPostgres, free_port
 from schemas.common import Role
-from tests.conftest import SESSION, Stack, User, application_body, create_programme
-from tests.isolated import isolated_stack, user_factory
+from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
+from tests.isolated import isolated_stack
 
 pytestmark = SESSION
 
