@@ -149,16 +149,19 @@ async def council(c: Cohort) -> None:
         )
     )
     sid = session["session_id"]
+    # Temporal takes at most 10 Updates in flight on one workflow (the session): keep under it,
+    # as a council's members voting in a meeting would.
+    in_flight = asyncio.Semaphore(8)
 
     async def votes(app_id: str) -> None:
         for member in c.members:
-            ok(
-                await c.api.post(
+            async with in_flight:
+                response = await c.api.post(
                     f"/v1/council-sessions/{sid}/votes",
                     json={"application_id": app_id, "choice": "approve", "reason": "Strong."},
                     headers=member.headers,
                 )
-            )
+            ok(response)
 
     await asyncio.gather(*(votes(a) for a in c.app_ids))
     decided = ok(await c.api.post(f"/v1/council-sessions/{sid}/close", headers=c.admin.headers))
