@@ -38,3 +38,6 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at info: the simulator's thousands of calls would bury its
+    # progress bars (and the API's own access log already has them).
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
