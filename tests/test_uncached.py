@@ -5,7 +5,7 @@ not deterministic) fails here, on every step, rather than after a worker's resta
 production. Each test runs unchanged, only its users reach a second API whose workflows go to
 this worker's task queue.
 
-Not here: the pilot and reporting lifecycles (tests/test_pilots.py). Without a cache the SDK
+Not here: the council, pilot and reporting lifecycles. Without a cache the SDK
 cancels a task's local activities at eviction, so every task that writes times out and runs
 again (10 s each); those lifecycles are a chain of such tasks with second-scale deadlines, and
 their outcome here would be a matter of timing. Their runs are replayed from their histories at
@@ -23,9 +23,8 @@ import pytest_asyncio
 
 from api.app import create_app
 from api.deps import Resources
-from tests import test_council, test_intake, test_review
+from tests import test_intake, test_review
 from tests.conftest import SESSION, RecordingSender, Stack, User, UserFactory
-from tests.test_council import Council
 from tests.test_review import Competition
 from workers.main import build_worker
 
@@ -64,17 +63,9 @@ async def _review(stack: Stack, admin: User, make_user: UserFactory, applicant: 
     await test_review.test_divergent_scores_add_one_more_expert_once(competition, admin, applicant)
 
 
-async def _council(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
-    council = Council(stack, admin, make_user)
-    await test_council.test_the_majority_decides_and_an_approval_takes_the_smallest_amount_named(
-        council, applicant
-    )
-
-
 LIFECYCLES: dict[str, Lifecycle] = {
     "intake-revision": _intake,
     "review-divergent-scores": _review,
-    "council-majority": _council,
 }
 
 
