@@ -5,11 +5,12 @@ not deterministic) fails here, on every step, rather than after a worker's resta
 production. Each test runs unchanged, only its users reach a second API whose workflows go to
 this worker's task queue.
 
-Not here: the council, pilot and reporting lifecycles. Without a cache the SDK
-cancels a task's local activities at eviction, so every task that writes times out and runs
-again (10 s each); those lifecycles are a chain of such tasks with second-scale deadlines, and
-their outcome here would be a matter of timing. Their runs are replayed from their histories at
-the session's end instead (`replay_everything` in conftest.py)."""
+The council and pilot lifecycles take longer here (about 20 and 35 s): the SDK evicts a
+zero-cache run while its local activities are still in flight (temporalio/sdk-rust#1482), so such a
+task times out (10 s) and runs its write again, which the write's idempotency
+absorbs. The reports across continue-as-new (tests/test_pilots.py) owe a report every second and
+are not repeated here; their runs are replayed from their histories at the session's end
+(`replay_everything` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import pytest_asyncio
 
 from api.app import create_app
 from api.deps import Resources
-from tests import test_intake, test_review
+from tests import test_council, test_intake, test_pilots, test_review
 from tests.conftest import SESSION, RecordingSender, Stack, User, UserFactory
+from tests.test_council import Council
 from tests.test_review import Competition
 from workers.main import build_worker
 
@@ -63,9 +65,25 @@ async def _review(stack: Stack, admin: User, make_user: UserFactory, applicant: 
     await test_review.test_divergent_scores_add_one_more_expert_once(competition, admin, applicant)
 
 
+async def _council(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
+    council = Council(stack, admin, make_user)
+    await test_council.test_the_majority_decides_and_an_approval_takes_the_smallest_amount_named(
+        council, applicant
+    )
+
+
+async def _pilot(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
+    council = Council(stack, admin, make_user)
+    await test_pilots.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it(  # noqa: E501
+        council, applicant
+    )
+
+
 LIFECYCLES: dict[str, Lifecycle] = {
     "intake-revision": _intake,
     "review-divergent-scores": _review,
+    "council-majority": _council,
+    "pilot-to-close": _pilot,
 }
 
 
