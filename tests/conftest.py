@@ -5,6 +5,7 @@ driven in-process through httpx as a client would."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import os
 import uuid
@@ -315,10 +316,16 @@ async def create_programme(stack: Stack, admin: User, **overrides: Any) -> dict[
     return created
 
 
+# How many times longer than usual a test waits: a worker that caches no workflow stalls 10 s on
+# some tasks by the SDK's design (tests/test_uncached.py sets it for its own tests only).
+PATIENCE: contextvars.ContextVar[float] = contextvars.ContextVar("patience", default=1.0)
+
+
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, within: float = 15, interval: float = 0.1
 ) -> Any:
     """Poll `check` until it returns something truthy; fail with its last value otherwise."""
+    within *= PATIENCE.get()
     deadline = asyncio.get_running_loop().time() + within
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:

@@ -25,7 +25,7 @@ import pytest_asyncio
 from api.app import create_app
 from api.deps import Resources
 from tests import test_council, test_intake, test_pilots, test_review
-from tests.conftest import SESSION, RecordingSender, Stack, User, UserFactory
+from tests.conftest import PATIENCE, SESSION, RecordingSender, Stack, User, UserFactory
 from tests.test_council import Council
 from tests.test_review import Competition
 from workers.main import build_worker
@@ -93,6 +93,7 @@ LIFECYCLES: dict[str, Lifecycle] = {
 async def test_the_lifecycle_holds_when_every_task_replays_its_history(
     name: str, uncached: Stack, admin: User, make_user: UserFactory, applicant: User
 ) -> None:
+    PATIENCE.set(4.0)
     await LIFECYCLES[name](uncached, admin, make_user, applicant)
     # Its workflows really ran on the uncached worker.
     query = f"TaskQueue = '{uncached.settings.task_queue}'"
