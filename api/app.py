@@ -36,7 +36,8 @@ grantflow runs innovation grants from application to final report as durable wor
 Every request carries `Authorization: Bearer <token>` (tokens come from
 `grantflow users create`). Refusals are 401 (no or bad token), 403 (wrong role),
 404 (not found or not yours), 409 (not possible in the current stage, with the reason),
-413 (body too large), 422 (invalid input, every field error listed), 503 (a server is down).
+413 (body too large), 422 (invalid input, every field error listed), 429 (too many changes
+to one object in flight: retry after `Retry-After` seconds), 503 (a server is down).
 """
 
 

@@ -24,6 +24,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ApiError, "description": "Your role may not do this."},
     413: {"model": ApiError, "description": "The body is over the size limit."},
     422: {"model": InvalidInput, "description": "Invalid input: every field error, or why."},
+    429: {
+        "model": ApiError,
+        "description": "Too many changes to this object in flight; retry after `Retry-After` s.",
+    },
     503: {"model": ApiError, "description": "Temporal or PostgreSQL is unavailable."},
 }
 _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
@@ -71,6 +75,15 @@ def install(app: FastAPI) -> None:
         if exc.status in _UNAVAILABLE:
             log.warning("temporal unavailable", error=str(exc))
             return _detail(503, "the workflow service is unavailable; try again shortly")
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            # Temporal takes 10 Updates in flight per workflow (e.g. a council session's votes);
+            # the client has already retried, so the caller is the one to come back.
+            log.warning("temporal busy", error=str(exc))
+            return JSONResponse(
+                {"detail": "too many changes to this object in flight; try again in a second"},
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
         log.error("temporal error", error=str(exc), status=exc.status)
         return _detail(502, f"the workflow service refused the request: {exc.message}")
 

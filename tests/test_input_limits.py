@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 import store.users
 from grantflow.notify import LogSender, Recipient
@@ -33,6 +35,7 @@ from tests.conftest import (
 )
 from tests.routes import api_routes, body_model
 from tests.test_council import Council, agreement
+from tests.test_intake import stage_of
 from tests.test_review import reaches
 
 pytestmark = SESSION
@@ -333,3 +336,36 @@ async def test_a_wrong_method_is_told_every_method_the_path_serves(
     response = await stack.api.request("DELETE", "/v1/programmes", headers=admin.headers)
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
+
+
+async def test_more_changes_in_flight_than_temporal_takes_are_told_to_retry(
+    stack: Stack, admin: User, applicant: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporal takes 10 Updates in flight per workflow and refuses more with
+    RESOURCE_EXHAUSTED (after the client's own retries): the caller gets 429 with Retry-After
+    and the application is untouched, not a 502."""
+    programme = await create_programme(stack, admin)
+    submitted = await stack.api.post(
+        "/v1/applications", json=application_body(programme["id"]), headers=applicant.headers
+    )
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+
+    async def busy(*_: Any, **__: Any) -> Any:
+        raise RPCError(
+            "limit on number of concurrent in-flight updates has been reached (10)",
+            RPCStatusCode.RESOURCE_EXHAUSTED,
+            b"",
+        )
+
+    monkeypatch.setattr(WorkflowHandle, "execute_update", busy)
+    refused = await stack.api.post(
+        f"/v1/applications/{application_id}/withdrawal",
+        json={"reason": "moving abroad"},
+        headers=applicant.headers,
+    )
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert "try again" in refused.json()["detail"]
+    monkeypatch.undo()
+    assert await stage_of(stack, applicant, application_id) == "under_review"

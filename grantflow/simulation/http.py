@@ -53,8 +53,9 @@ class Api:
         wait: float = 60,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """One request; connection errors, 503 (a server busy or restarting) and a workflow's
-        full queue of updates are retried; any other 5xx is a bug and stops the simulation."""
+        """One request; connection errors, 503 (a server busy or restarting) and 429 (a
+        workflow's full queue of updates) are retried; any other 5xx is a bug and stops the
+        simulation."""
         for attempt in range(RETRIES):
             async with self._looks if method == "GET" else self._acts:
                 started = time.perf_counter()
@@ -68,11 +69,10 @@ class Api:
                     await asyncio.sleep(0.5 * (attempt + 1))
                     continue
                 self.latencies.append(time.perf_counter() - started)
-            busy = response.status_code == 503 or (
-                response.status_code == 502 and "in-flight updates" in response.text
-            )
+            busy = response.status_code in (429, 503)
             if busy and attempt < RETRIES - 1:
-                await asyncio.sleep(0.5 * (attempt + 1))
+                after = float(response.headers.get("Retry-After", 0.5 * (attempt + 1)))
+                await asyncio.sleep(after)
                 continue
             if response.status_code >= 500:
                 raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
