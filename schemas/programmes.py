@@ -54,6 +54,12 @@ DEFAULT_RUBRIC = [
 ]
 
 
+# Each report due is state the agreement's workflow carries and a row it writes: a 1-second
+# cadence over a year-long tranche would be thousands of both. Checked when a programme is
+# created, not in the model: programmes already running keep replaying their inputs.
+MAX_REPORTS_PER_YEAR = 52
+
+
 class ProgrammeParams(Input):
     """Every duration and count the lifecycle needs. Production uses days; the simulator and
     the tests use seconds. Nothing in the code assumes a scale."""
@@ -116,6 +122,13 @@ class ProgrammeParams(Input):
         description="Changes a long-lived workflow (the agreement's reporting) records before "
         "it continues as new; it also does so whenever Temporal suggests it.",
     )
+
+    def reports_per_year(self) -> float:
+        """Reports a project owes per project year (one `tranche_interval`), final aside."""
+        per_year = self.tranche_interval / self.report_interval
+        if self.financial_report_interval:
+            per_year += self.tranche_interval / self.financial_report_interval
+        return per_year
 
     @model_validator(mode="after")
     def _consistent(self) -> ProgrammeParams:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SESSION, User, eventually
+from tests.conftest import SESSION, Stack, User, eventually, programme_body
 from tests.test_council import Council, agreement
 from tests.test_pilots import Project
 from tests.test_review import notes
@@ -220,3 +220,30 @@ async def test_an_assigned_expert_accepts_and_returns_reports_and_no_other_exper
     # Admins keep the right to review.
     assert (await project.report(2, "Quarter two.")).status_code == 200
     assert (await project.review_report(2, True)).json()["status"] == "accepted"
+
+
+async def test_a_reporting_cadence_past_52_reports_a_year_is_refused(
+    stack: Stack, admin: User
+) -> None:
+    # Weekly progress reports, no financial ones: 52 a year, the most a programme may ask.
+    weekly = programme_body(
+        params={
+            "tranche_interval": "P364D",
+            "report_interval": "P7D",
+            "financial_report_interval": 0,
+        }
+    )
+    created = await stack.api.post("/v1/programmes", json=weekly, headers=admin.headers)
+    assert created.status_code == 201, created.text
+    # A report every second of a one-hour project year, as a slip of units would ask for.
+    for params in (
+        {"tranche_interval": 3600, "report_interval": 1},
+        {"tranche_interval": "P364D", "report_interval": "P7D", "financial_report_interval": "P7D"},
+    ):
+        refused = await stack.api.post(
+            "/v1/programmes", json=programme_body(params=params), headers=admin.headers
+        )
+        assert refused.status_code == 422, refused.text
+        assert "at most 52" in refused.json()["detail"]
+    listed = await stack.api.get("/v1/programmes", headers=admin.headers)
+    assert weekly["name"] in [p["name"] for p in listed.json()]

@@ -15,8 +15,14 @@ from temporalio.common import (
 )
 
 from api.deps import Admin, CurrentCaller, DbConn, Res
-from schemas.common import ApiError
-from schemas.programmes import IntakeState, ProgrammeCreate, ProgrammePublic, ProgrammeStart
+from schemas.common import ApiError, InvalidInput
+from schemas.programmes import (
+    MAX_REPORTS_PER_YEAR,
+    IntakeState,
+    ProgrammeCreate,
+    ProgrammePublic,
+    ProgrammeStart,
+)
 from store import programmes
 from workflows.application import PROGRAMME
 from workflows.programme import ProgrammeWorkflow
@@ -41,12 +47,20 @@ def intake_refusal(programme: ProgrammePublic, now: datetime) -> str | None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProgrammePublic,
-    responses={403: {"model": ApiError}},
+    responses={403: {"model": ApiError}, 422: {"model": InvalidInput}},
 )
 async def create_programme(
     body: ProgrammeCreate, caller: Admin, conn: DbConn, res: Res
 ) -> ProgrammePublic:
-    """Open a call for applications. Its workflow opens and closes intake on time."""
+    """Open a call for applications. Its workflow opens and closes intake on time. A project
+    owes at most 52 progress and financial reports per project year (`tranche_interval`)."""
+    per_year = body.params.reports_per_year()
+    if per_year > MAX_REPORTS_PER_YEAR:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"report_interval and financial_report_interval ask for {per_year:.0f} reports per "
+            f"project year (tranche_interval); at most {MAX_REPORTS_PER_YEAR}",
+        )
     programme_id = str(uuid.uuid4())
     start = ProgrammeStart(programme_id=programme_id, created_by=caller.actor.user_id, spec=body)
     await res.client.execute_update_with_start_workflow(
