@@ -51,7 +51,8 @@ SELECT application_id, status, round, evaluator_id, evaluation, decision, flag_r
 FROM pilots WHERE application_id = $1"""
 EVALUATOR_PILOTS_SQL = """
 SELECT application_id FROM pilots WHERE evaluator_id = $1 AND status = 'evaluating'
-ORDER BY updated_at"""
+ORDER BY updated_at, application_id
+LIMIT $2"""
 PROJECTS_SQL = """
 SELECT count(*) FILTER (WHERE g.status IN ('accepted', 'completed', 'stopped')) AS projects,
        count(*) FILTER (WHERE a.outcome IS NOT NULL) AS closed,
@@ -182,9 +183,10 @@ async def pilot(db: Db, application_id: uuid.UUID) -> PilotState | None:
     )
 
 
-async def evaluations_for(db: Db, evaluator_id: uuid.UUID) -> list[str]:
-    """Pilots waiting for this expert's evaluation."""
-    return [str(r["application_id"]) for r in await db.fetch(EVALUATOR_PILOTS_SQL, evaluator_id)]
+async def evaluations_for(db: Db, evaluator_id: uuid.UUID, limit: int = 200) -> list[str]:
+    """Pilots waiting for this expert's evaluation, longest waiting first."""
+    rows = await db.fetch(EVALUATOR_PILOTS_SQL, evaluator_id, limit)
+    return [str(r["application_id"]) for r in rows]
 
 
 async def summary(db: Db, programme_id: uuid.UUID) -> PilotSummary:

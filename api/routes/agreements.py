@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.deps import Admin, Applicant, Caller, CurrentCaller, DbConn, Res, require
 from api.routes.applications import visible
@@ -165,9 +165,12 @@ async def assign_report_reviewer(
 
 
 @router.get("/v1/report-reviews", response_model=list[ReportToReview])
-async def reports_to_review(caller: Expert, db: DbConn) -> list[ReportToReview]:
-    """The submitted reports waiting for this expert, oldest deadline first."""
-    return await agreements.reports_to_review(db, uuid.UUID(caller.actor.user_id))
+async def reports_to_review(
+    caller: Expert, db: DbConn, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[ReportToReview]:
+    """The submitted reports waiting for this expert, oldest deadline first, at most `limit`
+    (each leaves the list once decided)."""
+    return await agreements.reports_to_review(db, uuid.UUID(caller.actor.user_id), limit)
 
 
 @router.post(

@@ -157,9 +157,12 @@ async def report_site(
 
 
 @router.get("/v1/evaluations", response_model=list[str])
-async def my_evaluations(caller: Expert, db: DbConn) -> list[str]:
-    """The applications whose pilot waits for this expert's evaluation."""
-    return await pilots.evaluations_for(db, uuid.UUID(caller.actor.user_id))
+async def my_evaluations(
+    caller: Expert, db: DbConn, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[str]:
+    """The applications whose pilot waits for this expert's evaluation, longest waiting first,
+    at most `limit` (each leaves the list once evaluated)."""
+    return await pilots.evaluations_for(db, uuid.UUID(caller.actor.user_id), limit)
 
 
 @router.post(
