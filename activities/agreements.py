@@ -24,9 +24,10 @@ class AgreementActivities:
 
     @activity.defn
     async def record_agreement(self, change: AgreementChange) -> None:
-        """Write the agreement as the workflow holds it, with the audit event and its
-        notifications (reminders to the applicant, overdue reports to every admin); then
-        deliver the notifications.
+        """Write the agreement as the workflow holds it (one statement; of its tranches and
+        reports only those that changed), with the audit event and its notifications
+        (reminders to the applicant, overdue reports to every admin); then deliver the
+        notifications.
 
         Idempotent: the row only moves forward (its `version` must be below the change's),
         the event key is `<workflow id>:<version>`, notifications are keyed, and delivery

@@ -6,7 +6,6 @@ import uuid
 
 from schemas.agreements import (
     AgreementState,
-    AgreementStatus,
     OverdueReport,
     Report,
     ReportReviewerRequest,
@@ -19,31 +18,56 @@ from store import Conn, Db
 # The review stage's matching and conflict rules pick the expert for a project's reports.
 from store.reviews import conflicted_institutions, pick_expert
 
-# version makes a retried or late write a no-op instead of a step back.
-UPSERT_AGREEMENT_SQL = """
-INSERT INTO agreements (application_id, programme_id, amount_rub, status, version, offered_at,
-                        accept_by, accepted_at, updated_at, report_reviewer_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (application_id) DO UPDATE
-SET status = $4, version = $5, accept_by = $7, accepted_at = $8, updated_at = $9,
-    report_reviewer_id = $10
-WHERE agreements.version < $5"""
-UPSERT_TRANCHE_SQL = """
-INSERT INTO tranches (application_id, seq, amount_rub, due_at, status, held_reason, released_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (application_id, seq) DO UPDATE
-SET due_at = $4, status = $5, held_reason = $6, released_at = $7"""
-UPSERT_REPORT_SQL = """
-INSERT INTO reports (application_id, seq, due_at, status, body, comment, final, overdue,
-                     reminded, programme_id, kind)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (application_id, seq) DO UPDATE
-SET due_at = $3, status = $4, body = $5, comment = $6, overdue = $8, reminded = $9"""
-# While the agreement is offered, the application shows its acceptance deadline (an admin may
-# have moved it).
-SYNC_ACCEPT_BY_SQL = """
-UPDATE applications SET deadline = $2
-WHERE id = $1 AND stage = 'approved' AND deadline IS DISTINCT FROM $2"""
+# The whole agreement in one statement (one round trip): the agreement row, only if `version`
+# moves it forward (a retried or late write is then a no-op instead of a step back); while it is
+# offered, the application's deadline (an admin may have moved the acceptance deadline); and its
+# tranches and reports, written only if the agreement row was and only where a row changed (an
+# unchanged row gets no new version). Sibling statements see one snapshot, so the later ones
+# learn from `agreement`'s RETURNING whether it was written; the foreign keys of new tranches and
+# reports are checked at the statement's end, when the new agreement row is there.
+SAVE_AGREEMENT_SQL = """
+WITH agreement AS (
+    INSERT INTO agreements (application_id, programme_id, amount_rub, status, version,
+                            offered_at, accept_by, accepted_at, updated_at, report_reviewer_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (application_id) DO UPDATE
+    SET status = $4, version = $5, accept_by = $7, accepted_at = $8, updated_at = $9,
+        report_reviewer_id = $10
+    WHERE agreements.version < $5
+    RETURNING application_id
+), accept_by AS (
+    UPDATE applications SET deadline = $7
+    WHERE id = $1 AND $4 = 'offered' AND stage = 'approved' AND deadline IS DISTINCT FROM $7
+      AND EXISTS (SELECT FROM agreement)
+), tranche AS (
+    INSERT INTO tranches (application_id, seq, amount_rub, due_at, status, held_reason,
+                          released_at)
+    SELECT $1, t.* FROM unnest($11::integer[], $12::bigint[], $13::timestamptz[], $14::text[],
+                                $15::text[], $16::timestamptz[]) AS t
+    WHERE EXISTS (SELECT FROM agreement)
+    ON CONFLICT (application_id, seq) DO UPDATE
+    SET due_at = EXCLUDED.due_at, status = EXCLUDED.status, held_reason = EXCLUDED.held_reason,
+        released_at = EXCLUDED.released_at
+    WHERE (tranches.due_at, tranches.status, tranches.held_reason, tranches.released_at)
+          IS DISTINCT FROM
+          (EXCLUDED.due_at, EXCLUDED.status, EXCLUDED.held_reason, EXCLUDED.released_at)
+), report AS (
+    INSERT INTO reports (application_id, seq, due_at, status, body, comment, final, overdue,
+                         reminded, kind, programme_id)
+    SELECT $1, r.*, $2 FROM unnest($17::integer[], $18::timestamptz[], $19::text[], $20::text[],
+                                    $21::text[], $22::boolean[], $23::boolean[],
+                                    $24::boolean[], $25::text[]) AS r
+    WHERE EXISTS (SELECT FROM agreement)
+    ON CONFLICT (application_id, seq) DO UPDATE
+    SET due_at = EXCLUDED.due_at, status = EXCLUDED.status, body = EXCLUDED.body,
+        comment = EXCLUDED.comment, overdue = EXCLUDED.overdue, reminded = EXCLUDED.reminded
+    WHERE (reports.due_at, reports.status, reports.body, reports.comment, reports.overdue,
+           reports.reminded)
+          IS DISTINCT FROM
+          (EXCLUDED.due_at, EXCLUDED.status, EXCLUDED.body, EXCLUDED.comment, EXCLUDED.overdue,
+           EXCLUDED.reminded)
+)
+SELECT count(*) FROM agreement"""
 AGREEMENT_SQL = """
 SELECT a.application_id, a.amount_rub, a.status, a.offered_at, a.accept_by, a.accepted_at,
        u.id AS reviewer_id, u.name AS reviewer_name, u.institution_id AS reviewer_institution
@@ -84,11 +108,13 @@ WHERE application_id = $1 AND kind = 'disburse'"""
 
 
 async def save(conn: Conn, state: AgreementState, programme_id: str, version: int) -> bool:
-    """Write the agreement as of `version`; False (and nothing written) when a later version is
-    already on record. Call in a transaction."""
+    """Write the agreement as of `version` in one round trip; False (and nothing written) when
+    this or a later version is already on record. Tranches and reports that did not change are
+    left as they are. Call in a transaction (with the change's event and notifications)."""
     app = uuid.UUID(state.application_id)
-    result = await conn.execute(
-        UPSERT_AGREEMENT_SQL,
+    tranches, reports = state.tranches, state.reports
+    written = await conn.fetchval(
+        SAVE_AGREEMENT_SQL,
         app,
         uuid.UUID(programme_id),
         state.amount_rub,
@@ -99,38 +125,23 @@ async def save(conn: Conn, state: AgreementState, programme_id: str, version: in
         state.accepted_at,
         state.accepted_at or state.offered_at,
         uuid.UUID(state.report_reviewer.user_id) if state.report_reviewer else None,
+        [t.seq for t in tranches],
+        [t.amount_rub for t in tranches],
+        [t.due_at for t in tranches],
+        [t.status.value for t in tranches],
+        [t.held_reason for t in tranches],
+        [t.released_at for t in tranches],
+        [r.seq for r in reports],
+        [r.due_at for r in reports],
+        [r.status.value for r in reports],
+        [r.body for r in reports],
+        [r.comment for r in reports],
+        [r.final for r in reports],
+        [r.overdue for r in reports],
+        [r.reminded for r in reports],
+        [r.kind.value for r in reports],
     )
-    if result.endswith(" 0"):
-        return False
-    if state.status == AgreementStatus.offered:
-        await conn.execute(SYNC_ACCEPT_BY_SQL, app, state.accept_by)
-    await conn.executemany(
-        UPSERT_TRANCHE_SQL,
-        [
-            (app, t.seq, t.amount_rub, t.due_at, t.status.value, t.held_reason, t.released_at)
-            for t in state.tranches
-        ],
-    )
-    await conn.executemany(
-        UPSERT_REPORT_SQL,
-        [
-            (
-                app,
-                r.seq,
-                r.due_at,
-                r.status.value,
-                r.body,
-                r.comment,
-                r.final,
-                r.overdue,
-                r.reminded,
-                uuid.UUID(programme_id),
-                r.kind.value,
-            )
-            for r in state.reports
-        ],
-    )
-    return True
+    return bool(written)
 
 
 async def get(db: Db, application_id: uuid.UUID) -> AgreementState | None:

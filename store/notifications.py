@@ -16,18 +16,24 @@ INSERT INTO notifications (key, user_id, kind, subject, body, application_id, ta
                            created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (key) DO NOTHING"""
-# SKIP LOCKED: a notification another worker is sending right now is theirs to finish.
+# Every notification among the keys not sent yet, locked for this delivery; SKIP LOCKED: those
+# another delivery holds right now are theirs to finish.
 CLAIM_SQL = """
 SELECT n.id, n.kind, n.subject, n.body, n.application_id, n.task_id, n.created_at,
        n.delivered_at, u.id AS user_id, u.name, u.email
 FROM notifications n JOIN users u ON u.id = n.user_id
-WHERE n.key = $1 AND n.delivered_at IS NULL
+WHERE n.key = ANY($1::text[]) AND n.delivered_at IS NULL
+ORDER BY n.id
 FOR UPDATE OF n SKIP LOCKED"""
-MARK_DELIVERED_SQL = """
-UPDATE notifications SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-WHERE id = $1"""
-MARK_FAILED_SQL = """
-UPDATE notifications SET attempts = attempts + 1, last_error = $2 WHERE id = $1"""
+# What each send did, in one statement: a NULL error marks it delivered; an error is counted on
+# the row and kept, and the row stays pending.
+MARK_SQL = """
+UPDATE notifications n
+SET delivered_at = CASE WHEN s.error IS NULL THEN now() END,
+    attempts = n.attempts + 1,
+    last_error = s.error
+FROM unnest($1::bigint[], $2::text[]) AS s (id, error)
+WHERE n.id = s.id"""
 PENDING_SQL = "SELECT key FROM notifications WHERE delivered_at IS NULL ORDER BY id LIMIT $1"
 PAGE_SQL = """
 SELECT id, kind, subject, body, application_id, task_id, created_at, delivered_at
@@ -79,28 +85,44 @@ def _public(row: asyncpg.Record) -> NotificationPublic:
 async def deliver(pool: asyncpg.Pool, keys: Sequence[str], sender: Sender) -> int:
     """Send every notification among `keys` not sent yet; returns how many were sent now.
 
-    Each row is locked, sent and marked delivered in one transaction, so a second call (a
-    retried activity, another worker) finds it delivered or locked and skips it. A send that
-    fails is counted on the row and raised after the others had their turn, so that the
-    calling activity retries it."""
+    In one transaction: one statement locks the unsent ones, they are sent one by one, and one
+    statement records each outcome before the locks go. So a second call (a retried activity,
+    another worker) finds each delivered or locked and skips it. A send that fails is counted on
+    its row and raised after the others had their turn, so that the calling activity retries
+    it. Interrupted mid-way (the activity cancelled or timed out), the outcomes so far are still
+    recorded: what went out is not sent again."""
+    if not keys:
+        return 0
     sent, failure = 0, None
-    for key in keys:
-        async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(CLAIM_SQL, key)
-            if row is None:
-                continue
+    async with pool.acquire() as conn:
+        interrupted: BaseException | None = None
+        async with conn.transaction():
+            rows = await conn.fetch(CLAIM_SQL, list(keys))
+            if not rows:
+                return 0
+            ids: list[int] = []
+            errors: list[str | None] = []
             try:
-                await sender.send(
-                    _public(row), Recipient(str(row["user_id"]), row["name"], row["email"])
-                )
-            except Exception as exc:
-                # Recorded under the row's lock: another delivery cannot send it in between
-                # and then have this failure written over its success.
-                failure = exc
-                await conn.execute(MARK_FAILED_SQL, row["id"], f"{type(exc).__name__}: {exc}")
-            else:
-                await conn.execute(MARK_DELIVERED_SQL, row["id"])
-                sent += 1
+                for row in rows:
+                    recipient = Recipient(str(row["user_id"]), row["name"], row["email"])
+                    try:
+                        await sender.send(_public(row), recipient)
+                    except Exception as exc:
+                        failure = exc
+                        ids.append(row["id"])
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                    else:
+                        ids.append(row["id"])
+                        errors.append(None)
+                        sent += 1
+            except BaseException as exc:  # cancelled mid-way: record what went out, then stop
+                interrupted = exc
+            # Recorded under the rows' locks: another delivery cannot send one in between and
+            # then have a failure written here over its success.
+            if ids:
+                await conn.execute(MARK_SQL, ids, errors)
+        if interrupted is not None:
+            raise interrupted
     if failure is not None:
         raise failure
     return sent

@@ -37,6 +37,7 @@ from schemas.users import UserCreate
 from store.migrations import migrate
 from store.users import create_user
 from workers.main import WORKFLOWS, build_worker
+from workers.sandbox import sandbox_runner
 from workflows.application import PROGRAMME, STAGE
 
 SESSION = pytest.mark.asyncio(loop_scope="session")
@@ -148,7 +149,11 @@ async def replay_everything(client: Client) -> None:
         for history in fetched:
             yield history
 
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox_runner(WORKFLOWS),  # the worker's sandbox
+    )
     results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
     failures = [f"{run}: {error}" for run, error in results.replay_failures.items()]
     assert not failures, "histories of this session that no longer replay:\n" + "\n".join(failures)

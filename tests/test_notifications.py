@@ -53,26 +53,28 @@ def note(user: User, subject: str, key: str | None = None) -> NewNotification:
 class Relay:
     """A mail relay stand-in: keeps (notification id, addressee, subject) per message sent.
 
-    `failing`: subjects it refuses (raising, as a relay that is down). `overlap`: its first
-    sends wait until that many are in flight at once, so that concurrent deliveries are
-    really concurrent (each holding a notification) rather than one after the other."""
+    `failing`: subjects it refuses (raising, as a relay that is down). `held`: its first send
+    waits (`holding` is set meanwhile) until `release()`, so that a delivery can be caught
+    in the middle, holding the notifications it took, while another one runs."""
 
-    def __init__(self, *, failing: set[str] | None = None, overlap: int = 0) -> None:
+    def __init__(self, *, failing: set[str] | None = None, held: bool = False) -> None:
         self.sent: list[tuple[int, str, str]] = []
         self.tries = 0
         self.failing = failing or set()
-        self._overlap = overlap
-        self._in_flight = 0
-        self._together = asyncio.Event()
+        self.holding = asyncio.Event()
+        self._released = asyncio.Event()
+        if not held:
+            self._released.set()
+
+    def release(self) -> None:
+        self._released.set()
 
     async def send(self, notification: NotificationPublic, recipient: Recipient) -> None:
         self.tries += 1
-        if self._overlap and not self._together.is_set():
-            self._in_flight += 1
-            if self._in_flight >= self._overlap:
-                self._together.set()
-            # Fails (rather than hangs) if the other delivery never sends alongside this one.
-            await asyncio.wait_for(self._together.wait(), timeout=10)
+        if not self._released.is_set():
+            self.holding.set()
+            # Fails (rather than hangs) if the test never releases it.
+            await asyncio.wait_for(self._released.wait(), timeout=10)
         if notification.subject in self.failing:
             raise ConnectionError("relay down")
         self.sent.append((notification.id, recipient.user_id, notification.subject))
@@ -219,23 +221,30 @@ async def test_concurrent_deliveries_send_each_notification_once(
     items = [note(user, f"Reminder {n}") for n in range(6)]
     await add(stack, items)
     keys = [n.key for n in items]
-    # Both deliveries have a notification in the relay at the same time: the one each holds
-    # is locked, so the other skips it rather than sending it too.
-    relay = Relay(overlap=2)
-    counts = await asyncio.gather(
-        notifications.deliver(stack.pool, keys, relay),
-        notifications.deliver(stack.pool, keys, relay),
-    )
-    assert sum(counts) == 6 and all(c >= 1 for c in counts)
+    # A delivery is caught in the relay, holding (locked) the notifications it took: another
+    # delivery of the same keys skips them rather than sending them too.
+    relay = Relay(held=True)
+    first = asyncio.create_task(notifications.deliver(stack.pool, keys, relay))
+    await asyncio.wait_for(relay.holding.wait(), timeout=10)
+    assert await asyncio.wait_for(notifications.deliver(stack.pool, keys, relay), 10) == 0
+    assert relay.tries == 1
+    relay.release()
+    assert await first == 6
     assert sorted(relay.subjects) == [f"Reminder {n}" for n in range(6)]
     assert relay.tries == 6
-    again = await asyncio.gather(
-        *(notifications.deliver(stack.pool, keys, relay) for _ in range(3))
+    # Three more at once, and three deliveries of a new batch at once: each sent once.
+    more = [note(user, f"Later {n}") for n in range(6)]
+    await add(stack, more)
+    counts = await asyncio.gather(
+        *(notifications.deliver(stack.pool, keys + [n.key for n in more], relay) for _ in range(3))
     )
-    assert again == [0, 0, 0] and relay.tries == 6
+    assert sum(counts) == 6 and relay.tries == 12
+    assert sorted(relay.subjects) == sorted(
+        [f"Reminder {n}" for n in range(6)] + [f"Later {n}" for n in range(6)]
+    )
     seen = (await seen_by(stack, user))["items"]
-    assert len(seen) == 6 and all(n["delivered_at"] is not None for n in seen)
-    for key in keys:
+    assert len(seen) == 12 and all(n["delivered_at"] is not None for n in seen)
+    for key in keys + [n.key for n in more]:
         assert (await outbox_row(stack, key))["attempts"] == 1
 
 
@@ -338,11 +347,12 @@ class _RacingConn:
     def transaction(self) -> Any:
         return self._conn.transaction()
 
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        return await self._conn.fetchrow(sql, *args)
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        return await self._conn.fetch(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> Any:
-        if sql == notifications.MARK_FAILED_SQL and self._owner.rival_sent is None:
+        recording_a_failure = sql == notifications.MARK_SQL and any(args[1])
+        if recording_a_failure and self._owner.rival_sent is None:
             # Fails (rather than hangs) if the rival waits for the lock this delivery holds.
             self._owner.rival_sent = await asyncio.wait_for(self._owner.rival(), timeout=10)
         return await self._conn.execute(sql, *args)

@@ -16,6 +16,7 @@ from activities.pilots import PilotActivities
 from activities.programmes import ProgrammeActivities
 from activities.reviews import ReviewActivities
 from grantflow.notify import LogSender, Sender
+from workers.sandbox import sandbox_runner
 from workflows.agreement import AgreementWorkflow
 from workflows.application import ApplicationWorkflow
 from workflows.council import CouncilSessionWorkflow
@@ -48,7 +49,8 @@ def build_worker(
     `interceptors` are for tests (tests/test_fault_commit.py injects faults with one).
 
     `graceful_shutdown_timeout` lets in-flight activities finish (they are short database
-    writes) before the worker hands its tasks back to the server."""
+    writes) before the worker hands its tasks back to the server. Workflows run in the SDK's
+    sandbox, made cheaper to start by workers/sandbox.py."""
     apps, progs = ApplicationActivities(pool), ProgrammeActivities(pool)
     revs = ReviewActivities(pool, sender or LogSender())
     council = CouncilActivities(pool)
@@ -58,6 +60,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=sandbox_runner(WORKFLOWS),
         activities=[
             apps.register_application,
             apps.record_stage_change,
