@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.harness import STEP, Grantflow, User, eventually, make_user, ok
+from bench.harness import STEP, Grantflow, User, create_programme, eventually, make_user, ok
 from schemas.common import Role
 
 METRICS = [{"name": "patients", "unit": "patients", "target": 400}]
@@ -68,21 +68,16 @@ async def cohort(gf: Grantflow, n: int, *, reviewers: int = 6) -> Cohort:
     specialty = f"cardiology-{uuid.uuid4().hex[:6]}"
     admin = await make_user(pool, Role.admin)
     now = datetime.now(UTC)
-    programme = ok(
-        await gf.api.post(
-            "/v1/programmes",
-            json={
-                "name": f"Bench {uuid.uuid4().hex[:6]}",
-                "budget_rub": max(2_540_000_000, 40_000_000 * n),
-                "max_grant_rub": 200_000_000,
-                "organisation_types": ["medical_institution", "company"],
-                "specialties": [specialty],
-                "intake_opens": (now - timedelta(minutes=1)).isoformat(),
-                "intake_closes": (now + timedelta(hours=2)).isoformat(),
-                "params": PARAMS,
-            },
-            headers=admin.headers,
-        )
+    programme = await create_programme(
+        gf,
+        admin,
+        specialty,
+        PARAMS,
+        name=f"Bench {uuid.uuid4().hex[:6]}",
+        budget_rub=max(2_540_000_000, 40_000_000 * n),
+        organisation_types=("medical_institution", "company"),
+        intake_opens=(now - timedelta(minutes=1)).isoformat(),
+        intake_closes=(now + timedelta(hours=2)).isoformat(),
     )
     experts = [
         await make_user(pool, Role.reviewer, specialty=specialty) for _ in range(max(reviewers, 4))

@@ -229,6 +229,38 @@ def ok(response: httpx.Response, *codes: int) -> Any:
     return response.json()
 
 
+async def create_programme(
+    gf: Grantflow,
+    admin: User,
+    specialty: str,
+    params: dict[str, Any],
+    *,
+    name: str,
+    budget_rub: int = 2_540_000_000,
+    organisation_types: tuple[str, ...] = ("medical_institution",),
+    intake_opens: str = "2020-01-01T00:00:00Z",
+    intake_closes: str = "2100-01-01T00:00:00Z",
+) -> dict[str, Any]:
+    """A programme for one specialty, created through the API as an admin would."""
+    created: dict[str, Any] = ok(
+        await gf.api.post(
+            "/v1/programmes",
+            json={
+                "name": name,
+                "budget_rub": budget_rub,
+                "max_grant_rub": 200_000_000,
+                "organisation_types": list(organisation_types),
+                "specialties": [specialty],
+                "intake_opens": intake_opens,
+                "intake_closes": intake_closes,
+                "params": params,
+            },
+            headers=admin.headers,
+        )
+    )
+    return created
+
+
 def percentile(samples: list[float], p: float) -> float:
     """The p-th percentile (0-100) by the inclusive method; samples in any order."""
     if len(samples) == 1:

@@ -24,7 +24,17 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.drive import PARAMS, application_body
-from bench.harness import STEP, Grantflow, eventually, grantflow, make_user, ok, percentile, servers
+from bench.harness import (
+    STEP,
+    Grantflow,
+    create_programme,
+    eventually,
+    grantflow,
+    make_user,
+    ok,
+    percentile,
+    servers,
+)
 from schemas.common import Role
 
 REVIEW = {
@@ -79,21 +89,8 @@ async def review_tasks(gf: Grantflow, count: int, concurrency: int) -> list[tupl
     """`count` accepted review tasks, each of its own application: (task id, reviewer)."""
     admin = await make_user(gf.pool, Role.admin)
     specialty = f"radiology-{uuid.uuid4().hex[:6]}"
-    programme = ok(
-        await gf.api.post(
-            "/v1/programmes",
-            json={
-                "name": "Latency bench",
-                "budget_rub": 2_540_000_000,
-                "max_grant_rub": 200_000_000,
-                "organisation_types": ["medical_institution"],
-                "specialties": [specialty],
-                "intake_opens": "2020-01-01T00:00:00Z",
-                "intake_closes": "2100-01-01T00:00:00Z",
-                "params": {**PARAMS, "reviews_required": 2},
-            },
-            headers=admin.headers,
-        )
+    programme = await create_programme(
+        gf, admin, specialty, {**PARAMS, "reviews_required": 2}, name="Latency bench"
     )
     reviewers = {
         r.id: r

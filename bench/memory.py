@@ -28,7 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.drive import PARAMS, application_body
-from bench.harness import Grantflow, eventually, grantflow, make_user, ok, servers
+from bench.harness import Grantflow, create_programme, eventually, grantflow, make_user, ok, servers
 from bench.latency import Waiter, noop
 from grantflow.embedded import find_binary
 from schemas.common import Role
@@ -74,22 +74,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 async def submit(gf: Grantflow, n: int, concurrency: int) -> None:
     admin = await make_user(gf.pool, Role.admin)
     specialty = f"oncology-{uuid.uuid4().hex[:6]}"
-    programme = ok(
-        await gf.api.post(
-            "/v1/programmes",
-            json={
-                "name": "Memory bench",
-                "budget_rub": 2_540_000_000,
-                "max_grant_rub": 200_000_000,
-                "organisation_types": ["medical_institution"],
-                "specialties": [specialty],
-                "intake_opens": "2020-01-01T00:00:00Z",
-                "intake_closes": "2100-01-01T00:00:00Z",
-                "params": PARAMS,
-            },
-            headers=admin.headers,
-        )
-    )
+    programme = await create_programme(gf, admin, specialty, PARAMS, name="Memory bench")
     for _ in range(6):
         await make_user(gf.pool, Role.reviewer, specialty=specialty)
     applicants = [await make_user(gf.pool, Role.applicant) for _ in range(max(1, n // 100))]
