@@ -21,8 +21,9 @@ from temporalio.common import (
 )
 
 from api.deps import Admin, DbConn, Res
-from api.routes.applications import workflow_id
+from api.routes.applications import open_application, visible
 from api.routes.reviews import REFUSALS, own_task, review_workflow_id, send_update
+from grantflow.waiting import application_workflow_id as workflow_id
 from schemas.admin import (
     AdminAction,
     AdminApplicationPage,
@@ -196,18 +197,6 @@ async def extend_deadline(
 _WITH_AGREEMENT = {Stage.approved, Stage.agreement, Stage.piloting, Stage.reporting}
 
 
-async def _application(
-    db: DbConn, application_id: uuid.UUID, *, open_only: bool = False
-) -> ApplicationPublic:
-    found = await applications.get(db, application_id)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found")
-    if open_only and found.stage.is_final:
-        # Its workflow has ended: nothing left to intervene in.
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the application is already {found.stage}")
-    return found
-
-
 @router.post(
     "/applications/{application_id}/deadlines",
     response_model=ApplicationPublic,
@@ -220,7 +209,7 @@ async def move_deadline(
     window (`revision`), a review task's (`review`, with `task_id`), the window to accept the
     agreement (`agreement`) or a report's (`report`, with `seq`). Whoever must act is shown the
     new deadline; the audit records it with your name and reason."""
-    found = await _application(db, application_id, open_only=True)
+    found = await open_application(db, caller, str(application_id))
     app_id = str(application_id)
     request = DeadlineRequest(
         actor=caller.actor, reason=body.reason, until=body.until, seq=body.seq
@@ -231,8 +220,13 @@ async def move_deadline(
         row = await own_task(db, caller, body.task_id)
         if str(row["application_id"]) != app_id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task on this application")
-        await extend_deadline(
-            body.task_id, DeadlineExtension(until=body.until, reason=body.reason), caller, db, res
+        await send_update(
+            res,
+            app_id,
+            ReviewWorkflow.extend_deadline,
+            ExtendRequest(
+                actor=caller.actor, task_id=body.task_id, until=body.until, reason=body.reason
+            ),
         )
     elif body.kind == DeadlineKind.revision:
         handle = res.client.get_workflow_handle(workflow_id(app_id))
@@ -248,7 +242,7 @@ async def move_deadline(
             )
         handle = res.client.get_workflow_handle(f"agreement-{app_id}")
         await handle.execute_update(AgreementWorkflow.extend_deadline, request)
-    return await _application(db, application_id)
+    return await visible(db, caller, str(application_id))
 
 
 @router.post(
@@ -284,7 +278,7 @@ async def rescreen(
 ) -> ApplicationPublic:
     """Screen an application awaiting revision again, against its programme as it stands now
     (after a correction), with a reason; the response shows the new outcome."""
-    found = await _application(db, application_id, open_only=True)
+    found = await open_application(db, caller, str(application_id))
     programme = await programmes.get_start(db, uuid.UUID(found.programme_id))
     assert programme is not None  # an application's programme is never deleted
     handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
@@ -292,7 +286,7 @@ async def rescreen(
         ApplicationWorkflow.rescreen,
         RescreenRequest(actor=caller.actor, reason=body.reason, programme=programme),
     )
-    return await _application(db, application_id)
+    return await visible(db, caller, str(application_id))
 
 
 @router.post(
@@ -305,12 +299,12 @@ async def cancel(
 ) -> ApplicationPublic:
     """Cancel a stuck application at any open stage, with a reason: its review, agreement or
     pilot stops, and any money reserved for it is back in the budget when this returns."""
-    await _application(db, application_id, open_only=True)
+    await open_application(db, caller, str(application_id))
     handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
     await handle.execute_update(
         ApplicationWorkflow.cancel, AdminAction(actor=caller.actor, reason=body.reason)
     )
-    return await _application(db, application_id)
+    return await visible(db, caller, str(application_id))
 
 
 @router.post(

@@ -18,6 +18,7 @@ from temporalio.common import (
 
 from api.deps import Applicant, ApplicantOrAdmin, Caller, CurrentCaller, DbConn, Res
 from api.routes.programmes import intake_refusal
+from grantflow.waiting import application_workflow_id as workflow_id
 from schemas.applications import (
     ApplicationContent,
     ApplicationCreate,
@@ -38,10 +39,6 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6b3c1e-1d2a-4c55-8a77-51f0b8e4a6d2")
 NOT_FOUND = "application not found"
 
 
-def workflow_id(application_id: str) -> str:
-    return f"application-{application_id}"
-
-
 def _uuid(value: str, what: str = NOT_FOUND) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -58,7 +55,8 @@ async def visible(conn: DbConn, caller: Caller, application_id: str) -> Applicat
     return found
 
 
-async def _open(conn: DbConn, caller: Caller, application_id: str) -> ApplicationPublic:
+async def open_application(conn: DbConn, caller: Caller, application_id: str) -> ApplicationPublic:
+    """The application if the caller may see it and it is at an open stage (else 409)."""
     found = await visible(conn, caller, application_id)
     if found.stage.is_final:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the application is already {found.stage}")
@@ -230,7 +228,7 @@ async def revise(
 ) -> ApplicationPublic:
     """Send the revised application while it is `revision_requested`. It is screened again
     at once; the response shows the outcome."""
-    await _open(conn, caller, application_id)
+    await open_application(conn, caller, application_id)
     handle = res.client.get_workflow_handle(workflow_id(application_id))
     await handle.execute_update(
         ApplicationWorkflow.revise, RevisionRequest(actor=caller.actor, content=body)
@@ -247,7 +245,7 @@ async def withdraw(
     application_id: str, body: WithdrawalCreate, caller: CurrentCaller, conn: DbConn, res: Res
 ) -> ApplicationPublic:
     """Withdraw the application at any open stage (its applicant, or an admin on its behalf)."""
-    await _open(conn, caller, application_id)
+    await open_application(conn, caller, application_id)
     handle = res.client.get_workflow_handle(workflow_id(application_id))
     await handle.execute_update(
         ApplicationWorkflow.withdraw, WithdrawalRequest(actor=caller.actor, reason=body.reason)

@@ -8,11 +8,11 @@ import uuid
 from fastapi import APIRouter, HTTPException, status
 
 from api.deps import Admin, DbConn, Res
+from api.routes.applications import visible
 from grantflow.history import application_history
 from grantflow.waiting import ApplicationNotFound, waiting_for
 from schemas.common import ApiError
 from schemas.history import HistoryPublic, WaitingPublic
-from store import applications
 
 router = APIRouter(prefix="/v1/admin/applications", tags=["admin"])
 REFUSALS: dict[int | str, dict[str, object]] = {
@@ -22,18 +22,13 @@ REFUSALS: dict[int | str, dict[str, object]] = {
 }
 
 
-async def _known(db: DbConn, application_id: uuid.UUID) -> None:
-    if await applications.get(db, application_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found")
-
-
 @router.get("/{application_id}/history", response_model=HistoryPublic, responses=REFUSALS)
-async def history(application_id: uuid.UUID, _: Admin, db: DbConn, res: Res) -> HistoryPublic:
+async def history(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res) -> HistoryPublic:
     """One time-ordered timeline: the audit trail (stage changes, assignments, reminders,
     votes, decisions, reports, with the acting user) merged with the Temporal event history of
     the application's workflow, its children and the council sessions that decided on it
     (every run across continue-as-new), in plain words, each linking to the Temporal Web UI."""
-    await _known(db, application_id)
+    await visible(db, caller, str(application_id))
     try:
         return await application_history(res.client, db, application_id, ui_url=res.settings.ui_url)
     except ApplicationNotFound:
@@ -41,10 +36,10 @@ async def history(application_id: uuid.UUID, _: Admin, db: DbConn, res: Res) -> 
 
 
 @router.get("/{application_id}/waiting", response_model=WaitingPublic, responses=REFUSALS)
-async def waiting(application_id: uuid.UUID, _: Admin, db: DbConn, res: Res) -> WaitingPublic:
+async def waiting(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res) -> WaitingPublic:
     """The stage, who must act, what, by when, and what happens if they don't, as the
     workflows themselves hold it. A closed application waits for nothing."""
-    await _known(db, application_id)
+    await visible(db, caller, str(application_id))
     try:
         return await waiting_for(res.client, str(application_id))
     except ApplicationNotFound:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.deps import Admin, ApplicantOrAdmin, Caller, CurrentCaller, DbConn, Res, require
 from api.routes.applications import visible
+from grantflow.waiting import application_workflow_id as workflow_id
 from schemas.agreements import OverdueReport
 from schemas.applications import ApplicationStatus
 from schemas.common import ApiError, InvalidInput, Role
@@ -76,7 +77,7 @@ async def plan_pilot(
     await visible(db, caller, str(application_id))
     await _clinics_exist(db, [s.clinic_id for s in body.sites])
     result: ApplicationStatus = await res.client.get_workflow_handle(
-        f"application-{application_id}"
+        workflow_id(str(application_id))
     ).execute_update(
         ApplicationWorkflow.plan_pilot, PilotPlanRequest(actor=caller.actor, plan=body)
     )
