@@ -4,7 +4,6 @@ choice of the pilot's evaluator."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -16,19 +15,6 @@ from schemas.pilots import EvaluatorFound, EvaluatorRequest, PilotChange, SiteCh
 from store import Conn, audit, notifications, pilots, reviews
 
 log = structlog.get_logger(__name__)
-
-
-async def _copies(
-    template: NewNotification | None, users: Callable[[], Awaitable[list[str]]]
-) -> list[NewNotification]:
-    """One copy of `template` per user; the users are looked up only when there is one (most
-    changes notify nobody, and the lookup is a round trip)."""
-    if template is None:
-        return []
-    return [
-        template.model_copy(update={"user_id": user, "key": f"{template.key}:{user}"})
-        for user in await users()
-    ]
 
 
 class PilotActivities:
@@ -46,10 +32,12 @@ class PilotActivities:
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `<site id>:<version>`, and notifications are keyed."""
         async with self._pool.acquire() as conn, conn.transaction():
-            notes = await _copies(
+            notes = await notifications.copies(
                 change.notify_coordinators,
                 functools.partial(pilots.coordinators, conn, change.state.clinic_id),
-            ) + await _copies(change.notify_admins, functools.partial(reviews.admins, conn))
+            ) + await notifications.copies(
+                change.notify_admins, functools.partial(reviews.admins, conn)
+            )
             await pilots.save_site(
                 conn, change.state, change.programme_id, change.version, change.at
             )
@@ -72,7 +60,7 @@ class PilotActivities:
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `pilot-<application id>:<version>`, and notifications are keyed."""
         async with self._pool.acquire() as conn, conn.transaction():
-            notes = list(change.notify) + await _copies(
+            notes = list(change.notify) + await notifications.copies(
                 change.notify_admins, functools.partial(reviews.admins, conn)
             )
             await pilots.save_pilot(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import asyncpg
 import structlog
 from temporalio import activity
@@ -85,12 +87,9 @@ class ReviewActivities:
         and delivery marks each notification sent under a row lock."""
         notes = list(change.notify)
         async with self._pool.acquire() as conn, conn.transaction():
-            if change.notify_admins is not None:
-                template = change.notify_admins
-                notes += [
-                    template.model_copy(update={"user_id": admin, "key": f"{template.key}:{admin}"})
-                    for admin in await reviews.admins(conn)
-                ]
+            notes += await notifications.copies(
+                change.notify_admins, functools.partial(reviews.admins, conn)
+            )
             if change.task is not None:
                 await reviews.update_task(conn, change.task, change.version, change.at)
             if change.review is not None:

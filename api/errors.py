@@ -33,8 +33,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
-def _detail(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
+def _detail(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
 def refused_update(exc: WorkflowUpdateFailedError) -> str:
@@ -79,9 +79,9 @@ def install(app: FastAPI) -> None:
             # Temporal takes 10 Updates in flight per workflow (e.g. a council session's votes);
             # the client has already retried, so the caller is the one to come back.
             log.warning("temporal busy", error=str(exc))
-            return JSONResponse(
-                {"detail": "too many changes to this object in flight; try again in a second"},
-                status_code=429,
+            return _detail(
+                429,
+                "too many changes to this object in flight; try again in a second",
                 headers={"Retry-After": "1"},
             )
         log.error("temporal error", error=str(exc), status=exc.status)

@@ -235,19 +235,11 @@ class ProgrammePublic(Output):
 
 # --- corrections: an admin fixes a screening rule entered wrong ------------------------------
 
-# The fields screening reads that a correction may change. The intake window is not among them:
-# the programme workflow's timers open and close intake, and a late application stays late.
-CORRECTABLE = (
-    "max_grant_rub",
-    "organisation_types",
-    "specialties",
-    "complex_share_limit",
-    "complex_annual_cap_rub",
-)
-
 
 class ProgrammeChanges(Input):
-    """The screening rules to correct; a field left out keeps its value."""
+    """The screening rules to correct; a field left out keeps its value. Only fields screening
+    reads: the intake window is not among them (the programme workflow's timers open and close
+    intake, and a late application stays late)."""
 
     max_grant_rub: Roubles | None = Field(default=None, gt=0)
     organisation_types: list[OrganisationType] | None = Field(default=None, min_length=1)
@@ -256,6 +248,9 @@ class ProgrammeChanges(Input):
     )
     complex_share_limit: float | None = Field(default=None, gt=0, le=1)
     complex_annual_cap_rub: Roubles | None = Field(default=None, gt=0)
+
+
+CORRECTABLE = tuple(ProgrammeChanges.model_fields)
 
 
 class ProgrammeCorrectionCreate(ProgrammeChanges):

@@ -18,10 +18,8 @@ Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 Db: TypeAlias = Conn | asyncpg.Pool
 T = TypeVar("T")
 
-RETRIED_SQLSTATES = {
-    "40001": "serialization_failure",
-    "40P01": "deadlock_detected",
-}
+# 40001 and 40P01.
+RETRIED = (asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError)
 TRANSACTION_ATTEMPTS = 8
 
 
@@ -45,8 +43,8 @@ async def in_transaction(
         try:
             async with pool.acquire() as conn, conn.transaction():
                 return await work(conn)
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate not in RETRIED_SQLSTATES or attempt == attempts:
+        except RETRIED:
+            if attempt == attempts:
                 raise
             # Jitter, not security: colliding writers must not retry in lockstep.
             await asyncio.sleep(0.005 * 2**attempt * (0.5 + random.random()))  # noqa: S311

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -147,3 +147,16 @@ async def page(
     rows = await db.fetch(PAGE_SQL, user_id, before, limit + 1)
     items = [_public(r) for r in rows[:limit]]
     return items, str(items[-1].id) if len(rows) > limit else None
+
+
+async def copies(
+    template: NewNotification | None, users: Callable[[], Awaitable[list[str]]]
+) -> list[NewNotification]:
+    """One copy of `template` per user; the users are looked up only when there is one (most
+    changes notify nobody, and the lookup is a round trip)."""
+    if template is None:
+        return []
+    return [
+        template.model_copy(update={"user_id": user, "key": f"{template.key}:{user}"})
+        for user in await users()
+    ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -52,11 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.council import Reservation
     from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
-
-
-# A deadline already past still gets a timer, not a busy loop.
-MIN_WAIT = timedelta(milliseconds=1)
+    from workflows.options import MIN_WAIT, WRITE_RETRY, WRITE_TIMEOUT
 
 
 def split(amount: int, parts: int) -> list[int]:

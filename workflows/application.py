@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -44,12 +44,10 @@ with workflow.unsafe.imports_passed_through():
     from schemas.reviews import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
     from workflows.intake import screen
-    from workflows.options import write
+    from workflows.options import MIN_WAIT, write
     from workflows.pilot import PilotWorkflow
     from workflows.review import ReviewWorkflow
 
-# A deadline already past still gets a timer, not a busy loop.
-MIN_WAIT = timedelta(milliseconds=1)
 STAGE = SearchAttributeKey.for_keyword("Stage")
 PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
 # The registration and the stage changes: local activities from this patch on (options.write).

@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 # Database writes: short, idempotent, retried until Postgres is back (no maximum attempts).
+# A deadline already past still gets a timer (of this length), so the wait stays one code path.
+MIN_WAIT = timedelta(milliseconds=1)
 WRITE_TIMEOUT = timedelta(seconds=30)
 WRITE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -29,10 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SiteStatus,
         results,
     )
-    from workflows.options import write
-
-
-MIN_WAIT = timedelta(milliseconds=1)  # a deadline already past still gets a timer
+    from workflows.options import MIN_WAIT, write
 
 
 # Its writes below are local activities from this patch on (options.write).
