@@ -137,6 +137,7 @@ async def replay_everything(client: Client) -> None:
     change that was not guarded by `workflow.patched` between a worker's restarts) fails the
     session here, with the workflows named."""
     executions = [(e.id, e.run_id) async for e in client.list_workflows()]
+    assert executions, "the server lists no workflow: nothing would be replayed"
     fetching = asyncio.Semaphore(16)  # a few hundred histories: fetched side by side
 
     async def fetch(workflow_id: str, run_id: str | None) -> WorkflowHistory:

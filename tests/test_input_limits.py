@@ -369,3 +369,15 @@ async def test_more_changes_in_flight_than_temporal_takes_are_told_to_retry(
     assert "try again" in refused.json()["detail"]
     monkeypatch.undo()
     assert await stage_of(stack, applicant, application_id) == "under_review"
+    # Told to retry, the applicant does, and it takes once.
+    retried = await stack.api.post(
+        f"/v1/applications/{application_id}/withdrawal",
+        json={"reason": "moving abroad"},
+        headers=applicant.headers,
+    )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["stage"] == "withdrawn"
+    timeline = await stack.api.get(
+        f"/v1/applications/{application_id}/timeline", headers=applicant.headers
+    )
+    assert [e["kind"] for e in timeline.json()].count("withdrawn") == 1
