@@ -327,6 +327,23 @@ async def create_programme(stack: Stack, admin: User, **overrides: Any) -> dict[
 PATIENCE: contextvars.ContextVar[float] = contextvars.ContextVar("patience", default=1.0)
 
 
+TABLES_SQL = """
+SELECT quote_ident(table_name::text) FROM information_schema.tables
+WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"""
+
+
+async def table_digests(pool: asyncpg.Pool) -> dict[str, str]:
+    """Every table's rows, hashed: equal digests mean no row was added, changed or deleted."""
+    async with pool.acquire() as conn:
+        digests = {}
+        for (table,) in await conn.fetch(TABLES_SQL):
+            # An identifier from the catalog, quoted by quote_ident: no value enters the SQL.
+            rows = "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+            query = f"SELECT {rows} FROM {table} t"  # noqa: S608
+            digests[table] = await conn.fetchval(query)
+        return digests
+
+
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, within: float = 15, interval: float = 0.1
 ) -> Any:

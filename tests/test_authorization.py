@@ -29,6 +29,7 @@ from tests.conftest import (
     application_body,
     eventually,
     programme_body,
+    table_digests,
     user_factory,
 )
 from tests.isolated import isolated_stack
@@ -347,23 +348,6 @@ async def _build(stack: Stack) -> World:
     )
 
 
-TABLES_SQL = """
-SELECT quote_ident(table_name::text) FROM information_schema.tables
-WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"""
-
-
-async def _digest(stack: Stack) -> dict[str, str]:
-    """Every table's rows, hashed: equal digests mean no row was added, changed or deleted."""
-    async with stack.pool.acquire() as conn:
-        digests = {}
-        for (table,) in await conn.fetch(TABLES_SQL):
-            # An identifier from the catalog, quoted by quote_ident: no value enters the SQL.
-            rows = "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
-            query = f"SELECT {rows} FROM {table} t"  # noqa: S608
-            digests[table] = await conn.fetchval(query)
-        return digests
-
-
 async def _quiet(stack: Stack) -> dict[str, str]:
     """The tables' digest once the worker has nothing left to write (notifications sent)."""
 
@@ -372,9 +356,9 @@ async def _quiet(stack: Stack) -> dict[str, str]:
             pending = await conn.fetchval(
                 "SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
             )
-        first = await _digest(stack)
+        first = await table_digests(stack.pool)
         await asyncio.sleep(0.5)
-        return first if pending == 0 and first == await _digest(stack) else None
+        return first if pending == 0 and first == await table_digests(stack.pool) else None
 
     found: dict[str, str] = await eventually(settled, within=30)
     return found
@@ -472,7 +456,7 @@ async def test_every_route_refuses_whoever_it_must_and_nothing_changes(
         assert kinds >= {401, 403, 404, 409, "hidden", "allowed"} and len(calls) > 400, kinds
         problems = [p for c in calls if (p := _check(c, MATRIX[(c.method, c.path)], world))]
         assert not problems, "\n".join(problems)
-        after = await _digest(stack)
+        after = await table_digests(stack.pool)
         changed = [t for t in before if before[t] != after.get(t)]
         assert not changed, f"refused requests changed {changed}"
         _assert_nothing_leaks(world, calls)

@@ -25,7 +25,7 @@ from temporalio.worker import (
 from grantflow.embedded import EmbeddedPostgres
 from schemas.common import Role
 from tests import test_pilots
-from tests.conftest import SESSION, User, create_programme, user_factory
+from tests.conftest import SESSION, User, create_programme, table_digests, user_factory
 from tests.faults import Cohort, duplicates, final_state, own_stack, until
 from tests.test_council import Council
 from tests.test_review import reaches
@@ -36,23 +36,6 @@ SEED = 81
 COHORT = 4
 FAULTS_PER_KIND = 1  # each retry waits for its backoff: the suite stays quick
 READ_ONLY = {"find_report_reviewer"}  # reads only; its sibling find_evaluator is covered
-
-TABLES_SQL = """
-SELECT table_name FROM information_schema.tables
-WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"""
-
-
-async def table_digests(pool: asyncpg.Pool) -> dict[str, str]:
-    """Every table's rows, hashed: equal digests, equal tables."""
-    digests = {}
-    async with pool.acquire() as conn:
-        for (table,) in await conn.fetch(TABLES_SQL):
-            # The name comes from the catalogue, quoted: no value enters this statement.
-            digests[table] = await conn.fetchval(
-                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"  # noqa: S608
-                f' FROM "{table}" t'
-            )
-    return digests
 
 
 class CommitThenDie(Interceptor):
