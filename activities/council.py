@@ -8,8 +8,8 @@ import structlog
 from temporalio import activity
 
 from activities import workflow_id as current_workflow_id
+from grantflow.store import Conn, audit, council, in_transaction, ledger
 from schemas.council import AgendaItem, Decision, Reservation, Reserved, SessionStart, VoteRecord
-from store import Conn, audit, council, in_transaction, ledger
 
 log = structlog.get_logger(__name__)
 

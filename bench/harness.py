@@ -24,16 +24,16 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from api.deps import Resources
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.dev.embedded import EmbeddedPostgres, find_binary, free_port
 from grantflow.logging import configure_logging
 from grantflow.settings import Settings
+from grantflow.store.migrations import migrate
+from grantflow.store.users import create_user
 from schemas.common import OrganisationType, Role
 from schemas.users import UserCreate
-from store.migrations import migrate
-from store.users import create_user
 from workers.main import build_worker
 from workflows.application import PROGRAMME, STAGE
 

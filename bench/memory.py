@@ -30,7 +30,7 @@ from temporalio.worker import Worker
 from bench.drive import PARAMS, application_body
 from bench.harness import Grantflow, create_programme, eventually, grantflow, make_user, ok, servers
 from bench.latency import Waiter, noop
-from grantflow.embedded import find_binary
+from grantflow.dev.embedded import find_binary
 from schemas.common import Role
 
 CACHE = 1000  # build_worker's default max_cached_workflows, used by both workers

@@ -27,10 +27,10 @@ from typing import Any
 import asyncpg
 
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres, free_port
+from grantflow.dev.embedded import EmbeddedPostgres, free_port
+from grantflow.store import admin, figures, review
+from grantflow.store.migrations import migrate
 from schemas.common import Stage
-from store import admin, figures, reviews
-from store.migrations import migrate
 
 TARGET_MS = 50.0
 PROGRAMMES, INSTITUTIONS, SPECIALTIES = 50, 500, 12
@@ -292,7 +292,7 @@ def queries(pool: asyncpg.Pool, seed: Seed) -> dict[str, Query]:
 
     return {
         "baseline: SELECT 1": lambda: pool.fetchval("SELECT 1"),
-        "reviewer inbox": lambda: reviews.inbox(
+        "reviewer inbox": lambda: review.inbox(
             pool, rng.choice(seed.reviewers)[0], cursor=None, limit=50
         ),
         "admin: no filter": find(lambda: {}),

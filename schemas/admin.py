@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, Field
 
 from schemas.common import Actor, Input, Output, Reason, Stage
-from schemas.programmes import ProgrammeStart
+from schemas.programme import ProgrammeStart
 
 
 class AdminApplication(Output):

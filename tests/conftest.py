@@ -25,17 +25,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from api.app import create_app
-from api.deps import Resources
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.dev.embedded import EmbeddedPostgres, find_binary, free_port
 from grantflow.notify import Recipient
 from grantflow.settings import Settings
+from grantflow.store.migrations import migrate
+from grantflow.store.users import create_user
 from schemas.common import OrganisationType, Role
 from schemas.notifications import NotificationPublic
 from schemas.users import UserCreate
-from store.migrations import migrate
-from store.users import create_user
 from workers.main import WORKFLOWS, build_worker
 from workers.sandbox import sandbox_runner
 from workflows.application import PROGRAMME, STAGE

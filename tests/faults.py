@@ -27,8 +27,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Interceptor
 
-from api.app import create_app
-from api.deps import Resources
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.settings import Settings
 from schemas.common import Role

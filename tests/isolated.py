@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from api.deps import Resources
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres
+from grantflow.dev.embedded import EmbeddedPostgres
 from grantflow.settings import Settings
 from tests.conftest import RecordingSender, Stack, fresh_database
 from workers.main import build_worker

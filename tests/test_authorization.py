@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from grantflow.embedded import EmbeddedPostgres
+from grantflow.dev.embedded import EmbeddedPostgres
 from schemas.common import Role
 from tests.conftest import (
     SESSION,

@@ -18,7 +18,7 @@ from tests.conftest import SESSION, Stack
 
 pytestmark = SESSION
 GRANTFLOW = Path(sys.executable).parent / "grantflow"
-MIGRATIONS = sorted((Path(__file__).parent.parent / "migrations").glob("*.sql"))
+MIGRATIONS = sorted((Path(__file__).parent.parent / "grantflow" / "migrations").glob("*.sql"))
 
 
 @dataclass

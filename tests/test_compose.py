@@ -21,7 +21,7 @@ import typer.core
 import typer.main
 import yaml
 
-from grantflow.cli import app as cli_app
+from grantflow.cli.main import app as cli_app
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from grantflow.embedded import free_port
+from grantflow.dev.embedded import free_port
 from tests.conftest import SESSION, application_body, programme_body
 
 # The tests block (subprocesses, polling), so they run in a thread: the session's event loop,

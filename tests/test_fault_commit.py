@@ -22,7 +22,7 @@ from temporalio.worker import (
     Worker,
 )
 
-from grantflow.embedded import EmbeddedPostgres
+from grantflow.dev.embedded import EmbeddedPostgres
 from schemas.common import Role
 from tests import test_pilots
 from tests.conftest import SESSION, User, create_programme, table_digests, user_factory

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from grantflow.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
-from grantflow.stack import connect_with_retry
+from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
+from grantflow.dev.stack import connect_with_retry
 from schemas.common import Stage
 from tests.conftest import SESSION, Stack, application_body
 from tests.faults import Cohort, duplicates, final_state, own_stack, reached, settled, until

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from api.app import create_app
-from api.deps import Resources
-from grantflow.embedded import free_port
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
+from grantflow.dev.embedded import free_port
 from tests.conftest import Stack
 
 

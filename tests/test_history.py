@@ -21,8 +21,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from api.app import create_app
-from api.deps import Resources
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
 from grantflow.db import create_pool
 from schemas.common import Role
 from tests.conftest import (

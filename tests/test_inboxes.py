@@ -10,11 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from grantflow.embedded import EmbeddedPostgres
+from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.store import application as applications_store
+from grantflow.store import notifications as notifications_store
+from grantflow.store import review as reviews_store
 from schemas.common import Role
-from store import applications as applications_store
-from store import notifications as notifications_store
-from store import reviews as reviews_store
 from tests.conftest import (
     SESSION,
     Stack,

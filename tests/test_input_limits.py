@@ -20,8 +20,8 @@ from structlog.testing import capture_logs
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-import store.users
 from grantflow.notify import LogSender, Recipient
+from grantflow.store import users as user_store
 from schemas.common import Role
 from schemas.notifications import NotificationKind, NotificationPublic
 from tests.conftest import (
@@ -246,7 +246,7 @@ async def test_tokens_are_stored_as_hashes_and_compared_in_constant_time(
         compared.append((a, b))
         return hmac.compare_digest(a, b)
 
-    monkeypatch.setattr(store.users, "hmac", SimpleNamespace(compare_digest=spy))
+    monkeypatch.setattr(user_store, "hmac", SimpleNamespace(compare_digest=spy))
     assert (await stack.api.get("/v1/me", headers=applicant.headers)).status_code == 200
     assert compared == [(row["token_hash"], row["token_hash"])]
 

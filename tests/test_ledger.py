@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grantflow.embedded import EmbeddedPostgres
+from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.store import Conn, ledger
 from schemas.council import Reservation
-from store import Conn, ledger
 from tests.conftest import fresh_database
 
 BUDGET = 100

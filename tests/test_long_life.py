@@ -26,19 +26,19 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from api.deps import Resources
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres, find_binary
+from grantflow.dev.embedded import EmbeddedPostgres, find_binary
 from grantflow.settings import Settings
-from schemas.agreements import AgreementOutcome, AgreementStart, AgreementStatus
-from schemas.applications import ApplicationContent, ApplicationStart
+from grantflow.store import application, ledger, programme
+from grantflow.store.users import create_user
+from schemas.agreement import AgreementOutcome, AgreementStart, AgreementStatus
+from schemas.application import ApplicationContent, ApplicationStart
 from schemas.common import Actor, OrganisationType, Role
 from schemas.council import Reservation
-from schemas.programmes import ProgrammeCreate, ProgrammeStart
+from schemas.programme import ProgrammeCreate, ProgrammeStart
 from schemas.users import UserCreate
-from store import applications, ledger, programmes
-from store.users import create_user
 from tests.conftest import (
     IN_FLIGHT,
     SESSION,
@@ -124,11 +124,13 @@ async def approved_project(s: Skipping, applicant: User, now: datetime) -> Agree
             params=PARAMS,
         )
     )
-    programme = ProgrammeStart(programme_id=str(uuid.uuid4()), created_by=applicant.id, spec=spec)
+    programme_start = ProgrammeStart(
+        programme_id=str(uuid.uuid4()), created_by=applicant.id, spec=spec
+    )
     content = ApplicationContent.model_validate(
         {
             k: v
-            for k, v in application_body(programme.programme_id, duration_months=36).items()
+            for k, v in application_body(programme_start.programme_id, duration_months=36).items()
             if k != "programme_id"
         }
     )
@@ -142,19 +144,19 @@ async def approved_project(s: Skipping, applicant: User, now: datetime) -> Agree
         application_id=str(uuid.uuid4()),
         applicant=actor,
         organisation_type=OrganisationType.medical_institution,
-        programme=programme,
+        programme=programme_start,
         content=content,
         submitted_at=now - 200 * DAY,
         request_digest=hashlib.sha256(b"years").hexdigest(),
     )
     async with s.pool.acquire() as conn, conn.transaction():
-        await programmes.insert(conn, programme)
-        await applications.insert(conn, start, f"application-{start.application_id}")
+        await programme.insert(conn, programme_start)
+        await application.insert(conn, start, f"application-{start.application_id}")
         reserved = await ledger.reserve(
             conn,
             Reservation(
                 key=f"years:{start.application_id}:reserve",
-                programme_id=programme.programme_id,
+                programme_id=programme_start.programme_id,
                 application_id=start.application_id,
                 amount_rub=content.requested_rub,
                 reason="approved by the council",
@@ -164,7 +166,7 @@ async def approved_project(s: Skipping, applicant: User, now: datetime) -> Agree
     assert reserved.ok
     return AgreementStart(
         application_id=start.application_id,
-        programme_id=programme.programme_id,
+        programme_id=programme_start.programme_id,
         title=content.title,
         applicant=actor,
         amount_rub=content.requested_rub,

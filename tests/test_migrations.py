@@ -11,9 +11,9 @@ import uuid
 import asyncpg
 import pytest
 
-import store
-from grantflow.embedded import EmbeddedPostgres
-from store.migrations import available, migrate
+from grantflow import store
+from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.store.migrations import available, migrate
 from tests.conftest import Stack, fresh_database
 
 
@@ -60,7 +60,7 @@ async def test_two_processes_migrating_at_once_apply_each_migration_once(
 def statements() -> list[tuple[str, str]]:
     found = []
     for module in pkgutil.iter_modules(store.__path__):
-        loaded = importlib.import_module(f"store.{module.name}")
+        loaded = importlib.import_module(f"grantflow.store.{module.name}")
         found += [
             (f"{module.name}.{name}", value)
             for name, value in vars(loaded).items()
@@ -71,7 +71,7 @@ def statements() -> list[tuple[str, str]]:
 
 def test_the_store_has_statements_to_check() -> None:
     names = {name.split(".")[0] for name, _ in statements()}
-    assert {"applications", "audit", "programmes", "users", "migrations"} <= names
+    assert {"application", "audit", "programme", "users", "migrations"} <= names
 
 
 @pytest.mark.parametrize(("name", "sql"), statements(), ids=[n for n, _ in statements()])

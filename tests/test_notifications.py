@@ -20,12 +20,12 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from activities.reviews import ReviewActivities
+from activities.review import ReviewActivities
 from grantflow.notify import Recipient
+from grantflow.store import notifications
 from schemas.common import Role
 from schemas.notifications import NewNotification, NotificationKind, NotificationPublic
-from schemas.reviews import ReviewChange
-from store import notifications
+from schemas.review import ReviewChange
 from tests.conftest import (
     SESSION,
     Stack,

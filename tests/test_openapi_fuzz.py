@@ -17,7 +17,7 @@ import httpx
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from grantflow.embedded import EmbeddedPostgres, free_port
+from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
 from tests.isolated import isolated_stack

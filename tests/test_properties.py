@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grantflow.embedded import EmbeddedPostgres
-from schemas.applications import ApplicationContent
+from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.store import ledger
+from schemas.application import ApplicationContent
 from schemas.common import OrganisationType
 from schemas.council import Reservation
-from schemas.programmes import ProgrammeStart
-from store import ledger
+from schemas.programme import ProgrammeStart
 from tests.conftest import fresh_database
 from tests.test_ledger import APPS, BUDGET, _apply, _programme
 from tests.test_screening import CLOSES, DURING, MEDICAL, OPENS, PROGRAMME, content

@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from schemas.common import Role
-from schemas.reviews import ReviewCreate, SubmitRequest, TaskAction
+from schemas.review import ReviewCreate, SubmitRequest, TaskAction
 from tests.conftest import (
     SESSION,
     Stack,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.programmes import DEFAULT_RUBRIC, Criterion
-from schemas.reviews import Recommendation, ReviewCreate
+from schemas.programme import DEFAULT_RUBRIC, Criterion
+from schemas.review import Recommendation, ReviewCreate
 from workflows.review import aggregate, review_problems, weighted_score
 
 

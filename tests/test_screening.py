@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.applications import ApplicationContent
+from schemas.application import ApplicationContent
 from schemas.common import OrganisationType
-from schemas.programmes import ProgrammeCreate, ProgrammeStart
+from schemas.programme import ProgrammeCreate, ProgrammeStart
 from workflows.intake import screen
 
 OPENS = datetime(2026, 1, 15, tzinfo=UTC)

@@ -18,10 +18,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.council import CouncilActivities
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres
+from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.store import Conn, in_transaction
 from schemas.common import Actor, Role
 from schemas.council import Choice, Reservation, VoteRecord, VoteRequest
-from store import Conn, in_transaction
 from tests.conftest import SESSION, fresh_database
 from tests.test_ledger import BUDGET, _programme
 

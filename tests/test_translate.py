@@ -11,7 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
-from grantflow.translate import Line, Run, local_activity_data, translate
+from grantflow.services.translate import Line, Run, local_activity_data, translate
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 MARKER = EventType.EVENT_TYPE_MARKER_RECORDED

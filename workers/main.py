@@ -9,12 +9,12 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from activities.agreements import AgreementActivities
-from activities.applications import ApplicationActivities
+from activities.agreement import AgreementActivities
+from activities.application import ApplicationActivities
 from activities.council import CouncilActivities
-from activities.pilots import PilotActivities
-from activities.programmes import ProgrammeActivities
-from activities.reviews import ReviewActivities
+from activities.pilot import PilotActivities
+from activities.programme import ProgrammeActivities
+from activities.review import ReviewActivities
 from grantflow.notify import LogSender, Sender
 from workers.sandbox import sandbox_runner
 from workflows.agreement import AgreementWorkflow

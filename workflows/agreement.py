@@ -25,9 +25,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import agreements as acts
+    from activities import agreement as acts
     from schemas.admin import DeadlineRequest
-    from schemas.agreements import (
+    from schemas.agreement import (
         AgreementAction,
         AgreementCarry,
         AgreementChange,

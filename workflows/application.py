@@ -17,16 +17,16 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import applications as acts
+    from activities import application as acts
     from schemas.admin import AdminAction, DeadlineRequest, RescreenRequest
-    from schemas.agreements import (
+    from schemas.agreement import (
         AgreementOutcome,
         AgreementStart,
         AgreementStatus,
         AgreementStop,
         ProjectOutcome,
     )
-    from schemas.applications import (
+    from schemas.application import (
         ApplicationContent,
         ApplicationRecord,
         ApplicationStart,
@@ -40,8 +40,8 @@ with workflow.unsafe.imports_passed_through():
     from schemas.common import Actor, Role, Stage
     from schemas.council import Decision, Outcome
     from schemas.history import Waiting, WaitingAnswer
-    from schemas.pilots import PilotOutcome, PilotPlanRequest, PilotStart, Recommendation
-    from schemas.reviews import ReviewOutcome, ReviewStart
+    from schemas.pilot import PilotOutcome, PilotPlanRequest, PilotStart, Recommendation
+    from schemas.review import ReviewOutcome, ReviewStart
     from workflows.agreement import AgreementWorkflow
     from workflows.intake import screen
     from workflows.options import MIN_WAIT, write

@@ -10,9 +10,9 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from schemas.applications import ApplicationContent, CostCategory, Finding
+from schemas.application import ApplicationContent, CostCategory, Finding
 from schemas.common import OrganisationType
-from schemas.programmes import ProgrammeStart
+from schemas.programme import ProgrammeStart
 
 COMPLEX_ELIGIBLE_COSTS = frozenset({CostCategory.direct_costs, CostCategory.loan_interest})
 

@@ -16,11 +16,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import pilots as acts
+    from activities import pilot as acts
     from schemas.common import Actor, Role
     from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
-    from schemas.pilots import (
+    from schemas.pilot import (
         Evaluation,
         EvaluationSubmission,
         EvaluatorAssignment,

@@ -10,9 +10,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import programmes as acts
+    from activities import programme as acts
     from schemas.common import Role
-    from schemas.programmes import (
+    from schemas.programme import (
         IntakeChange,
         IntakeState,
         ProgrammeChanges,
@@ -50,7 +50,8 @@ class ProgrammeWorkflow:
                 await workflow.sleep(wait, summary=f"intake {state.value}")
             await self._record(state)
         # A correction may arrive at any time; after intake closed it starts a fresh run of
-        # this workflow (api/routes/admin.py), which ends once the correction is on record.
+        # this workflow (grantflow/api/routes/admin.py), which ends once the correction is on
+        # record.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return IntakeState.closed
 

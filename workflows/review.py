@@ -16,13 +16,13 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import reviews as acts
+    from activities import review as acts
     from schemas.admin import ReassignRequest
     from schemas.common import Actor, Role
     from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
-    from schemas.programmes import Criterion
-    from schemas.reviews import (
+    from schemas.programme import Criterion
+    from schemas.review import (
         AddReviewerRequest,
         DeclineRequest,
         ExtendRequest,

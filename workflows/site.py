@@ -16,11 +16,11 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import pilots as acts
+    from activities import pilot as acts
     from schemas.common import Actor, Role
     from schemas.history import Waiting, WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
-    from schemas.pilots import (
+    from schemas.pilot import (
         SiteAnswer,
         SiteChange,
         SiteReport,

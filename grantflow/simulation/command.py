@@ -20,14 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from grantflow.cli.output import print_json
 from grantflow.db import create_pool
-from grantflow.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, free_port
-from grantflow.output import print_json
+from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, free_port
+from grantflow.dev.stack import DATABASE, connect_with_retry, ensure_database, prepare
 from grantflow.settings import Settings
 from grantflow.simulation.http import Api
 from grantflow.simulation.plan import Fate, council_decision, plan
 from grantflow.simulation.run import Options, simulate
-from grantflow.stack import DATABASE, connect_with_retry, ensure_database, prepare
 
 BARS = {
     "intake": "applications in (late ones refused)",

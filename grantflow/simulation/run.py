@@ -15,14 +15,14 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
-from grantflow.consistency import check
+from grantflow.services.consistency import check
 from grantflow.simulation.actors import FINAL, Council, Lifecycle, World
 from grantflow.simulation.http import Api, Person
 from grantflow.simulation.plan import OPERATOR_BUDGET_RUB, SPECIALTIES, plan
+from grantflow.store import Db
+from grantflow.store.users import create_user
 from schemas.common import OrganisationType, Role
 from schemas.users import UserCreate
-from store import Db
-from store.users import create_user
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The command line: `grantflow dev`, users, simulate, admins' look-ups and exports."""

@@ -1,0 +1,1 @@
+"""The embedded development stack: PostgreSQL and Temporal from PyPI wheels, demo users."""

@@ -1,0 +1,217 @@
+"""Running grantflow: the embedded servers, the worker and the API, stopped cleanly in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client
+
+from grantflow.api.app import create_app
+from grantflow.api.deps import Resources
+from grantflow.db import create_pool
+from grantflow.dev.demo import create_demo_users
+from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
+from grantflow.notify import sender_from_settings
+from grantflow.settings import Settings
+from grantflow.store.migrations import migrate
+from grantflow.temporal import connect, ensure_search_attributes
+from schemas.users import UserWithToken
+from workers.main import build_worker
+
+log = structlog.get_logger(__name__)
+DATABASE = "grantflow"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: grantflow owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class EmbeddedStack:
+    """The embedded servers `grantflow dev` starts under GRANTFLOW_HOME."""
+
+    settings: Settings
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def start(self) -> Settings:
+        s, home = self.settings, self.settings.home.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        updates: dict[str, str] = {}
+        try:
+            if not s.database_url:
+                pg = EmbeddedPostgres(home / "postgres", s.postgres_port)
+                self.processes.append(pg)
+                server_url = pg.start()
+                updates["database_url"] = server_url.rsplit("/", 1)[0] + "/" + DATABASE
+                asyncio.run(ensure_database(server_url, DATABASE))
+            if not s.temporal_address:
+                temporal = EmbeddedTemporal(
+                    home / "temporal.db", s.temporal_port, s.temporal_ui_port
+                )
+                self.processes.append(temporal)
+                updates["temporal_address"] = temporal.start()
+        except BaseException:
+            self.stop()
+            raise
+        resolved = s.model_copy(update=updates)
+        s.runtime_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "temporal_address": resolved.temporal_address,
+                    "database_url": resolved.database_url,
+                    "api_url": f"http://{s.api_host}:{s.api_port}",
+                }
+            )
+        )
+        return resolved
+
+    def stop(self) -> None:
+        self.settings.runtime_file.unlink(missing_ok=True)
+        for process in reversed(self.processes):
+            process.stop()
+
+
+async def ensure_database(server_url: str, name: str, attempts: int = 60) -> None:
+    # The port opens before PostgreSQL accepts connections ("the database system is starting
+    # up"), for longer on a loaded machine.
+    for attempt in range(attempts):
+        try:
+            conn = await asyncpg.connect(server_url)
+            break
+        except asyncpg.CannotConnectNowError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')  # a constant identifier, not a value
+    finally:
+        await conn.close()
+
+
+async def connect_with_retry(address: str, namespace: str, attempts: int = 60) -> Client:
+    for attempt in range(attempts):
+        try:
+            return await connect(address, namespace)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+async def prepare(settings: Settings) -> list[UserWithToken]:
+    """Migrations, search attributes and (on an empty database) the demo users."""
+    assert settings.database_url and settings.temporal_address
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        applied = await migrate(conn)
+        if applied:
+            log.info("migrations applied", versions=[m.version for m in applied])
+        demo = await create_demo_users(conn) if settings.env == "development" else []
+    finally:
+        await conn.close()
+    client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+    added = await ensure_search_attributes(client)
+    if added:
+        log.info("search attributes registered", names=added)
+    return demo
+
+
+async def serve(
+    settings: Settings, *, worker: bool, api: bool, banner: list[UserWithToken] | None = None
+) -> None:
+    """Run the worker and/or the API until SIGINT or SIGTERM, then stop the API first (no new
+    work), then the worker (in-flight activities finish or go back to the server)."""
+    assert settings.database_url and settings.temporal_address
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+    # One pool each, as in production where they are separate processes: a burst of requests
+    # can never starve the activities that the requests are waiting on.
+    api_pool = await create_pool(settings.database_url) if api else None
+    worker_pool = await create_pool(settings.database_url) if worker else None
+    tasks: list[asyncio.Task[None]] = []
+    server: _Server | None = None
+    running_worker = (
+        build_worker(
+            client, worker_pool, settings.task_queue, sender=sender_from_settings(settings)
+        )
+        if worker_pool
+        else None
+    )
+    try:
+        if running_worker:
+            tasks.append(asyncio.create_task(running_worker.run()))
+        if api_pool:
+            app = create_app(settings, Resources(settings, api_pool, client))
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    host=settings.api_host,
+                    port=settings.api_port,
+                    log_config=None,
+                    lifespan="on",
+                )
+            )
+            tasks.append(asyncio.create_task(server.serve()))
+        if banner is not None:
+            show_banner(settings, banner)
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter:
+                task.result()  # a crashed worker or API stops everything, loudly
+    finally:
+        log.info("shutting down")
+        if server:
+            server.should_exit = True
+        if running_worker:
+            await running_worker.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for pool in (api_pool, worker_pool):
+            if pool:
+                await pool.close()
+
+
+def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
+    console = Console()
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    console.print(f"\n[bold green]grantflow is running[/]  (data in {settings.home.resolve()})")
+    console.print(f"  API          {base}")
+    console.print(f"  API docs     {base}/docs")
+    if not os.environ.get("TEMPORAL_ADDRESS"):
+        console.print(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
+    if demo:
+        table = Table(title="Demo users", title_justify="left")
+        for column in ("role", "name", "institution", "specialty"):
+            table.add_column(column)
+        for d in demo:
+            table.add_row(
+                d.user.role, d.user.name, d.user.institution_id or "", d.user.specialty or ""
+            )
+        console.print(table)
+        console.print(
+            f"Their tokens, shown only now (and kept in {settings.home / 'demo-tokens.json'}):"
+        )
+        for d in demo:  # plain lines, never truncated, so they can be copied
+            print(f"  {d.user.role.value:<10} {d.user.name:<18} {d.token}")
+    console.print("Ctrl-C stops everything; your data stays for the next `make run`.\n")

@@ -1,0 +1,166 @@
+"""Council sessions, their agendas, votes and decisions."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from grantflow.store import Conn, Db, audit
+from schemas.common import Actor, Role
+from schemas.council import AgendaItem, Decision, ReviewSummary, SessionStart, VoteRecord
+
+COUNCIL_MEMBERS_SQL = """
+SELECT id, name, role, institution_id FROM users WHERE role = 'council' ORDER BY id"""
+MEMBERS_BY_ID_SQL = """
+SELECT id, name, role, institution_id FROM users WHERE id = ANY ($1::uuid[]) ORDER BY id"""
+INSERT_SESSION_SQL = """
+INSERT INTO council_sessions (id, programme_id, name, status, chair_id, quorum, members,
+                              opened_by, opened_at)
+VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8)
+ON CONFLICT (id) DO NOTHING"""
+# Reviewed or deferred applications of the programme that no open session has on its agenda,
+# best score first. The insert takes them for this session in one statement.
+TAKE_AGENDA_SQL = """
+INSERT INTO council_items (session_id, application_id, rank)
+SELECT $1, a.id, row_number() OVER (ORDER BY a.review_score DESC NULLS LAST, a.submitted_at, a.id)
+FROM applications a
+WHERE a.programme_id = $2 AND a.stage IN ('reviewed', 'deferred')
+  AND NOT EXISTS (
+      SELECT 1 FROM council_items i JOIN council_sessions s ON s.id = i.session_id
+      WHERE i.application_id = a.id AND s.status = 'open')
+ON CONFLICT DO NOTHING"""
+HAS_AGENDA_SQL = "SELECT EXISTS (SELECT 1 FROM council_items WHERE session_id = $1)"
+AGENDA_SQL = """
+SELECT i.rank, a.id, a.content->>'title' AS title, a.institution_id, a.requested_rub,
+       a.review_score, a.review_spread,
+       coalesce((SELECT json_agg(json_build_object('score', r.score,
+                                                   'recommendation', r.recommendation,
+                                                   'comments', r.comments)
+                                 ORDER BY r.submitted_at, r.task_id)
+                 FROM reviews r WHERE r.application_id = a.id), '[]') AS reviews
+FROM council_items i JOIN applications a ON a.id = i.application_id
+WHERE i.session_id = $1
+ORDER BY i.rank"""
+UPSERT_VOTE_SQL = """
+INSERT INTO votes (session_id, application_id, member_id, choice, amount_rub, reason, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (session_id, application_id, member_id)
+DO UPDATE SET choice = $4, amount_rub = $5, reason = $6, at = $7 WHERE votes.at <= $7"""
+INSERT_DECISION_SQL = """
+INSERT INTO decisions (session_id, application_id, outcome, amount_rub, reason, votes, decided_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (session_id, application_id) DO NOTHING"""
+SET_APPROVED_SQL = "UPDATE applications SET approved_rub = $2 WHERE id = $1"
+CLOSE_SESSION_SQL = """
+UPDATE council_sessions SET status = 'closed', closed_at = $2 WHERE id = $1 AND status = 'open'"""
+SESSION_SQL = """
+SELECT id, programme_id, name, status, chair_id, quorum, members FROM council_sessions
+WHERE id = $1"""
+SESSIONS_OF_PROGRAMME_SQL = """
+SELECT id, programme_id, name, status, chair_id, quorum, members FROM council_sessions
+WHERE programme_id = $1 ORDER BY opened_at DESC LIMIT $2"""
+DECISIONS_SQL = """
+SELECT session_id, application_id, outcome, amount_rub, reason, votes, decided_at
+FROM decisions WHERE session_id = $1"""
+
+
+def _actor(r: asyncpg.Record) -> Actor:
+    return Actor(
+        user_id=str(r["id"]),
+        role=Role(r["role"]),
+        name=r["name"],
+        institution_id=r["institution_id"],
+    )
+
+
+async def members(db: Db, ids: list[str] | None) -> list[Actor]:
+    """The named users (or every council member), as actors."""
+    if ids is None:
+        rows = await db.fetch(COUNCIL_MEMBERS_SQL)
+    else:
+        rows = await db.fetch(MEMBERS_BY_ID_SQL, [uuid.UUID(i) for i in ids])
+    return [_actor(r) for r in rows]
+
+
+async def open_session(conn: Conn, start: SessionStart) -> list[AgendaItem]:
+    """Record the session and take its agenda; call in a transaction. A retry finds the
+    session and its agenda already there and returns the same agenda."""
+    session = uuid.UUID(start.session_id)
+    await conn.execute(
+        INSERT_SESSION_SQL,
+        session,
+        uuid.UUID(start.programme_id),
+        start.name,
+        uuid.UUID(start.chair_id),
+        start.quorum,
+        [uuid.UUID(m.user_id) for m in start.members],
+        uuid.UUID(start.opened_by.user_id),
+        start.opened_at,
+    )
+    if not await conn.fetchval(HAS_AGENDA_SQL, session):
+        await conn.execute(TAKE_AGENDA_SQL, session, uuid.UUID(start.programme_id))
+    return await agenda(conn, session)
+
+
+async def agenda(db: Db, session_id: uuid.UUID) -> list[AgendaItem]:
+    return [
+        AgendaItem(
+            rank=r["rank"],
+            application_id=str(r["id"]),
+            title=r["title"],
+            institution_id=r["institution_id"],
+            requested_rub=r["requested_rub"],
+            score=_float(r["review_score"]),
+            spread=_float(r["review_spread"]),
+            reviews=[ReviewSummary.model_validate(x) for x in json.loads(r["reviews"])],
+        )
+        for r in await db.fetch(AGENDA_SQL, session_id)
+    ]
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# A vote and its audit event as one statement: one round trip instead of four.
+VOTE_WITH_EVENT_SQL = audit.with_event(UPSERT_VOTE_SQL, 8)
+
+
+async def record_vote(db: Db, record: VoteRecord, event: tuple[Any, ...]) -> None:
+    """Record the vote (replacing the member's earlier one) with its event (`audit.event_args`)."""
+    v = record.vote
+    await db.execute(
+        VOTE_WITH_EVENT_SQL,
+        uuid.UUID(record.session_id),
+        uuid.UUID(v.application_id),
+        uuid.UUID(v.actor.user_id),
+        v.choice.value,
+        v.amount_rub,
+        v.reason,
+        record.at,
+        *event,
+    )
+
+
+async def record_decision(conn: Conn, d: Decision) -> None:
+    await conn.execute(
+        INSERT_DECISION_SQL,
+        uuid.UUID(d.session_id),
+        uuid.UUID(d.application_id),
+        d.outcome.value,
+        d.amount_rub,
+        d.reason,
+        d.tally.model_dump_json(),
+        d.decided_at,
+    )
+    if d.amount_rub is not None:
+        await conn.execute(SET_APPROVED_SQL, uuid.UUID(d.application_id), d.amount_rub)
+
+
+async def close_session(conn: Conn, session_id: str, at: datetime) -> None:
+    await conn.execute(CLOSE_SESSION_SQL, uuid.UUID(session_id), at)
