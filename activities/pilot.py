@@ -13,6 +13,7 @@ from grantflow.notify import Sender
 from grantflow.store import Conn, audit, notifications, pilot, review
 from schemas.notifications import NewNotification
 from schemas.pilot import EvaluatorFound, EvaluatorRequest, PilotChange, SiteChange
+from workflows import ids
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +71,7 @@ class PilotActivities:
                 conn,
                 notes,
                 event_key=f"pilot-{change.state.application_id}:{change.version}",
-                workflow_id=f"pilot-{change.state.application_id}",
+                workflow_id=ids.pilot(change.state.application_id),
                 kind=change.kind,
                 change=change,
                 detail={"status": change.state.status.value, "round": change.state.round},

@@ -31,6 +31,7 @@ from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from grantflow.store import admin, figures, review
 from grantflow.store.migrations import migrate
 from schemas.common import Stage
+from workflows import ids
 
 TARGET_MS = 50.0
 PROGRAMMES, INSTITUTIONS, SPECIALTIES = 50, 500, 12
@@ -102,7 +103,7 @@ class Seed:
                 programme,
                 applicant,
                 institution,
-                f"application-{app}",
+                ids.application(app),
                 specialty,
                 requested,
                 json.dumps({"title": f"Project {n}"}),
@@ -145,7 +146,7 @@ class Seed:
                     app,
                     programme,
                     reviewer,
-                    f"review-{app}",
+                    ids.review(app),
                     status,
                     2,
                     at,

@@ -26,10 +26,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.dev.embedded import EmbeddedPostgres, find_binary, free_port
 from grantflow.notify import Recipient
+from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
 from grantflow.store.users import create_user

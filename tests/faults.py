@@ -28,8 +28,8 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.db import create_pool
+from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from schemas.common import Role
 from tests.conftest import (

@@ -12,9 +12,9 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from tests.conftest import RecordingSender, Stack, fresh_database
 from workers.main import build_worker

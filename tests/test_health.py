@@ -6,8 +6,8 @@ import asyncpg
 import httpx
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.dev.embedded import free_port
+from grantflow.services.context import Resources
 from tests.conftest import Stack
 
 

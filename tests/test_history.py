@@ -22,8 +22,8 @@ from temporalio.worker import (
 )
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.db import create_pool
+from grantflow.services.context import Resources
 from schemas.common import Role
 from tests.conftest import (
     SESSION,

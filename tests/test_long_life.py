@@ -27,9 +27,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.dev.embedded import EmbeddedPostgres, find_binary
+from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store import application, ledger, programme
 from grantflow.store.users import create_user

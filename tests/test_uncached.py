@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
+from grantflow.services.context import Resources
 from tests import test_council, test_intake, test_pilots, test_review
 from tests.conftest import PATIENCE, SESSION, RecordingSender, Stack, User, UserFactory
 from tests.test_council import Council

@@ -7,7 +7,7 @@ non-deterministic call in workflow code. Two things make that import cheaper:
 - Modules that are deterministic and free of side effects at import are shared with the host
   instead of being imported again per run: our payload models (`schemas`), what workflows
   import only to name activities (`activities`, and through them `store`, `grantflow`,
-  `asyncpg`, `structlog`), and the workflows' pure helpers (`workflows.options`,
+  `asyncpg`, `structlog`), and the workflows' pure helpers (`workflows.ids`, `workflows.options`,
   `workflows.intake`). pydantic, pydantic_core and the standard library the SDK passes through
   already. The workflow modules already import these under `imports_passed_through`; naming
   them here also covers an import their code makes later.
@@ -38,6 +38,7 @@ PASSTHROUGH_MODULES = (
     "grantflow",
     "asyncpg",
     "structlog",
+    "workflows.ids",
     "workflows.options",
     "workflows.intake",
 )

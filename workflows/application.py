@@ -16,6 +16,8 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
+from workflows import ids
+
 with workflow.unsafe.imports_passed_through():
     from activities import application as acts
     from schemas.admin import AdminAction, DeadlineRequest, RescreenRequest
@@ -161,7 +163,7 @@ class ApplicationWorkflow:
                 partner_institutions=content.partner_institutions,
                 params=self._start.programme.spec.params,
             ),
-            id=f"review-{self._start.application_id}",
+            id=ids.review(self._start.application_id),
         )
         outcome: list[ReviewOutcome] = []
 
@@ -243,7 +245,7 @@ class ApplicationWorkflow:
                 duration_months=self._content.duration_months,
                 params=params,
             ),
-            id=f"agreement-{self._start.application_id}",
+            id=ids.agreement(self._start.application_id),
         )
         outcome: list[AgreementOutcome] = []
 
@@ -321,7 +323,7 @@ class ApplicationWorkflow:
                 plan=self._pilot_plan.plan,
                 params=self._start.programme.spec.params,
             ),
-            id=f"pilot-{self._start.application_id}",
+            id=ids.pilot(self._start.application_id),
         )
         await self._change(
             Stage.piloting,
@@ -623,12 +625,12 @@ class ApplicationWorkflow:
         wid = workflow.info().workflow_id
         app = self._start.application_id
         ask = {
-            Stage.under_review: [f"review-{app}"],
-            Stage.in_council: [f"council-{self._session_id}"] if self._session_id else [],
-            Stage.approved: [f"agreement-{app}"],
-            Stage.agreement: [f"agreement-{app}"],
-            Stage.piloting: [f"pilot-{app}", f"agreement-{app}"],
-            Stage.reporting: [f"agreement-{app}"],
+            Stage.under_review: [ids.review(app)],
+            Stage.in_council: [ids.council(self._session_id)] if self._session_id else [],
+            Stage.approved: [ids.agreement(app)],
+            Stage.agreement: [ids.agreement(app)],
+            Stage.piloting: [ids.pilot(app), ids.agreement(app)],
+            Stage.reporting: [ids.agreement(app)],
         }.get(self._stage, [])
         own = self._waiting
         if own is None or self._stage.is_final or (ask and self._stage != Stage.agreement):

@@ -16,6 +16,8 @@ from collections import Counter
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
+from workflows import ids
+
 with workflow.unsafe.imports_passed_through():
     from activities import council as acts
     from schemas.common import Role
@@ -123,7 +125,7 @@ class CouncilSessionWorkflow:
         return list(self._decisions.values())
 
     def _application(self, application_id: str) -> workflow.ExternalWorkflowHandle[object]:
-        return workflow.get_external_workflow_handle(f"application-{application_id}")
+        return workflow.get_external_workflow_handle(ids.application(application_id))
 
     async def _decide(self, item: AgendaItem, *, refuse_overspend: bool) -> Decision:
         votes = list(self._votes[item.application_id].values())

@@ -15,6 +15,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows import ids
+
 with workflow.unsafe.imports_passed_through():
     from activities import pilot as acts
     from schemas.common import Actor, Role
@@ -96,7 +98,7 @@ class PilotWorkflow:
 
     async def _start_site(self, plan: SitePlan, *, accepted: bool = False) -> SiteState:
         seq = len(self._state.sites) + 1
-        site_id = f"site-{self._start.application_id}-{seq}"
+        site_id = ids.site(self._start.application_id, seq)
         start = SiteStart(
             site_id=site_id,
             application_id=self._start.application_id,

@@ -10,7 +10,6 @@ import structlog
 from fastapi import FastAPI, Request, Response
 
 from grantflow.api import errors
-from grantflow.api.deps import Resources
 from grantflow.api.limits import BodyLimit
 from grantflow.api.routes import (
     admin,
@@ -27,6 +26,7 @@ from grantflow.api.routes import (
     users,
 )
 from grantflow.db import create_pool
+from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.temporal import connect
 

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 
-import asyncpg
 import structlog
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from temporalio.client import Client
 
 from grantflow import store
-from grantflow.settings import Settings
+from grantflow.services.context import Caller as Caller  # routes name it in their signatures
+from grantflow.services.context import Resources
+from grantflow.services.context import require as services_require
 from grantflow.store import users
-from schemas.common import Actor, OrganisationType, Role
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Made once in the app's lifespan (or by a test) and shared by every request."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    client: Client
-
-
-@dataclass(frozen=True)
-class Caller:
-    actor: Actor
-    organisation_type: OrganisationType | None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.actor.role == Role.admin
+from schemas.common import OrganisationType, Role
 
 
 def get_resources(request: Request) -> Resources:
@@ -78,15 +58,9 @@ CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 def require(*roles: Role) -> Callable[[Caller], Caller]:
     """A dependency that lets only `roles` through (403 for the others)."""
-    allowed = ", ".join(r.value for r in roles)
 
     def check(caller: CurrentCaller) -> Caller:
-        if caller.actor.role not in roles:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this needs the role {allowed}; you are {caller.actor.role}",
-            )
-        return caller
+        return services_require(caller, *roles)
 
     return check
 

@@ -10,9 +10,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
+from grantflow.services.errors import (
+    Busy,
+    Invalid,
+    ServiceError,
+    Unavailable,
+    from_temporal,
+)
 from schemas.common import ApiError, InvalidInput
 
 log = structlog.get_logger(__name__)
@@ -30,18 +36,20 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     503: {"model": ApiError, "description": "Temporal or PostgreSQL is unavailable."},
 }
-_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
 def _detail(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-def refused_update(exc: WorkflowUpdateFailedError) -> str:
-    cause = exc.cause
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause or exc)
+def _refusal(exc: ServiceError) -> JSONResponse:
+    if isinstance(exc, Busy):
+        return _detail(exc.status, exc.message, headers={"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, Invalid) and exc.errors:
+        return JSONResponse({"detail": exc.errors}, status_code=exc.status)
+    if isinstance(exc, Unavailable):
+        log.warning("unavailable", error=exc.message)
+    return _detail(exc.status, exc.message)
 
 
 def _allowed_methods(app: FastAPI, scope: Any) -> list[str]:
@@ -64,26 +72,19 @@ def install(app: FastAPI) -> None:
             {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allowed}
         )
 
-    @app.exception_handler(WorkflowUpdateFailedError)
-    async def _update_refused(_: Request, exc: WorkflowUpdateFailedError) -> JSONResponse:
-        return _detail(409, refused_update(exc))
+    @app.exception_handler(ServiceError)
+    async def _service_refused(_: Request, exc: ServiceError) -> JSONResponse:
+        return _refusal(exc)
 
+    # A service that did not wrap its Temporal call still answers the same refusals.
+    @app.exception_handler(WorkflowUpdateFailedError)
     @app.exception_handler(RPCError)
-    async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return _detail(404, "not found")
-        if exc.status in _UNAVAILABLE:
-            log.warning("temporal unavailable", error=str(exc))
-            return _detail(503, "the workflow service is unavailable; try again shortly")
-        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            # Temporal takes 10 Updates in flight per workflow (e.g. a council session's votes);
-            # the client has already retried, so the caller is the one to come back.
-            log.warning("temporal busy", error=str(exc))
-            return _detail(
-                429,
-                "too many changes to this object in flight; try again in a second",
-                headers={"Retry-After": "1"},
-            )
+    async def _temporal(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, WorkflowUpdateFailedError | RPCError)
+        mapped = from_temporal(exc)
+        if mapped is not None:
+            return _refusal(mapped)
+        assert isinstance(exc, RPCError)
         log.error("temporal error", error=str(exc), status=exc.status)
         return _detail(502, f"the workflow service refused the request: {exc.message}")
 

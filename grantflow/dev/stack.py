@@ -18,11 +18,11 @@ from rich.table import Table
 from temporalio.client import Client
 
 from grantflow.api.app import create_app
-from grantflow.api.deps import Resources
 from grantflow.db import create_pool
 from grantflow.dev.demo import create_demo_users
 from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
 from grantflow.notify import sender_from_settings
+from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
 from grantflow.temporal import connect, ensure_search_attributes

@@ -28,9 +28,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from grantflow.services.translate import Run, kind_of, local_activity_data, translate
-from grantflow.services.waiting import application_workflow_id, waiting_for
+from grantflow.services.waiting import waiting_for
 from grantflow.store import Db, audit
 from schemas.history import HistoryActor, HistoryEntry, HistoryPublic
+from workflows import ids
 
 E = EventType
 MAX_RUNS = 1000  # runs followed back per workflow: decades of a monthly continue-as-new
@@ -91,7 +92,7 @@ async def application_history(
 async def collect(client: Client, application_id: str) -> list[Run]:
     """Every run of the application's workflow, of its children (recursively) and of the
     council sessions that signalled it."""
-    root = application_workflow_id(application_id)
+    root = ids.application(application_id)
     seen, runs, frontier = {root}, list[Run](), [root]
     while frontier:
         found = await asyncio.gather(*(runs_of(client, w) for w in frontier))
@@ -139,7 +140,7 @@ def _linked(run: Run) -> list[str]:
             linked.append(a.workflow_execution.workflow_id)
         elif event.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             sender = event.workflow_execution_signaled_event_attributes.external_workflow_execution
-            if sender.workflow_id.startswith("council-"):
+            if ids.is_council(sender.workflow_id):
                 linked.append(sender.workflow_id)
     return list(dict.fromkeys(linked))
 

@@ -14,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.application import ApplicationStatus
 from schemas.history import Waiting, WaitingAnswer, WaitingPublic
+from workflows import ids
 
 MAX_DEPTH = 4  # application -> pilot -> site is the deepest chain
 
@@ -22,13 +23,9 @@ class ApplicationNotFound(LookupError):
     """No workflow for this application id."""
 
 
-def application_workflow_id(application_id: str) -> str:
-    return f"application-{application_id}"
-
-
 async def waiting_for(client: Client, application_id: str) -> WaitingPublic:
     """Who must act next on the application, what, by when, and what happens otherwise."""
-    handle = client.get_workflow_handle(application_workflow_id(application_id))
+    handle = client.get_workflow_handle(ids.application(application_id))
     try:
         status = await handle.query("status", result_type=ApplicationStatus)
     except RPCError as exc:

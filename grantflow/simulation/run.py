@@ -23,6 +23,7 @@ from grantflow.store import Db
 from grantflow.store.users import create_user
 from schemas.common import OrganisationType, Role
 from schemas.users import UserCreate
+from workflows import ids
 
 
 @dataclass(frozen=True)
@@ -260,4 +261,4 @@ async def _events(client: Client, application_ids: list[str]) -> list[int]:
         ]
         return len(history.events) + sum([await count(c) for c in children])
 
-    return list(await asyncio.gather(*(count(f"application-{i}") for i in application_ids)))
+    return list(await asyncio.gather(*(count(ids.application(i)) for i in application_ids)))

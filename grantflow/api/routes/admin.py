@@ -21,9 +21,8 @@ from temporalio.common import (
 )
 
 from grantflow.api.deps import Admin, DbConn, Res
-from grantflow.api.routes.application import open_application, visible
-from grantflow.api.routes.review import REFUSALS, own_task, review_workflow_id, send_update
-from grantflow.services.waiting import application_workflow_id as workflow_id
+from grantflow.api.routes.review import REFUSALS, own_task, send_update
+from grantflow.services import application as application_service
 from grantflow.store import admin, application, programme, review
 from grantflow.store.review import inbox_item
 from schemas.admin import (
@@ -56,6 +55,7 @@ from schemas.review import (
     InboxPage,
     ReviewerAdd,
 )
+from workflows import ids
 from workflows.agreement import AgreementWorkflow
 from workflows.application import PROGRAMME, ApplicationWorkflow
 from workflows.programme import ProgrammeWorkflow
@@ -168,7 +168,7 @@ async def add_reviewer(
     application, is refused."""
     if await application.flag(db, application_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found")
-    handle = res.client.get_workflow_handle(review_workflow_id(str(application_id)))
+    handle = res.client.get_workflow_handle(ids.review(str(application_id)))
     task = await handle.execute_update(
         ReviewWorkflow.add_reviewer,
         AddReviewerRequest(actor=caller.actor, reviewer_id=body.reviewer_id, reason=body.reason),
@@ -209,7 +209,7 @@ async def move_deadline(
     window (`revision`), a review task's (`review`, with `task_id`), the window to accept the
     agreement (`agreement`) or a report's (`report`, with `seq`). Whoever must act is shown the
     new deadline; the audit records it with your name and reason."""
-    found = await open_application(db, caller, str(application_id))
+    found = await application_service.get_open(res, caller, str(application_id))
     app_id = str(application_id)
     request = DeadlineRequest(
         actor=caller.actor, reason=body.reason, until=body.until, seq=body.seq
@@ -229,7 +229,7 @@ async def move_deadline(
             ),
         )
     elif body.kind == DeadlineKind.revision:
-        handle = res.client.get_workflow_handle(workflow_id(app_id))
+        handle = res.client.get_workflow_handle(ids.application(app_id))
         await handle.execute_update(ApplicationWorkflow.extend_revision, request)
     else:
         if (body.kind == DeadlineKind.report) != (body.seq is not None):
@@ -240,9 +240,9 @@ async def move_deadline(
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"the application has no agreement: it is {found.stage}"
             )
-        handle = res.client.get_workflow_handle(f"agreement-{app_id}")
+        handle = res.client.get_workflow_handle(ids.agreement(app_id))
         await handle.execute_update(AgreementWorkflow.extend_deadline, request)
-    return await visible(db, caller, str(application_id))
+    return await application_service.get(res, caller, str(application_id))
 
 
 @router.post(
@@ -278,15 +278,15 @@ async def rescreen(
 ) -> ApplicationPublic:
     """Screen an application awaiting revision again, against its programme as it stands now
     (after a correction), with a reason; the response shows the new outcome."""
-    found = await open_application(db, caller, str(application_id))
+    found = await application_service.get_open(res, caller, str(application_id))
     start = await programme.get_start(db, uuid.UUID(found.programme_id))
     assert start is not None  # an application's programme is never deleted
-    handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
+    handle = res.client.get_workflow_handle(ids.application(str(application_id)))
     await handle.execute_update(
         ApplicationWorkflow.rescreen,
         RescreenRequest(actor=caller.actor, reason=body.reason, programme=start),
     )
-    return await visible(db, caller, str(application_id))
+    return await application_service.get(res, caller, str(application_id))
 
 
 @router.post(
@@ -299,12 +299,12 @@ async def cancel(
 ) -> ApplicationPublic:
     """Cancel a stuck application at any open stage, with a reason: its review, agreement or
     pilot stops, and any money reserved for it is back in the budget when this returns."""
-    await open_application(db, caller, str(application_id))
-    handle = res.client.get_workflow_handle(workflow_id(str(application_id)))
+    await application_service.get_open(res, caller, str(application_id))
+    handle = res.client.get_workflow_handle(ids.application(str(application_id)))
     await handle.execute_update(
         ApplicationWorkflow.cancel, AdminAction(actor=caller.actor, reason=body.reason)
     )
-    return await visible(db, caller, str(application_id))
+    return await application_service.get(res, caller, str(application_id))
 
 
 @router.post(
@@ -338,7 +338,7 @@ async def correct_programme(
         start_workflow_operation=WithStartWorkflowOperation(
             ProgrammeWorkflow.run,
             current,
-            id=f"programme-{programme_id}",
+            id=ids.programme(programme_id),
             task_queue=res.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes(

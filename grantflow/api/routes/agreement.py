@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from grantflow.api.deps import Admin, Applicant, Caller, CurrentCaller, DbConn, Res, require
-from grantflow.api.routes.application import visible
+from grantflow.services import application as application_service
 from grantflow.store import agreement
 from schemas.agreement import (
     AgreementAction,
@@ -25,6 +25,7 @@ from schemas.agreement import (
     ReportToReview,
 )
 from schemas.common import ApiError, Role
+from workflows import ids
 from workflows.agreement import AgreementWorkflow
 
 router = APIRouter(tags=["agreements"])
@@ -36,7 +37,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 def _handle(res: Res, application_id: uuid.UUID) -> Any:
-    return res.client.get_workflow_handle(f"agreement-{application_id}")
+    return res.client.get_workflow_handle(ids.agreement(application_id))
 
 
 async def _agreement(db: DbConn, application_id: uuid.UUID) -> AgreementState:
@@ -52,14 +53,14 @@ async def _agreement(db: DbConn, application_id: uuid.UUID) -> AgreementState:
     responses=REFUSALS,
 )
 async def get_agreement(
-    application_id: uuid.UUID, caller: CurrentCaller, db: DbConn
+    application_id: uuid.UUID, caller: CurrentCaller, db: DbConn, res: Res
 ) -> AgreementState:
     """The agreement of an approved application: amount, status, the deadline to accept,
     tranches (paid, scheduled, or held back and why), reports (progress, financial, final)
     and the expert assigned to review them. The applicant, admins and that expert may read
     it."""
     if caller.actor.user_id != await agreement.report_reviewer(db, application_id):
-        await visible(db, caller, str(application_id))
+        await application_service.get(res, caller, str(application_id))
     return await _agreement(db, application_id)
 
 
@@ -72,7 +73,7 @@ async def accept(
     application_id: uuid.UUID, caller: Applicant, db: DbConn, res: Res
 ) -> AgreementState:
     """Accept the agreement before its deadline: the first tranche is paid at once."""
-    await visible(db, caller, str(application_id))
+    await application_service.get(res, caller, str(application_id))
     await _agreement(db, application_id)
     state: AgreementState = await _handle(res, application_id).execute_update(
         AgreementWorkflow.accept, AgreementAction(actor=caller.actor)
@@ -89,7 +90,7 @@ async def decline(
     application_id: uuid.UUID, body: AgreementDecline, caller: Applicant, db: DbConn, res: Res
 ) -> AgreementState:
     """Decline the agreement: the approved amount returns to the programme's budget."""
-    await visible(db, caller, str(application_id))
+    await application_service.get(res, caller, str(application_id))
     await _agreement(db, application_id)
     state: AgreementState = await _handle(res, application_id).execute_update(
         AgreementWorkflow.decline, AgreementAction(actor=caller.actor, reason=body.reason)
@@ -112,7 +113,7 @@ async def submit_report(
 ) -> Report:
     """Send report `seq`, progress, financial or final (again, if it was returned). Each later
     tranche is paid only once every report due before it is accepted."""
-    await visible(db, caller, str(application_id))
+    await application_service.get(res, caller, str(application_id))
     await _agreement(db, application_id)
     report: Report = await _handle(res, application_id).execute_update(
         AgreementWorkflow.submit_report,

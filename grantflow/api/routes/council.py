@@ -32,6 +32,7 @@ from schemas.council import (
     VoteRequest,
 )
 from schemas.figures import ProgrammeFigures
+from workflows import ids
 from workflows.application import PROGRAMME
 from workflows.council import CouncilSessionWorkflow
 
@@ -44,7 +45,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 def session_handle(res: Res, session_id: str) -> Any:
-    return res.client.get_workflow_handle(f"council-{session_id}")
+    return res.client.get_workflow_handle(ids.council(session_id))
 
 
 @router.post(
@@ -93,7 +94,7 @@ async def open_session(
         start_workflow_operation=WithStartWorkflowOperation(
             CouncilSessionWorkflow.run,
             start,
-            id=f"council-{session_id}",
+            id=ids.council(session_id),
             task_queue=res.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=TypedSearchAttributes(

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, HTTPException, status
 
 from grantflow.api.deps import Admin, DbConn, Res
-from grantflow.api.routes.application import visible
+from grantflow.services import application as application_service
 from grantflow.services.history import application_history
 from grantflow.services.waiting import ApplicationNotFound, waiting_for
 from schemas.common import ApiError
@@ -28,7 +28,7 @@ async def history(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res
     votes, decisions, reports, with the acting user) merged with the Temporal event history of
     the application's workflow, its children and the council sessions that decided on it
     (every run across continue-as-new), in plain words, each linking to the Temporal Web UI."""
-    await visible(db, caller, str(application_id))
+    await application_service.get(res, caller, str(application_id))
     try:
         return await application_history(res.client, db, application_id, ui_url=res.settings.ui_url)
     except ApplicationNotFound:
@@ -39,7 +39,7 @@ async def history(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res
 async def waiting(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res) -> WaitingPublic:
     """The stage, who must act, what, by when, and what happens if they don't, as the
     workflows themselves hold it. A closed application waits for nothing."""
-    await visible(db, caller, str(application_id))
+    await application_service.get(res, caller, str(application_id))
     try:
         return await waiting_for(res.client, str(application_id))
     except ApplicationNotFound:

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from grantflow.api.deps import Admin, ApplicantOrAdmin, Caller, CurrentCaller, DbConn, Res, require
-from grantflow.api.routes.application import visible
-from grantflow.services.waiting import application_workflow_id as workflow_id
+from grantflow.services import application as application_service
 from grantflow.store import agreement, pilot, programme
 from schemas.agreement import OverdueReport
 from schemas.application import ApplicationStatus
@@ -34,6 +33,7 @@ from schemas.pilot import (
     SiteReportCreate,
     SiteState,
 )
+from workflows import ids
 from workflows.application import ApplicationWorkflow
 from workflows.pilot import PilotWorkflow
 from workflows.site import PilotSiteWorkflow
@@ -52,7 +52,7 @@ Expert = Annotated[Caller, Depends(require(Role.reviewer))]
 
 
 def _pilot(res: Res, application_id: uuid.UUID) -> Any:
-    return res.client.get_workflow_handle(f"pilot-{application_id}")
+    return res.client.get_workflow_handle(ids.pilot(application_id))
 
 
 async def _clinics_exist(db: DbConn, plan_clinics: list[str]) -> None:
@@ -74,10 +74,10 @@ async def plan_pilot(
     """Plan the pilot once the agreement is accepted: the clinics (sites), each with its start,
     duration and the metrics it will report with their targets. Each clinic's coordinators
     are asked to accept."""
-    await visible(db, caller, str(application_id))
+    await application_service.get(res, caller, str(application_id))
     await _clinics_exist(db, [s.clinic_id for s in body.sites])
     result: ApplicationStatus = await res.client.get_workflow_handle(
-        workflow_id(str(application_id))
+        ids.application(str(application_id))
     ).execute_update(
         ApplicationWorkflow.plan_pilot, PilotPlanRequest(actor=caller.actor, plan=body)
     )
@@ -87,12 +87,14 @@ async def plan_pilot(
 @router.get(
     "/v1/applications/{application_id}/pilot", response_model=PilotState, responses=REFUSALS
 )
-async def get_pilot(application_id: uuid.UUID, caller: CurrentCaller, db: DbConn) -> PilotState:
+async def get_pilot(
+    application_id: uuid.UUID, caller: CurrentCaller, db: DbConn, res: Res
+) -> PilotState:
     """The pilot: its sites (status, period, deadline, targets and results), the evaluation and
     the decision. The applicant, admins and the pilot's evaluator may read it."""
     found = await pilot.pilot(db, application_id)
     if found is None or caller.actor.user_id != found.evaluator_id:
-        await visible(db, caller, str(application_id))
+        await application_service.get(res, caller, str(application_id))
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this application has no pilot")
     return found

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from temporalio.client import WorkflowUpdateFailedError
 
 from grantflow.api.deps import Caller, DbConn, Res, require
-from grantflow.api.errors import refused_update
+from grantflow.services.errors import refused_update
 from grantflow.store import application, review
 from grantflow.store.review import inbox_item
 from schemas.common import ApiError, InvalidInput, Role
@@ -30,6 +30,7 @@ from schemas.review import (
     TaskAction,
     TaskDetail,
 )
+from workflows import ids
 from workflows.review import UNKNOWN_TASK, ReviewWorkflow, review_problems
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
@@ -40,10 +41,6 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"model": ApiError, "description": "No such task, or not yours."},
     409: {"model": ApiError, "description": "Not possible now: the reason says why."},
 }
-
-
-def review_workflow_id(application_id: str) -> str:
-    return f"review-{application_id}"
 
 
 async def own_task(db: DbConn, caller: Caller, task_id: str) -> asyncpg.Record:
@@ -61,7 +58,7 @@ async def send_update(res: Res, application_id: str, update: Any, arg: Any) -> T
     """Send a reviewer's Update; returns the task as the workflow answered. A task is on
     record a moment before its workflow has taken the offer in; an Update in that moment is
     retried briefly instead of refused."""
-    handle = res.client.get_workflow_handle(review_workflow_id(application_id))
+    handle = res.client.get_workflow_handle(ids.review(application_id))
     for attempt in range(20):
         try:
             task: Task = await handle.execute_update(update, arg)

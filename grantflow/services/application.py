@@ -1,0 +1,213 @@
+"""Applications: submit, read, list, revise, withdraw, and the timeline of what happened.
+
+Writes are Updates of the application's workflow (update-with-start for a submission); reads
+come from PostgreSQL. Another applicant's application is NotFound, never Forbidden, so that
+ids reveal nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+
+from grantflow.services.context import Caller, Resources, require
+from grantflow.services.errors import Conflict, Invalid, NotFound, temporal_refusals
+from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
+from grantflow.services.programme import intake_refusal
+from grantflow.store import application, audit, programme
+from schemas.application import (
+    ApplicationContent,
+    ApplicationCreate,
+    ApplicationPage,
+    ApplicationPublic,
+    ApplicationStart,
+    RevisionRequest,
+    TimelineEntry,
+    WithdrawalRequest,
+)
+from schemas.common import Role, Stage
+from workflows import ids
+from workflows.application import PROGRAMME, STAGE, ApplicationWorkflow
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6b3c1e-1d2a-4c55-8a77-51f0b8e4a6d2")
+NOT_FOUND = "application not found"
+# What an applicant may see of the review stage: that reviews came in, never from whom.
+_APPLICANT_REVIEW_EVENTS = {"review_submitted", "review_extra_reviewer"}
+
+
+@dataclass(frozen=True)
+class Submitted:
+    application: ApplicationPublic
+    created: bool  # False: a retry with the same Idempotency-Key found the first one
+
+
+def parse_id(value: str, what: str = NOT_FOUND) -> uuid.UUID:
+    """An id from a path or a form; one that is not even a uuid is simply not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(what) from None
+
+
+async def get(res: Resources, caller: Caller, application_id: str) -> ApplicationPublic:
+    """One application: its stage, what is expected of the applicant (`action_required`) and
+    by when (`deadline`), and the screening findings. Its applicant and admins only."""
+    found = await application.get(res.pool, parse_id(application_id))
+    if found is None or not (caller.is_admin or found.applicant_id == caller.actor.user_id):
+        raise NotFound(NOT_FOUND)
+    return found
+
+
+async def get_open(res: Resources, caller: Caller, application_id: str) -> ApplicationPublic:
+    """The application if the caller may see it and it is at an open stage (else Conflict)."""
+    found = await get(res, caller, application_id)
+    if found.stage.is_final:
+        raise Conflict(f"the application is already {found.stage}")
+    return found
+
+
+async def submit(
+    res: Resources, caller: Caller, body: ApplicationCreate, idempotency_key: str | None = None
+) -> Submitted:
+    """Apply to a programme (applicants). The application is screened at once by its
+    workflow; the answer shows the outcome. A retry with the same idempotency key returns the
+    same application (a different application under a used key is Invalid)."""
+    require(caller, Role.applicant)
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    applicant = uuid.UUID(caller.actor.user_id)
+    if idempotency_key:
+        seen = await application.by_idempotency_key(res.pool, applicant, idempotency_key)
+        if seen is not None:
+            if seen["request_digest"] != digest:
+                raise Invalid("this Idempotency-Key was used for a different application")
+            return Submitted(await get(res, caller, str(seen["id"])), created=False)
+    programme_id = parse_id(body.programme_id, PROGRAMME_NOT_FOUND)
+    start_of = await programme.get_start(res.pool, programme_id)
+    public = await programme.get(res.pool, programme_id) if start_of else None
+    if start_of is None or public is None:
+        raise NotFound(PROGRAMME_NOT_FOUND)
+    now = datetime.now(UTC)
+    if (refusal := intake_refusal(public, now)) is not None:
+        raise Conflict(refusal)
+    if caller.organisation_type is None:
+        raise Conflict("your account has no institution")
+    application_id = str(
+        uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{applicant}:{idempotency_key}")
+        if idempotency_key
+        else uuid.uuid4()
+    )
+    start = ApplicationStart(
+        application_id=application_id,
+        applicant=caller.actor,
+        organisation_type=caller.organisation_type,
+        programme=start_of,
+        content=ApplicationContent.model_validate(body.model_dump(exclude={"programme_id"})),
+        submitted_at=now,
+        idempotency_key=idempotency_key,
+        request_digest=digest,
+    )
+    # Update-with-start: concurrent retries share one workflow (USE_EXISTING) and one update
+    # id, so all of them get the same application once it is on record.
+    with temporal_refusals():
+        await res.client.execute_update_with_start_workflow(
+            ApplicationWorkflow.registered,
+            id="registered",
+            start_workflow_operation=WithStartWorkflowOperation(
+                ApplicationWorkflow.run,
+                start,
+                id=ids.application(application_id),
+                task_queue=res.settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(PROGRAMME, start_of.programme_id),
+                        SearchAttributePair(STAGE, Stage.submitted.value),
+                    ]
+                ),
+            ),
+        )
+    return Submitted(await get(res, caller, application_id), created=True)
+
+
+async def page(
+    res: Resources,
+    caller: Caller,
+    *,
+    programme_id: uuid.UUID | None = None,
+    stage: Stage | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> ApplicationPage:
+    """Applications, newest first: an applicant sees its own, an admin all. A page's
+    `next_cursor` given as `cursor` gives the next page (a bad cursor is Invalid)."""
+    require(caller, Role.applicant, Role.admin)
+    try:
+        items, next_cursor = await application.page(
+            res.pool,
+            limit=limit,
+            cursor=cursor,
+            programme_id=programme_id,
+            stage=stage,
+            applicant_id=None if caller.is_admin else uuid.UUID(caller.actor.user_id),
+        )
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return ApplicationPage(items=items, next_cursor=next_cursor)
+
+
+async def timeline(res: Resources, caller: Caller, application_id: str) -> list[TimelineEntry]:
+    """Everything that happened to the application, oldest first. The applicant sees that
+    reviews came in, never from whom; admins see every entry with its actor."""
+    await get(res, caller, application_id)
+    entries = [
+        TimelineEntry.model_validate({**dict(r), "detail": json.loads(r["detail"])})
+        for r in await audit.for_application(res.pool, uuid.UUID(application_id))
+    ]
+    return entries if caller.is_admin else [e for e in map(_blind, entries) if e is not None]
+
+
+def _blind(entry: TimelineEntry) -> TimelineEntry | None:
+    if not entry.kind.startswith("review_"):
+        return entry
+    if entry.kind not in _APPLICANT_REVIEW_EVENTS:
+        return None
+    return entry.model_copy(
+        update={"actor_role": None, "actor_name": None, "reason": None, "detail": {}}
+    )
+
+
+async def revise(
+    res: Resources, caller: Caller, application_id: str, content: ApplicationContent
+) -> ApplicationPublic:
+    """Send the revised application while it is `revision_requested` (its applicant). It is
+    screened again at once; the answer shows the outcome."""
+    await get_open(res, caller, application_id)
+    handle = res.client.get_workflow_handle_for(
+        ApplicationWorkflow.run, ids.application(application_id)
+    )
+    with temporal_refusals():
+        await handle.execute_update(
+            ApplicationWorkflow.revise, RevisionRequest(actor=caller.actor, content=content)
+        )
+    return await get(res, caller, application_id)
+
+
+async def withdraw(
+    res: Resources, caller: Caller, application_id: str, reason: str
+) -> ApplicationPublic:
+    """Withdraw the application at any open stage (its applicant, or an admin on its
+    behalf, whose name and reason the timeline records)."""
+    await get_open(res, caller, application_id)
+    handle = res.client.get_workflow_handle_for(
+        ApplicationWorkflow.run, ids.application(application_id)
+    )
+    with temporal_refusals():
+        await handle.execute_update(
+            ApplicationWorkflow.withdraw, WithdrawalRequest(actor=caller.actor, reason=reason)
+        )
+    return await get(res, caller, application_id)
