@@ -1,0 +1,170 @@
+"""The council: open a session, read its agenda, vote, decide, close; the programme's ledger
+and figures.
+
+Votes and decisions are Updates of the session's workflow; their validators refuse a
+non-member, an item not on the agenda, a closed session or an amount above the request (a
+Conflict with the reason)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+
+from grantflow.services.application import parse_id
+from grantflow.services.context import Caller, Resources, require
+from grantflow.services.errors import Invalid, NotFound, temporal_refusals
+from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
+from grantflow.store import council, figures, ledger, programme
+from schemas.common import Actor, Role
+from schemas.council import (
+    CloseRequest,
+    DecideRequest,
+    Decision,
+    LedgerBalance,
+    SessionCreate,
+    SessionStart,
+    SessionState,
+    Tally,
+    VoteCreate,
+    VoteRequest,
+)
+from schemas.figures import ProgrammeFigures
+from workflows import ids
+from workflows.application import PROGRAMME
+from workflows.council import CouncilSessionWorkflow
+
+NOT_FOUND = "council session not found"
+
+
+def _session(
+    res: Resources, session_id: str
+) -> WorkflowHandle[CouncilSessionWorkflow, list[Decision]]:
+    return res.client.get_workflow_handle_for(
+        CouncilSessionWorkflow.run, ids.council(parse_id(session_id, NOT_FOUND))
+    )
+
+
+async def _members(res: Resources, caller: Caller, body: SessionCreate) -> tuple[list[Actor], str]:
+    """The session's voting members and its chair, as asked; Invalid unless every member is
+    a council member (at least one) and the chair is one of them or the caller."""
+    try:
+        members = await council.members(res.pool, body.member_ids)
+    except ValueError:  # not even a uuid: no such member (was a 500, found by schemathesis)
+        members = []
+    if body.member_ids is not None and len(members) != len(set(body.member_ids)):
+        raise Invalid("unknown member id")
+    if not members or any(m.role != Role.council for m in members):
+        raise Invalid("members must be council members (at least one)")
+    chair = body.chair_id or caller.actor.user_id
+    if chair != caller.actor.user_id and chair not in {m.user_id for m in members}:
+        raise Invalid("the chair must be a member or you")
+    return members, chair
+
+
+async def open_session(
+    res: Resources, caller: Caller, programme_id: uuid.UUID, body: SessionCreate
+) -> SessionState:
+    """Open a council session for a programme (admins). Its agenda is every `reviewed` or
+    `deferred` application of the programme, best score first, with the reviews' scores,
+    recommendations and comments (never the reviewers' names) and the amount requested. The
+    quorum is the programme's, at most the number of members. Members who are not council
+    members, or a chair who is neither a member nor the caller, are Invalid."""
+    require(caller, Role.admin)
+    programme_start = await programme.get_start(res.pool, programme_id)
+    if programme_start is None:
+        raise NotFound(PROGRAMME_NOT_FOUND)
+    members, chair = await _members(res, caller, body)
+    session_id = str(uuid.uuid4())
+    start = SessionStart(
+        session_id=session_id,
+        programme_id=str(programme_id),
+        name=body.name,
+        members=members,
+        chair_id=chair,
+        quorum=min(programme_start.spec.params.council_quorum, len(members)),
+        opened_by=caller.actor,
+        opened_at=datetime.now(UTC),
+    )
+    with temporal_refusals():
+        return await res.client.execute_update_with_start_workflow(
+            CouncilSessionWorkflow.opened,
+            start_workflow_operation=WithStartWorkflowOperation(
+                CouncilSessionWorkflow.run,
+                start,
+                id=ids.council(session_id),
+                task_queue=res.settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(PROGRAMME, str(programme_id))]
+                ),
+            ),
+        )
+
+
+async def get_session(res: Resources, caller: Caller, session_id: str) -> SessionState:
+    """The session: its agenda, the tally of votes on each item and the decisions so far
+    (council members and admins)."""
+    require(caller, Role.council, Role.admin)
+    with temporal_refusals():
+        return await _session(res, session_id).query(CouncilSessionWorkflow.state)
+
+
+async def vote(res: Resources, caller: Caller, session_id: str, body: VoteCreate) -> Tally:
+    """Vote on an agenda item (the session's members): approve (optionally for less than
+    requested), reject or defer, with a reason. Voting again on the same item replaces the
+    vote. Returns the item's tally."""
+    require(caller, Role.council)
+    with temporal_refusals():
+        return await _session(res, session_id).execute_update(
+            CouncilSessionWorkflow.vote, VoteRequest(actor=caller.actor, **body.model_dump())
+        )
+
+
+async def decide(res: Resources, caller: Caller, session_id: str, application_id: str) -> Decision:
+    """The chair decides one item now from the votes cast: the majority once the quorum has
+    voted. An approval the remaining budget cannot cover is refused (Conflict) with the amount
+    left, and the item stays open."""
+    require(caller, Role.council, Role.admin)
+    with temporal_refusals():
+        return await _session(res, session_id).execute_update(
+            CouncilSessionWorkflow.decide,
+            DecideRequest(actor=caller.actor, application_id=application_id),
+        )
+
+
+async def close(res: Resources, caller: Caller, session_id: str) -> list[Decision]:
+    """The chair closes the session: every item not decided yet is decided now, in rank order
+    (without the quorum, or when the budget cannot cover it, an item is deferred to the next
+    session with the reason). Returns every decision of the session."""
+    require(caller, Role.council, Role.admin)
+    with temporal_refusals():
+        return await _session(res, session_id).execute_update(
+            CouncilSessionWorkflow.close, CloseRequest(actor=caller.actor)
+        )
+
+
+async def programme_ledger(
+    res: Resources, caller: Caller, programme_id: uuid.UUID
+) -> LedgerBalance:
+    """The programme's budget ledger: every entry, the sums recomputed from them, and whether
+    they hold together (`balanced`, with `problems` when not). Admins only."""
+    require(caller, Role.admin)
+    found = await ledger.balance(res.pool, programme_id)
+    if found is None:
+        raise NotFound(PROGRAMME_NOT_FOUND)
+    return found
+
+
+async def programme_figures(
+    res: Resources, caller: Caller, programme_id: uuid.UUID
+) -> ProgrammeFigures:
+    """Applications by stage, approval rate, and the amounts requested, approved, reserved,
+    disbursed and remaining, in total and by institution. Admins only."""
+    require(caller, Role.admin)
+    found = await figures.programme(res.pool, programme_id)
+    if found is None:
+        raise NotFound(PROGRAMME_NOT_FOUND)
+    return found
