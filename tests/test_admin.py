@@ -663,3 +663,34 @@ async def test_every_intervention_needs_a_reason_and_an_admin(
     assert (await application(stack, applicant, app["id"]))["stage"] == "under_review"
     by_admins = [e for e in await timeline(stack, admin, app["id"]) if e["actor_role"] == "admin"]
     assert by_admins == []
+
+
+async def test_a_deadline_move_names_what_its_kind_needs_and_nothing_else(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    stack = competition.stack
+    await competition.open(reviews_required=1)
+    reviewer = await competition.reviewer()
+    app, other = await competition.submit(applicant), await competition.submit(applicant)
+    others_task = await task_for(stack, reviewer, other["id"])
+    refusals = [
+        ({"kind": "review"}, 422, "task_id is required"),
+        ({"kind": "review", "task_id": others_task["task_id"]}, 404, "no such task on this"),
+        ({"kind": "review", "task_id": str(uuid.uuid4())}, 404, "review task not found"),
+        ({"kind": "report"}, 422, "seq is required for a report"),
+        ({"kind": "agreement", "seq": 1}, 422, "seq is required for a report"),
+        ({"kind": "report", "seq": 1}, 409, "no agreement: it is under_review"),
+    ]
+    for body, status, reason in refusals:
+        response = await stack.api.post(
+            f"{FIND}/{app['id']}/deadlines",
+            json={**body, "until": later(7200), "reason": "Holiday."},
+            headers=admin.headers,
+        )
+        assert response.status_code == status, (body, response.text)
+        assert reason in response.json()["detail"], (body, response.text)
+    # The other application's task kept its deadline, and no admin event is on record.
+    assert (await task_for(stack, reviewer, other["id"]))["deadline"] == others_task["deadline"]
+    for application_id in (app["id"], other["id"]):
+        events = await timeline(stack, admin, application_id)
+        assert [e for e in events if e["actor_role"] == "admin"] == []

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from temporalio.client import WithStartWorkflowOperation
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from grantflow.services.context import Caller, Resources, require
@@ -20,6 +21,7 @@ from grantflow.services.errors import Conflict, Invalid, NotFound, temporal_refu
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from grantflow.services.programme import intake_refusal
 from grantflow.store import application, audit, programme
+from schemas.admin import AdminAction, RescreenRequest
 from schemas.application import (
     ApplicationContent,
     ApplicationCreate,
@@ -211,3 +213,59 @@ async def withdraw(
             ApplicationWorkflow.withdraw, WithdrawalRequest(actor=caller.actor, reason=reason)
         )
     return await get(res, caller, application_id)
+
+
+# --- admins' interventions: each an Update with a reason, recorded with the admin's name -----
+
+Send = Callable[[ApplicationPublic], Awaitable[object]]
+
+
+def workflow(res: Resources, application_id: str) -> WorkflowHandle[ApplicationWorkflow, Stage]:
+    """The handle of an application's workflow."""
+    return res.client.get_workflow_handle_for(
+        ApplicationWorkflow.run, ids.application(application_id)
+    )
+
+
+async def intervene(
+    res: Resources, caller: Caller, application_id: str, send: Send
+) -> ApplicationPublic:
+    """An admin's intervention on an open application (NotFound, or Conflict once it has
+    ended): `send`, given the application, sends the admin's Update, whose refusal is a
+    Conflict with the workflow's reason. Returns the application as it is then."""
+    require(caller, Role.admin)
+    found = await get_open(res, caller, application_id)
+    with temporal_refusals():
+        await send(found)
+    return await get(res, caller, application_id)
+
+
+async def rescreen(
+    res: Resources, caller: Caller, application_id: str, reason: str
+) -> ApplicationPublic:
+    """Screen an application awaiting revision again, against its programme as it stands now
+    (after a correction), with a reason (admins); the answer shows the new outcome. Refused
+    (Conflict) unless a revision is awaited."""
+
+    async def send(found: ApplicationPublic) -> None:
+        start = await programme.get_start(res.pool, uuid.UUID(found.programme_id))
+        assert start is not None  # an application's programme is never deleted
+        request = RescreenRequest(actor=caller.actor, reason=reason, programme=start)
+        await workflow(res, found.id).execute_update(ApplicationWorkflow.rescreen, request)
+
+    return await intervene(res, caller, application_id, send)
+
+
+async def cancel(
+    res: Resources, caller: Caller, application_id: str, reason: str
+) -> ApplicationPublic:
+    """Cancel a stuck application at any open stage, with a reason (admins): its review,
+    agreement or pilot stops, and any money reserved for it is back in the budget when this
+    returns."""
+    request = AdminAction(actor=caller.actor, reason=reason)
+    return await intervene(
+        res,
+        caller,
+        application_id,
+        lambda found: workflow(res, found.id).execute_update(ApplicationWorkflow.cancel, request),
+    )

@@ -14,7 +14,11 @@ from grantflow.store import programme
 from schemas.common import Role
 from schemas.programme import (
     MAX_REPORTS_PER_YEAR,
+    CorrectionPublic,
     IntakeState,
+    ProgrammeChanges,
+    ProgrammeCorrection,
+    ProgrammeCorrectionCreate,
     ProgrammeCreate,
     ProgrammePublic,
     ProgrammeStart,
@@ -64,18 +68,25 @@ async def create(res: Resources, caller: Caller, body: ProgrammeCreate) -> Progr
         await res.client.execute_update_with_start_workflow(
             ProgrammeWorkflow.registered,
             id="registered",
-            start_workflow_operation=WithStartWorkflowOperation(
-                ProgrammeWorkflow.run,
-                start,
-                id=ids.programme(programme_id),
-                task_queue=res.settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(PROGRAMME, programme_id)]
-                ),
-            ),
+            start_workflow_operation=_run(res, start),
         )
     return await get(res, caller, uuid.UUID(programme_id))
+
+
+def _run(
+    res: Resources, start: ProgrammeStart
+) -> WithStartWorkflowOperation[ProgrammeWorkflow, IntakeState]:
+    """The programme's workflow, started unless it is running (then the Update goes to it)."""
+    return WithStartWorkflowOperation(
+        ProgrammeWorkflow.run,
+        start,
+        id=ids.programme(start.programme_id),
+        task_queue=res.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(PROGRAMME, start.programme_id)]
+        ),
+    )
 
 
 async def list_recent(res: Resources, caller: Caller, limit: int = 50) -> list[ProgrammePublic]:
@@ -89,3 +100,42 @@ async def get(res: Resources, caller: Caller, programme_id: uuid.UUID) -> Progra
     if found is None:
         raise NotFound(NOT_FOUND)
     return found
+
+
+async def correct(
+    res: Resources, caller: Caller, programme_id: uuid.UUID, body: ProgrammeCorrectionCreate
+) -> ProgrammePublic:
+    """Correct screening rules entered wrong, with a reason (admins): the maximum grant, the
+    admitted organisation types, the specialties, the complex-project share and annual cap;
+    never the intake window. Applications submitted from now on are screened by the corrected
+    rules; one awaiting revision when an admin re-runs its screening; one already `ineligible`
+    has ended and stays so. Returns the programme once the correction is on record."""
+    require(caller, Role.admin)
+    current = await programme.get_start(res.pool, programme_id)
+    if current is None:
+        raise NotFound(NOT_FOUND)
+    correction_id = str(uuid.uuid4())
+    changes = ProgrammeChanges.model_validate(body.model_dump(exclude={"reason"}))
+    with temporal_refusals():
+        await res.client.execute_update_with_start_workflow(
+            ProgrammeWorkflow.correct,
+            ProgrammeCorrection(
+                correction_id=correction_id, actor=caller.actor, reason=body.reason, changes=changes
+            ),
+            id=f"correction-{correction_id}",
+            # Running: the update goes to it. Ended (intake closed): a fresh run of the
+            # programme as on record takes it, finds intake closed, and ends once the
+            # correction is written.
+            start_workflow_operation=_run(res, current),
+        )
+    return await get(res, caller, programme_id)
+
+
+async def corrections(
+    res: Resources, caller: Caller, programme_id: uuid.UUID
+) -> list[CorrectionPublic]:
+    """Every correction of the programme, oldest first: who, when, why, and each changed
+    field's old and new value (admins)."""
+    require(caller, Role.admin)
+    await get(res, caller, programme_id)
+    return await programme.corrections(res.pool, programme_id)
