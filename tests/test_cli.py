@@ -73,7 +73,7 @@ async def test_migrate_twice_applies_nothing_the_second_time(stack: Stack, tmp_p
 
     first = await grantflow(stack, tmp_path, "migrate", database_url=url)
     assert first.code == 0, first.err + first.out
-    assert "up to date" in first.out
+    assert "up to date" in first.err
     assert "migrations applied" in first.err
     versions = [int(p.name[:4]) for p in MIGRATIONS]
     assert f"versions={versions}" in first.err
@@ -84,7 +84,7 @@ async def test_migrate_twice_applies_nothing_the_second_time(stack: Stack, tmp_p
         assert [r["version"] for r in ledger] == versions
         second = await grantflow(stack, tmp_path, "migrate", database_url=url)
         assert second.code == 0, second.err + second.out
-        assert "up to date" in second.out
+        assert "up to date" in second.err
         assert "migrations applied" not in second.err  # nothing to apply
         assert await conn.fetch("SELECT * FROM schema_migrations ORDER BY version") == ledger
         assert await conn.fetchval("SELECT count(*) FROM users") == 0  # no demo users here
@@ -147,7 +147,7 @@ async def test_users_create_prints_a_token_that_authenticates(
     name = args[args.index("--name") + 1]
     assert (user["role"], user["name"]) == (role, name)
     assert (user["institution_id"], user["specialty"]) == (institution_id, specialty)
-    assert f"created {role} {name} ({user['id']})" in run.out
+    assert f"created {role} {name} ({user['id']})" in run.err
     stored = await stack.pool.fetchval(
         "SELECT token_hash FROM users WHERE id = $1", uuid.UUID(user["id"])
     )
@@ -177,7 +177,7 @@ async def test_bad_input_exits_non_zero_and_creates_no_user(stack: Stack, tmp_pa
         *("users", "create", "--role", "reviewer", "--name", "No Specialty"),
         *("--institution", "Clinic 1"),
     )
-    assert reviewer.code == 2 and "specialty" in reviewer.out
+    assert reviewer.code == 2 and "specialty" in reviewer.err
     for run in (wizard, no_name, no_role, bad_type, reviewer):
         assert "gf_" not in run.out and "Traceback" not in run.err + run.out
     assert await stack.pool.fetchval("SELECT count(*) FROM users") == before

@@ -139,5 +139,5 @@ async def test_an_unknown_programme_is_a_404_and_a_cli_error(
     )
     assert bad_dataset.status_code == 422
     run = await grantflow(stack, tmp_path, "export", missing, "--out", str(tmp_path / "x"))
-    assert run.code == 2 and "no programme" in run.out + run.err
+    assert run.code == 2 and "programme not found" in run.err
     assert not (tmp_path / "x").exists()

@@ -528,4 +528,4 @@ async def test_grantflow_history_json_gives_the_same_as_the_api(
     assert "waiting for applicant: revise the application" in text.out
     assert "Update registered accepted" in text.out
     missing = await grantflow(stack, tmp_path, "waiting", str(uuid.uuid4()))
-    assert missing.code == 1 and "no application" in missing.out
+    assert missing.code == 2 and "application not found" in missing.err

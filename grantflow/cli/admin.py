@@ -1,36 +1,62 @@
-"""`grantflow applications list` and `grantflow export`: what admins run against the database
-(the same queries as `GET /v1/admin/applications` and the API's export)."""
+"""What admins run in a terminal: users and their tokens, finding applications, exports,
+and the inspection of one application or of all of them. Each command is a few lines over
+the same service function as its API route, done as the CLI's admin (grantflow/cli/common.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-import asyncpg
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from grantflow.store import admin
+from grantflow.cli.common import AS_ADMIN, data, fail, messages, run
+from grantflow.cli.output import print_check
+from grantflow.services import export as export_service
+from grantflow.services import inspection, user
 from schemas.admin import AdminApplicationPage, Dataset, ExportFormat
-from schemas.common import Stage
+from schemas.common import OrganisationType, Role, Stage
+from schemas.history import Waiting
+from schemas.users import UserCreate
 
-applications_app = typer.Typer(help="Find applications (admins).", no_args_is_help=True)
-console = Console()
+users_app = typer.Typer(help=f"Users and their bearer tokens. {AS_ADMIN}", no_args_is_help=True)
+applications_app = typer.Typer(help=f"Find applications. {AS_ADMIN}", no_args_is_help=True)
 
 
-def _database_url() -> str:
-    # The CLI's settings, with its message when no stack runs (imported late: cli imports us).
-    from grantflow.cli.main import _resolved
-
-    settings = _resolved()
-    assert settings.database_url
-    return settings.database_url
+@users_app.command("create")
+def users_create(
+    role: Annotated[Role, typer.Option(help="applicant, reviewer, council, admin or coordinator.")],
+    name: Annotated[str, typer.Option(help="The person's name.")],
+    institution: Annotated[
+        str | None, typer.Option(help="Applicants, reviewers; a coordinator's clinic.")
+    ] = None,
+    organisation_type: Annotated[
+        OrganisationType, typer.Option(help="The institution's type (when it is new).")
+    ] = OrganisationType.medical_institution,
+    specialty: Annotated[str | None, typer.Option(help="Reviewers.")] = None,
+) -> None:
+    """Create a user and print its bearer token alone on stdout (shown once, stored only as a
+    hash); what was created goes to stderr. Runs as an admin, with no token."""
+    try:
+        new = UserCreate(
+            name=name,
+            role=role,
+            institution=institution,
+            specialty=specialty,
+            organisation_type=organisation_type if institution else None,
+        )
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    made = run(lambda res, caller: user.create(res, caller, new))
+    messages.print(f"created {made.user.role} {made.user.name} ({made.user.id})", highlight=False)
+    print(made.token)
 
 
 @applications_app.command("list")
@@ -46,29 +72,21 @@ def list_applications(
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, not a table.")] = False,
 ) -> None:
     """Applications matching every filter, newest first, with the counts by stage: the same
-    filters and pages as `GET /v1/admin/applications`."""
-    url = _database_url()
-    filters = admin.Filters(
-        programme_id=programme,
-        stages=tuple(stage or ()),
-        institution_id=institution,
-        specialty=specialty,
-        overdue=overdue,
-        flagged=flagged,
+    filters and pages as `GET /v1/admin/applications`. Runs as an admin, with no token."""
+    page = run(
+        lambda res, caller: inspection.find_applications(
+            res,
+            caller,
+            programme_id=programme,
+            stages=tuple(stage or ()),
+            institution_id=institution,
+            specialty=specialty,
+            overdue=overdue,
+            flagged=flagged,
+            cursor=cursor,
+            limit=limit,
+        )
     )
-
-    async def fetch() -> AdminApplicationPage:
-        conn = await asyncpg.connect(url)
-        try:
-            return await admin.page(conn, filters, limit=limit, cursor=cursor)
-        finally:
-            await conn.close()
-
-    try:
-        page = asyncio.run(fetch())
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
     if as_json:
         print(page.model_dump_json(indent=2))
         return
@@ -88,11 +106,11 @@ def _print(page: AdminApplicationPage) -> None:
             a.submitted_at.strftime("%Y-%m-%d %H:%M"),
             marks.strip(),
         )
-    console.print(table)
+    data.print(table)
     stages = ", ".join(f"{s}: {n}" for s, n in sorted(page.by_stage.items()))
-    console.print(f"{page.total} match ({stages or 'none'})")
+    data.print(f"{page.total} match ({stages or 'none'})")
     if page.next_cursor:
-        console.print(f"next page: --cursor {page.next_cursor}")
+        data.print(f"next page: --cursor {page.next_cursor}")
 
 
 def export(
@@ -103,22 +121,85 @@ def export(
     out: Annotated[Path, typer.Option(help="The folder to write the files to.")] = Path("export"),
 ) -> None:
     """Export a programme's applications, reviews (anonymised), council decisions, budget
-    ledger and reports, one file per dataset in OUT, with a progress bar."""
-    from grantflow.services.export import programme_exists, to_folder
-
-    url = _database_url()
-    if not asyncio.run(programme_exists(url, programme_id)):
-        console.print(f"[red]no programme {programme_id}[/]")
-        raise typer.Exit(2)
-    out.mkdir(parents=True, exist_ok=True)
+    ledger and reports, one file per dataset in OUT, with a progress bar on stderr and the
+    files written as a JSON list on stdout. Runs as an admin, with no token."""
     columns = (TextColumn("{task.description:<13}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+    with Progress(*columns, TimeElapsedColumn(), console=messages) as progress:
 
         def track(dataset: Dataset, total: int) -> Callable[[], None]:
             task = progress.add_task(dataset.value, total=total)
             return lambda: progress.advance(task)
 
-        written = asyncio.run(to_folder(url, programme_id, format, out, track))
+        written = run(
+            lambda res, caller: export_service.to_folder(
+                res, caller, programme_id, format, out, track
+            )
+        )
     for path in written:
-        console.print(f"wrote {path}")
-    print(json.dumps([str(p) for p in written]))  # alone on stdout, for scripts
+        messages.print(f"wrote {path}", highlight=False)
+    print(json.dumps([str(p) for p in written]))
+
+
+def _print_waiting(stage: str, waiting: list[Waiting]) -> None:
+    data.print(f"[bold]stage[/] {stage}")
+    if not waiting:
+        data.print("waiting for nothing")
+    for w in waiting:
+        by = f" by {w.by.isoformat()}" if w.by else ""
+        otherwise = f"; otherwise {w.otherwise}" if w.otherwise else ""
+        data.print(f"waiting for [bold]{w.who}[/]: {w.what}{by}{otherwise}", highlight=False)
+
+
+def history(
+    application_id: Annotated[uuid.UUID, typer.Argument(help="The application's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
+) -> None:
+    """Everything that happened to an application, oldest first: its audit trail and its
+    workflows' events in plain words (with links to the Temporal Web UI), under a header
+    saying what it is waiting for now. Runs as an admin, with no token."""
+    found = run(lambda res, caller: inspection.history(res, caller, application_id))
+    if as_json:
+        print(found.model_dump_json(indent=2))
+        return
+    _print_waiting(found.stage, found.waiting)
+    for e in found.entries:
+        where = "audit" if e.source == "audit" else e.workflow_id.split("-", 1)[0]
+        data.print(f"{e.at:%Y-%m-%d %H:%M:%S} [dim]{where:<11}[/] {e.text}", highlight=False)
+
+
+def waiting(
+    application_id: Annotated[uuid.UUID, typer.Argument(help="The application's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
+) -> None:
+    """What an open application is waiting for: who must act, what, by when, and what
+    happens if they don't (from its workflows' own state). Runs as an admin, with no token."""
+    found = run(lambda res, caller: inspection.waiting(res, caller, application_id))
+    if as_json:
+        print(found.model_dump_json(indent=2))
+        return
+    _print_waiting(found.stage, found.waiting)
+
+
+def check(
+    programme: Annotated[
+        uuid.UUID | None, typer.Option(help="Only this programme's applications (its id).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Final applications too, not only open ones.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Compare every open application's workflow with its PostgreSQL row (stage, change
+    number, amounts, outcome) and list each disagreement; exits 1 if there is any. Runs as
+    an admin, with no token."""
+    result = run(
+        lambda res, caller: inspection.check(res, caller, programme, every=every),
+        wait_for_temporal=True,
+    )
+    print_check(result, as_json=as_json)
+    # The exit status is the answer scripts read. The Temporal client's native runtime has been
+    # seen to abort the interpreter's shutdown (SIGABRT after the report was printed), which
+    # would turn "disagreements" into a crash: leave without that shutdown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if result.consistent else 1)

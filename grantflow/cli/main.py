@@ -1,44 +1,25 @@
-"""The `grantflow` command."""
+"""The `grantflow` command: the stack (dev, worker, api, migrate, simulate) here, and what
+admins run (users, applications, export, history, waiting, check) from grantflow/cli/admin.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import sys
-from typing import Annotated, Any
+from typing import Annotated
 
-import asyncpg
 import typer
-from rich.console import Console
 
-from grantflow.logging import configure_logging
-from grantflow.settings import Settings
-from schemas.common import OrganisationType, Role
-from schemas.users import UserCreate
+from grantflow.cli import admin, common
 
 app = typer.Typer(
-    help="grantflow: innovation grants as durable workflows.",
+    help="grantflow: innovation grants as durable workflows. Data goes to stdout, messages to "
+    "stderr. Exit codes: 0 done; 1 the command ran and its answer is no (check, simulate); "
+    "2 nothing was done (a usage error, or refused: an unknown id, a rule broken, a server "
+    "unavailable).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-users_app = typer.Typer(help="Users and their bearer tokens.", no_args_is_help=True)
-app.add_typer(users_app, name="users")
-console = Console()
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    return settings
-
-
-def _resolved() -> Settings:
-    try:
-        return _settings().resolved()
-    except RuntimeError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -47,7 +28,7 @@ def dev() -> None:
     dev server with its Web UI, migrations, demo users, the worker and the API."""
     from grantflow.dev.stack import EmbeddedStack, prepare, serve
 
-    settings = _settings()
+    settings = common.settings()
     stack = EmbeddedStack(settings)
     try:
         resolved = stack.start()
@@ -68,7 +49,7 @@ def worker() -> None:
     """Run a worker against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
     from grantflow.dev.stack import serve
 
-    asyncio.run(serve(_resolved(), worker=True, api=False))
+    asyncio.run(serve(common.resolved(), worker=True, api=False))
 
 
 @app.command()
@@ -79,7 +60,7 @@ def api(
     """Run the HTTP API against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
     from grantflow.dev.stack import serve
 
-    settings = _resolved()
+    settings = common.resolved()
     settings = settings.model_copy(
         update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
     )
@@ -91,180 +72,17 @@ def migrate_command() -> None:
     """Apply the SQL migrations not applied yet and register the search attributes."""
     from grantflow.dev.stack import prepare
 
-    settings = _resolved().model_copy(update={"env": "production"})  # no demo users here
+    settings = common.resolved().model_copy(update={"env": "production"})  # no demo users here
     asyncio.run(prepare(settings))
-    console.print("[green]database and search attributes are up to date[/]")
+    common.messages.print("[green]database and search attributes are up to date[/]")
 
 
-@users_app.command("create")
-def users_create(
-    role: Annotated[Role, typer.Option(help="applicant, reviewer, council, admin or coordinator.")],
-    name: Annotated[str, typer.Option(help="The person's name.")],
-    institution: Annotated[
-        str | None, typer.Option(help="Applicants, reviewers; a coordinator's clinic.")
-    ] = None,
-    organisation_type: Annotated[
-        OrganisationType, typer.Option(help="The institution's type (when it is new).")
-    ] = OrganisationType.medical_institution,
-    specialty: Annotated[str | None, typer.Option(help="Reviewers.")] = None,
-) -> None:
-    """Create a user and print its bearer token (shown once, stored only as a hash)."""
-    from grantflow.store.users import create_user
-
-    settings = _resolved()
-    try:
-        new = UserCreate(
-            name=name,
-            role=role,
-            institution=institution,
-            specialty=specialty,
-            organisation_type=organisation_type if institution else None,
-        )
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-
-    async def create() -> None:
-        assert settings.database_url
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            made = await create_user(conn, new)
-        finally:
-            await conn.close()
-        console.print(f"created {made.user.role} {made.user.name} ({made.user.id})")
-        print(made.token)  # alone on stdout, so scripts can capture it
-
-    try:
-        asyncio.run(create())
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-
-
-# --- admins: find and export (grantflow/cli/admin.py) -------------------------------------
-from grantflow.cli.admin import applications_app, export  # noqa: E402
-
-app.add_typer(applications_app, name="applications")
-app.command()(export)
-
-
-# --- what happened to an application, and what it waits for (admins' inspection) -----------
-
-
-def _inspect(application_id: str, what: str) -> Any:
-    """Run the history or waiting look-up against the running stack (or the real servers)."""
-    import uuid
-
-    from grantflow.services.history import application_history
-    from grantflow.services.waiting import ApplicationNotFound, waiting_for
-    from grantflow.temporal import connect
-
-    try:
-        app_uuid = uuid.UUID(application_id)
-    except ValueError:
-        console.print(f"[red]not an application id: {application_id}[/]")
-        raise typer.Exit(2) from None
-    settings = _resolved()
-
-    async def look() -> Any:
-        assert settings.database_url and settings.temporal_address
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
-        if what == "waiting":
-            return await waiting_for(client, str(app_uuid))
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            return await application_history(client, conn, app_uuid, ui_url=settings.ui_url)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(look())
-    except ApplicationNotFound:
-        console.print(f"[red]no application {application_id}[/]")
-        raise typer.Exit(1) from None
-
-
-def _print_waiting(stage: str, waiting: list[Any]) -> None:
-    console.print(f"[bold]stage[/] {stage}")
-    if not waiting:
-        console.print("waiting for nothing")
-    for w in waiting:
-        by = f" by {w.by.isoformat()}" if w.by else ""
-        otherwise = f"; otherwise {w.otherwise}" if w.otherwise else ""
-        console.print(f"waiting for [bold]{w.who}[/]: {w.what}{by}{otherwise}", highlight=False)
-
-
-@app.command()
-def history(
-    application_id: Annotated[str, typer.Argument(help="The application's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
-) -> None:
-    """Everything that happened to an application, oldest first: its audit trail and its
-    workflows' events in plain words (with links to the Temporal Web UI), under a header
-    saying what it is waiting for now."""
-    found = _inspect(application_id, "history")
-    if as_json:
-        print(found.model_dump_json(indent=2))
-        return
-    _print_waiting(found.stage, found.waiting)
-    for e in found.entries:
-        where = "audit" if e.source == "audit" else e.workflow_id.split("-", 1)[0]
-        console.print(f"{e.at:%Y-%m-%d %H:%M:%S} [dim]{where:<11}[/] {e.text}", highlight=False)
-
-
-@app.command()
-def waiting(
-    application_id: Annotated[str, typer.Argument(help="The application's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
-) -> None:
-    """What an open application is waiting for: who must act, what, by when, and what
-    happens if they don't (from its workflows' own state)."""
-    found = _inspect(application_id, "waiting")
-    if as_json:
-        print(found.model_dump_json(indent=2))
-        return
-    _print_waiting(found.stage, found.waiting)
-
-
-# --- check and simulate (issues 6 and 7) -------------------------------------------------------
-
-
-@app.command(name="check")
-def check_command(
-    programme: Annotated[
-        str | None, typer.Option(help="Only this programme's applications (its id).")
-    ] = None,
-    every: Annotated[
-        bool, typer.Option("--all", help="Final applications too, not only open ones.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
-) -> None:
-    """Compare every open application's workflow with its PostgreSQL row (stage, change
-    number, amounts, outcome) and list each disagreement; exits 1 if there is any."""
-    from grantflow.cli.output import print_check
-    from grantflow.dev.stack import connect_with_retry
-    from grantflow.services.consistency import check
-
-    settings = _resolved()
-
-    async def run() -> bool:
-        assert settings.database_url and settings.temporal_address
-        client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            result = await check(conn, client, programme, every=every)
-        finally:
-            await conn.close()
-        print_check(result, as_json=as_json)
-        return result.consistent
-
-    consistent = asyncio.run(run())
-    # The exit status is the answer scripts read. The Temporal client's native runtime has been
-    # seen to abort the interpreter's shutdown (SIGABRT after the report was printed), which
-    # would turn "disagreements" into a crash: leave without that shutdown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0 if consistent else 1)
+# What admins run, listed in --help between the stack's commands and the simulation.
+app.add_typer(admin.users_app, name="users")
+app.add_typer(admin.applications_app, name="applications")
+for command in (admin.export, admin.history, admin.waiting):
+    app.command()(command)
+app.command(name="check")(admin.check)
 
 
 @app.command()
@@ -291,7 +109,7 @@ def simulate(
     from grantflow.simulation.command import run
     from grantflow.simulation.run import Options
 
-    settings = _settings() if embedded else _resolved()
+    settings = common.settings() if embedded else common.resolved()
     options = Options(
         applications=applications,
         institutions=institutions,

@@ -3,14 +3,17 @@ and by `grantflow export`, which writes every dataset to a folder with a progres
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import asyncpg
-
+from grantflow.services.context import Caller, Resources, require
+from grantflow.services.errors import NotFound
+from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from grantflow.store import Conn, exports
 from schemas.admin import Dataset, ExportFormat
+from schemas.common import Role
 
 
 async def stream(
@@ -37,18 +40,40 @@ async def stream(
             yield "\n]\n"
 
 
+async def download(
+    res: Resources, caller: Caller, programme_id: uuid.UUID, dataset: Dataset, fmt: ExportFormat
+) -> AsyncIterator[str]:
+    """One dataset of the programme as CSV or a JSON array, streamed (admins). Reviews are
+    anonymised, decisions carry no member's vote. NotFound for an unknown programme, raised
+    here, before the first chunk, so that a download can still answer with a 404."""
+    await _exported(res, caller, programme_id)
+    return _streamed(res, dataset, programme_id, fmt)
+
+
+async def _streamed(
+    res: Resources, dataset: Dataset, programme_id: uuid.UUID, fmt: ExportFormat
+) -> AsyncIterator[str]:
+    # Its own connection for as long as the download lasts, not one borrowed per statement.
+    async with res.pool.acquire() as conn:
+        async for chunk in stream(conn, dataset, programme_id, fmt):
+            yield chunk
+
+
 async def to_folder(
-    url: str,
+    res: Resources,
+    caller: Caller,
     programme_id: uuid.UUID,
     fmt: ExportFormat,
     out: Path,
     progress: Callable[[Dataset, int], Callable[[], None]],
 ) -> list[Path]:
-    """Write every dataset to `out/<dataset>.<format>`; `progress(dataset, total)` returns
-    what to call after each row. `out` must exist. Returns the files written."""
-    conn = await asyncpg.connect(url)
+    """Write every dataset to `out/<dataset>.<format>`, making `out` if need be (admins);
+    `progress(dataset, total)` returns what to call after each row. Returns the files
+    written. NotFound for an unknown programme, before anything is written."""
+    await _exported(res, caller, programme_id)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     written = []
-    try:
+    async with res.pool.acquire() as conn:
         for dataset in Dataset:
             advance = progress(dataset, await exports.count(conn, dataset, programme_id))
             path = out / f"{dataset.value}.{fmt.value}"
@@ -56,14 +81,10 @@ async def to_folder(
                 async for chunk in stream(conn, dataset, programme_id, fmt, advance):
                     file.write(chunk)
             written.append(path)
-    finally:
-        await conn.close()
     return written
 
 
-async def programme_exists(url: str, programme_id: uuid.UUID) -> bool:
-    conn = await asyncpg.connect(url)
-    try:
-        return bool(await conn.fetchval(exports.PROGRAMME_EXISTS_SQL, programme_id))
-    finally:
-        await conn.close()
+async def _exported(res: Resources, caller: Caller, programme_id: uuid.UUID) -> None:
+    require(caller, Role.admin)
+    if not await res.pool.fetchval(exports.PROGRAMME_EXISTS_SQL, programme_id):
+        raise NotFound(PROGRAMME_NOT_FOUND)

@@ -4,14 +4,12 @@ identity), council decisions (no member's vote), the budget ledger and reports."
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from grantflow.api.deps import Admin, DbConn, Res
-from grantflow.services.export import stream
-from grantflow.store import exports
+from grantflow.api.deps import Admin, Res
+from grantflow.services import export as export_service
 from schemas.admin import Dataset, ExportFormat
 from schemas.common import ApiError
 
@@ -30,8 +28,7 @@ MEDIA = {ExportFormat.csv: "text/csv; charset=utf-8", ExportFormat.json: "applic
 async def export(
     programme_id: uuid.UUID,
     dataset: Dataset,
-    _: Admin,
-    db: DbConn,
+    caller: Admin,
     res: Res,
     format: ExportFormat = ExportFormat.csv,
 ) -> StreamingResponse:
@@ -39,18 +36,10 @@ async def export(
     streamed. Reviews are anonymised as the blindness rules require (`reviewer 1`, `reviewer 2`
     … per application, in the order the reviews came in); decisions carry their reasons, never
     the members' votes. `grantflow export` writes every dataset to a folder."""
-    if not await db.fetchval(exports.PROGRAMME_EXISTS_SQL, programme_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "programme not found")
-
-    async def body() -> AsyncIterator[str]:
-        # Its own connection for as long as the download lasts, not one borrowed per statement.
-        async with res.pool.acquire() as conn:
-            async for chunk in stream(conn, dataset, programme_id, format):
-                yield chunk
-
+    body = await export_service.download(res, caller, programme_id, dataset, format)
     filename = f"{dataset.value}-{programme_id}.{format.value}"
     return StreamingResponse(
-        body(),
+        body,
         media_type=MEDIA[format],
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

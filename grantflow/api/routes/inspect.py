@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 
-from grantflow.api.deps import Admin, DbConn, Res
-from grantflow.services import application as application_service
-from grantflow.services.history import application_history
-from grantflow.services.waiting import ApplicationNotFound, waiting_for
+from grantflow.api.deps import Admin, Res
+from grantflow.services import inspection
 from schemas.common import ApiError
 from schemas.history import HistoryPublic, WaitingPublic
 
@@ -23,24 +21,16 @@ REFUSALS: dict[int | str, dict[str, object]] = {
 
 
 @router.get("/{application_id}/history", response_model=HistoryPublic, responses=REFUSALS)
-async def history(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res) -> HistoryPublic:
+async def history(application_id: uuid.UUID, caller: Admin, res: Res) -> HistoryPublic:
     """One time-ordered timeline: the audit trail (stage changes, assignments, reminders,
     votes, decisions, reports, with the acting user) merged with the Temporal event history of
     the application's workflow, its children and the council sessions that decided on it
     (every run across continue-as-new), in plain words, each linking to the Temporal Web UI."""
-    await application_service.get(res, caller, str(application_id))
-    try:
-        return await application_history(res.client, db, application_id, ui_url=res.settings.ui_url)
-    except ApplicationNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found") from None
+    return await inspection.history(res, caller, application_id)
 
 
 @router.get("/{application_id}/waiting", response_model=WaitingPublic, responses=REFUSALS)
-async def waiting(application_id: uuid.UUID, caller: Admin, db: DbConn, res: Res) -> WaitingPublic:
+async def waiting(application_id: uuid.UUID, caller: Admin, res: Res) -> WaitingPublic:
     """The stage, who must act, what, by when, and what happens if they don't, as the
     workflows themselves hold it. A closed application waits for nothing."""
-    await application_service.get(res, caller, str(application_id))
-    try:
-        return await waiting_for(res.client, str(application_id))
-    except ApplicationNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "application not found") from None
+    return await inspection.waiting(res, caller, application_id)

@@ -1,0 +1,74 @@
+"""The agreement of an approved application: read it, accept it, decline it.
+
+Every change is an Update of the application's agreement workflow; reads come from
+PostgreSQL. Another applicant's agreement is NotFound, never Forbidden."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import WorkflowHandle
+
+from grantflow.services import application
+from grantflow.services.context import Caller, Resources, require
+from grantflow.services.errors import NotFound, temporal_refusals
+from grantflow.store import agreement
+from schemas.agreement import AgreementAction, AgreementOutcome, AgreementState
+from schemas.common import Role
+from workflows import ids
+from workflows.agreement import AgreementWorkflow
+
+NOT_FOUND = "this application has no agreement"
+
+
+def handle(
+    res: Resources, application_id: uuid.UUID
+) -> WorkflowHandle[AgreementWorkflow, AgreementOutcome]:
+    """The application's agreement workflow (reporting's Updates go to it as well)."""
+    return res.client.get_workflow_handle_for(AgreementWorkflow.run, ids.agreement(application_id))
+
+
+async def existing(res: Resources, application_id: uuid.UUID) -> AgreementState:
+    """The agreement as recorded, with no access check (callers have made theirs)."""
+    found = await agreement.get(res.pool, application_id)
+    if found is None:
+        raise NotFound(NOT_FOUND)
+    return found
+
+
+async def get(res: Resources, caller: Caller, application_id: uuid.UUID) -> AgreementState:
+    """The agreement: amount, status, the deadline to accept, tranches (paid, scheduled, or
+    held back and why), reports and the expert assigned to review them. The applicant,
+    admins and that expert may read it; anyone else gets NotFound."""
+    if caller.actor.user_id != await agreement.report_reviewer(res.pool, application_id):
+        await application.get(res, caller, str(application_id))
+    return await existing(res, application_id)
+
+
+async def own(res: Resources, caller: Caller, application_id: uuid.UUID) -> AgreementState:
+    """The agreement of one of the caller's own applications (applicants), else NotFound."""
+    require(caller, Role.applicant)
+    await application.get(res, caller, str(application_id))
+    return await existing(res, application_id)
+
+
+async def accept(res: Resources, caller: Caller, application_id: uuid.UUID) -> AgreementState:
+    """Accept the agreement before its deadline (its applicant): the first tranche is paid
+    at once. Conflict once it is accepted, declined or expired."""
+    await own(res, caller, application_id)
+    with temporal_refusals():
+        return await handle(res, application_id).execute_update(
+            AgreementWorkflow.accept, AgreementAction(actor=caller.actor)
+        )
+
+
+async def decline(
+    res: Resources, caller: Caller, application_id: uuid.UUID, reason: str
+) -> AgreementState:
+    """Decline the agreement with a reason (its applicant): the approved amount returns to
+    the programme's budget. Conflict once it is accepted, declined or expired."""
+    await own(res, caller, application_id)
+    with temporal_refusals():
+        return await handle(res, application_id).execute_update(
+            AgreementWorkflow.decline, AgreementAction(actor=caller.actor, reason=reason)
+        )
