@@ -19,8 +19,8 @@ from rich.table import Table
 
 from grantflow.cli.common import AS_ADMIN, data, fail, messages, run
 from grantflow.cli.output import print_check
+from grantflow.services import admin, inspection, user
 from grantflow.services import export as export_service
-from grantflow.services import inspection, user
 from schemas.admin import AdminApplicationPage, Dataset, ExportFormat
 from schemas.common import OrganisationType, Role, Stage
 from schemas.history import Waiting
@@ -74,7 +74,7 @@ def list_applications(
     """Applications matching every filter, newest first, with the counts by stage: the same
     filters and pages as `GET /v1/admin/applications`. Runs as an admin, with no token."""
     page = run(
-        lambda res, caller: inspection.find_applications(
+        lambda res, caller: admin.page(
             res,
             caller,
             programme_id=programme,

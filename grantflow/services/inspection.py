@@ -1,7 +1,7 @@
 """Admins' inspection: find applications, see what happened to one and what it waits for
 now, and whether the workflows agree with their PostgreSQL rows. The same answers for
-`GET /v1/admin/applications[/{id}/history|waiting]` and `grantflow applications list`,
-`history`, `waiting` and `check`."""
+`GET /v1/admin/applications/{id}/history|waiting` and `grantflow history`, `waiting` and
+`check` (the filtered list is services/admin.py's `page`)."""
 
 from __future__ import annotations
 
@@ -11,44 +11,11 @@ from grantflow.services import application
 from grantflow.services.consistency import CheckResult
 from grantflow.services.consistency import check as compare_all
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import Invalid, NotFound
+from grantflow.services.errors import NotFound
 from grantflow.services.history import application_history
 from grantflow.services.waiting import ApplicationNotFound, waiting_for
-from grantflow.store import admin
-from schemas.admin import AdminApplicationPage
-from schemas.common import Role, Stage
+from schemas.common import Role
 from schemas.history import HistoryPublic, WaitingPublic
-
-
-async def find_applications(
-    res: Resources,
-    caller: Caller,
-    *,
-    programme_id: uuid.UUID | None = None,
-    stages: tuple[Stage, ...] = (),
-    institution_id: str | None = None,
-    specialty: str | None = None,
-    overdue: bool = False,
-    flagged: bool = False,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> AdminApplicationPage:
-    """Every application matching all the filters given, newest first, `limit` at a time,
-    with the total matching and the count in each stage (ignoring the stage filter). Admins
-    only; a cursor that is not a page's `next_cursor` is Invalid."""
-    require(caller, Role.admin)
-    filters = admin.Filters(
-        programme_id=programme_id,
-        stages=stages,
-        institution_id=institution_id,
-        specialty=specialty,
-        overdue=overdue,
-        flagged=flagged,
-    )
-    try:
-        return await admin.page(res.pool, filters, limit=limit, cursor=cursor)
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
 
 
 async def history(res: Resources, caller: Caller, application_id: uuid.UUID) -> HistoryPublic:
