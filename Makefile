@@ -23,9 +23,11 @@ run: $(VENV)/.run-installed
 ## make test: lint, types and the whole suite on embedded servers
 test: $(VENV)/.test-installed lint typecheck pytest
 
+## make lint: ruff, and the layer contracts in pyproject.toml (docs/architecture.md)
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo  # under a second: no cache folder worth keeping
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy

@@ -7,10 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-DEV_SECRET = "grantflow-development-secret"  # noqa: S105 - refused outside development
 
 
 class Settings(BaseSettings):
@@ -23,7 +21,6 @@ class Settings(BaseSettings):
     home: Path = Path(".grantflow")
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
-    secret_key: str = DEV_SECRET
 
     temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
@@ -48,12 +45,6 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = True
-
-    @model_validator(mode="after")
-    def _refuse_default_secret(self) -> Settings:
-        if self.env != "development" and self.secret_key == DEV_SECRET:
-            raise ValueError("GRANTFLOW_SECRET_KEY must be set outside development")
-        return self
 
     @property
     def ui_url(self) -> str:

@@ -22,6 +22,7 @@ import typer.main
 import yaml
 
 from grantflow.cli.main import app as cli_app
+from grantflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -29,7 +30,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 TEMPORAL_SERVICES = {"temporal-db", "temporal", "temporal-ui"}
 APP_SERVICES = {"migrate", "worker", "api"}
 EXPECTED_SERVICES = TEMPORAL_SERVICES | APP_SERVICES | {"app-db"}
-APP_ENV = {"GRANTFLOW_ENV", "GRANTFLOW_LOG_FORMAT", "GRANTFLOW_SECRET_KEY"}
+APP_ENV = {"GRANTFLOW_ENV", "GRANTFLOW_LOG_FORMAT"}
 
 # The temporalio/auto-setup variables this file may set: documented in docker-readme/ and read
 # by docker/auto-setup.sh or the server's config template (LOG_LEVEL, NUM_HISTORY_SHARDS). A
@@ -185,6 +186,16 @@ def test_app_services_reach_postgres_and_temporal_by_service_name() -> None:
         assert env.get("TEMPORAL_NAMESPACE", "default") == temporal_ns, name
 
 
+def test_the_app_services_set_only_settings_grantflow_reads() -> None:
+    """A variable no setting reads is ignored without a word (the settings ignore extras), yet
+    compose may refuse to start without it: GRANTFLOW_SECRET_KEY was such a one."""
+    settings = Settings.model_fields.items()
+    read = {str(f.validation_alias or f"GRANTFLOW_{name}").upper() for name, f in settings}
+    for name in APP_SERVICES:
+        unread = set(_env(_services()[name])) - read
+        assert not unread, f"{name} sets {sorted(unread)}, which no setting reads"
+
+
 def test_temporal_persists_in_the_temporal_db_service() -> None:
     services = _services()
     temporal, db = services["temporal"], services["temporal-db"]
@@ -296,4 +307,4 @@ def test_nothing_secret_is_committed() -> None:
                 assert userinfo, f"{name}.DATABASE_URL has no password"
                 assert _REQUIRED.fullmatch(userinfo["password"]), f"{name}.DATABASE_URL"
                 checked += 1
-    assert checked == 3 + 2 * len(APP_SERVICES)
+    assert checked == 3 + len(APP_SERVICES)
