@@ -24,6 +24,9 @@ Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 # Or the pool itself, for a single statement: it borrows a connection for that statement only,
 # so a request never holds one while it waits on Temporal.
 Db: TypeAlias = Conn | asyncpg.Pool
+# Told apart from a pool by these classes, so that a stand-in for a pool (tests wrap one to
+# inject a race) is taken as a pool.
+CONNECTIONS = (asyncpg.Connection, PoolConnectionProxy)
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
@@ -59,7 +62,7 @@ async def in_transaction(
     in a transaction runs `work` once in a savepoint: only the owner of the outer transaction
     can run it again from its start. `single_statement`: `work` runs one statement, which
     PostgreSQL makes a transaction of its own; BEGIN and COMMIT would be two round trips more."""
-    if not isinstance(db, asyncpg.Pool) and db.is_in_transaction():
+    if isinstance(db, CONNECTIONS) and db.is_in_transaction():
         async with db.transaction():
             return await work(db)
     for attempt in range(1, attempts + 1):
@@ -85,11 +88,11 @@ async def _once(db: Db, work: Callable[[Conn], Awaitable[T]], single_statement: 
 
 @asynccontextmanager
 async def _connection(db: Db) -> AsyncIterator[Conn]:
-    if isinstance(db, asyncpg.Pool):
+    if isinstance(db, CONNECTIONS):
+        yield db
+    else:
         async with db.acquire() as conn:
             yield conn
-    else:
-        yield db
 
 
 # Bad data: refused again however often it is written. Class 22 (a value out of range, a NUL
