@@ -3,8 +3,9 @@
 Every module-level constant whose name ends in `_SQL` is a statement the code runs;
 tests/test_migrations.py prepares each against a freshly migrated database.
 
-Every write goes through `in_transaction`: the one place that runs a transaction again when
-PostgreSQL aborts it for concurrency, and that tells a write refused for its data (`refusal`)."""
+Every write goes through `in_transaction`, the one place that runs a transaction again when
+PostgreSQL aborts it for concurrency; `refusal` tells a write refused for its data, which no
+attempt will get through."""
 
 import asyncio
 import random
