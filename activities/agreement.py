@@ -9,10 +9,12 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import refuses_bad_data
 from grantflow.notify import Sender
-from grantflow.store import agreement, audit, in_transaction, ledger, notifications, review
+from grantflow.store import Conn, agreement, audit, in_transaction, ledger, notifications, review
 from schemas.agreement import AgreementChange, ReportReviewerFound, ReportReviewerRequest
 from schemas.council import Reservation
+from schemas.notifications import NewNotification
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +27,7 @@ class AgreementActivities:
         self._sender = sender
 
     @activity.defn
+    @refuses_bad_data
     async def record_agreement(self, change: AgreementChange) -> None:
         """Write the agreement as the workflow holds it (one statement; of its tranches and
         reports only those that changed), with the audit event and its notifications
@@ -34,25 +37,7 @@ class AgreementActivities:
         Idempotent: the row only moves forward (its `version` must be below the change's),
         the event key is `<workflow id>:<version>`, notifications are keyed, and delivery
         marks each notification sent under a row lock."""
-        notes = list(change.notify)
-        async with self._pool.acquire() as conn, conn.transaction():
-            notes += await notifications.copies(
-                change.notify_admins, functools.partial(review.admins, conn)
-            )
-            await agreement.save(conn, change.state, change.programme_id, change.version)
-            await notifications.add(conn, notes)
-            await audit.append(
-                conn,
-                event_key=f"{change.workflow_id}:{change.version}",
-                workflow_id=change.workflow_id,
-                kind=change.kind,
-                at=change.at,
-                application_id=change.state.application_id,
-                programme_id=change.programme_id,
-                actor=change.actor,
-                reason=change.reason,
-                detail={"status": change.state.status.value},
-            )
+        notes = await in_transaction(self._pool, functools.partial(_write, change))
         if notes:
             await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
 
@@ -67,6 +52,7 @@ class AgreementActivities:
         return ReportReviewerFound(reviewer=reviewer, refusal=refusal)
 
     @activity.defn
+    @refuses_bad_data
     async def disburse(self, payment: Reservation) -> None:
         """Pay a tranche out of the application's reservation.
 
@@ -80,6 +66,7 @@ class AgreementActivities:
         log.info("tranche paid", application_id=payment.application_id, amount=payment.amount_rub)
 
     @activity.defn
+    @refuses_bad_data
     async def release_unspent(self, release: Reservation) -> int:
         """Return what is left of the application's reservation to the programme's budget.
 
@@ -88,3 +75,25 @@ class AgreementActivities:
         released = await in_transaction(self._pool, lambda conn: ledger.release(conn, release))
         log.info("budget released", application_id=release.application_id, amount=released)
         return released
+
+
+async def _write(change: AgreementChange, conn: Conn) -> list[NewNotification]:
+    """The agreement's row, its notifications and audit event; returns the notifications."""
+    notes = list(change.notify) + await notifications.copies(
+        change.notify_admins, functools.partial(review.admins, conn)
+    )
+    await agreement.save(conn, change.state, change.programme_id, change.version)
+    await notifications.add(conn, notes)
+    await audit.append(
+        conn,
+        event_key=f"{change.workflow_id}:{change.version}",
+        workflow_id=change.workflow_id,
+        kind=change.kind,
+        at=change.at,
+        application_id=change.state.application_id,
+        programme_id=change.programme_id,
+        actor=change.actor,
+        reason=change.reason,
+        detail={"status": change.state.status.value},
+    )
+    return notes

@@ -6,8 +6,9 @@ import asyncpg
 import structlog
 from temporalio import activity
 
+from activities import refuses_bad_data
 from activities import workflow_id as current_workflow_id
-from grantflow.store import application, audit
+from grantflow.store import application, audit, in_transaction
 from schemas.application import ApplicationStart, StageChange
 
 log = structlog.get_logger(__name__)
@@ -20,6 +21,7 @@ class ApplicationActivities:
         self._pool = pool
 
     @activity.defn
+    @refuses_bad_data
     async def register_application(self, start: ApplicationStart) -> None:
         """Put a new application on record (stage `screening`) with its `submitted` event.
 
@@ -36,12 +38,17 @@ class ApplicationActivities:
             stage="screening",
             actor=start.applicant,
         )
-        await application.register(self._pool, start, workflow_id, event)
+        await in_transaction(
+            self._pool,
+            lambda conn: application.register(conn, start, workflow_id, event),
+            single_statement=True,
+        )
         log.info(
             "application registered", application_id=start.application_id, workflow_id=workflow_id
         )
 
     @activity.defn
+    @refuses_bad_data
     async def record_stage_change(self, change: StageChange) -> None:
         """Move the application's row to the new stage and append the audit event.
 
@@ -58,7 +65,11 @@ class ApplicationActivities:
             reason=change.reason,
             detail=_detail(change),
         )
-        await application.change_stage(self._pool, change, event)
+        await in_transaction(
+            self._pool,
+            lambda conn: application.change_stage(conn, change, event),
+            single_statement=True,
+        )
         log.info(
             "stage changed",
             application_id=change.application_id,

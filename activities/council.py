@@ -7,6 +7,7 @@ import asyncpg
 import structlog
 from temporalio import activity
 
+from activities import refuses_bad_data
 from activities import workflow_id as current_workflow_id
 from grantflow.store import Conn, audit, council, in_transaction, ledger
 from schemas.council import AgendaItem, Decision, Reservation, Reserved, SessionStart, VoteRecord
@@ -21,6 +22,7 @@ class CouncilActivities:
         self._pool = pool
 
     @activity.defn
+    @refuses_bad_data
     async def open_session(self, start: SessionStart) -> list[AgendaItem]:
         """Record the session and take its agenda: the programme's reviewed and deferred
         applications not on another open session's agenda, best score first.
@@ -31,6 +33,7 @@ class CouncilActivities:
         return agenda
 
     @activity.defn
+    @refuses_bad_data
     async def record_vote(self, record: VoteRecord) -> None:
         """Record a member's vote, replacing its earlier one on the item.
 
@@ -49,9 +52,14 @@ class CouncilActivities:
             detail={"choice": v.choice.value, "amount_rub": v.amount_rub},
         )
         # One statement, but SERIALIZABLE can still abort it: in_transaction runs it again.
-        await in_transaction(self._pool, lambda conn: council.record_vote(conn, record, event))
+        await in_transaction(
+            self._pool,
+            lambda conn: council.record_vote(conn, record, event),
+            single_statement=True,
+        )
 
     @activity.defn
+    @refuses_bad_data
     async def reserve(self, reservation: Reservation) -> Reserved:
         """Reserve an approval's amount if the programme's budget still covers it.
 
@@ -62,11 +70,13 @@ class CouncilActivities:
         return await in_transaction(self._pool, lambda conn: ledger.reserve(conn, reservation))
 
     @activity.defn
+    @refuses_bad_data
     async def release(self, reservation: Reservation) -> int:
         """Return an application's unspent reservation. Idempotent: keyed like `reserve`."""
         return await in_transaction(self._pool, lambda conn: ledger.release(conn, reservation))
 
     @activity.defn
+    @refuses_bad_data
     async def record_decision(self, decision: Decision) -> None:
         """Record the decision on an item, with its audit event.
 
@@ -88,6 +98,7 @@ class CouncilActivities:
         await in_transaction(self._pool, write)
 
     @activity.defn
+    @refuses_bad_data
     async def close_session(self, session_id: str) -> None:
         """Mark the session closed. Idempotent: only an open session is closed."""
         at = activity.info().started_time

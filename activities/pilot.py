@@ -9,8 +9,9 @@ import asyncpg
 import structlog
 from temporalio import activity
 
+from activities import refuses_bad_data
 from grantflow.notify import Sender
-from grantflow.store import Conn, audit, notifications, pilot, review
+from grantflow.store import Conn, audit, in_transaction, notifications, pilot, review
 from schemas.notifications import NewNotification
 from schemas.pilot import EvaluatorFound, EvaluatorRequest, PilotChange, SiteChange
 from workflows import ids
@@ -26,56 +27,25 @@ class PilotActivities:
         self._sender = sender
 
     @activity.defn
+    @refuses_bad_data
     async def record_site(self, change: SiteChange) -> None:
         """Write the site as its workflow holds it, with the audit event and its notifications
         (to every coordinator of the clinic, or every admin); then deliver them.
 
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `<site id>:<version>`, and notifications are keyed."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            notes = await notifications.copies(
-                change.notify_coordinators,
-                functools.partial(pilot.coordinators, conn, change.state.clinic_id),
-            ) + await notifications.copies(
-                change.notify_admins, functools.partial(review.admins, conn)
-            )
-            await pilot.save_site(
-                conn, change.state, change.programme_id, change.version, change.at
-            )
-            await self._write(
-                conn,
-                notes,
-                event_key=f"{change.state.site_id}:{change.version}",
-                workflow_id=change.state.site_id,
-                kind=change.kind,
-                change=change,
-                detail={"site_id": change.state.site_id, "clinic_id": change.state.clinic_id},
-            )
+        notes = await in_transaction(self._pool, functools.partial(_write_site, change))
         await self._deliver(notes)
         log.info("site change", site_id=change.state.site_id, kind=change.kind)
 
     @activity.defn
+    @refuses_bad_data
     async def record_pilot(self, change: PilotChange) -> None:
         """Write the pilot as its workflow holds it, with the audit event and notifications.
 
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `pilot-<application id>:<version>`, and notifications are keyed."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            notes = list(change.notify) + await notifications.copies(
-                change.notify_admins, functools.partial(review.admins, conn)
-            )
-            await pilot.save_pilot(
-                conn, change.state, change.programme_id, change.version, change.at
-            )
-            await self._write(
-                conn,
-                notes,
-                event_key=f"pilot-{change.state.application_id}:{change.version}",
-                workflow_id=ids.pilot(change.state.application_id),
-                kind=change.kind,
-                change=change,
-                detail={"status": change.state.status.value, "round": change.state.round},
-            )
+        notes = await in_transaction(self._pool, functools.partial(_write_pilot, change))
         await self._deliver(notes)
         log.info("pilot change", application_id=change.state.application_id, kind=change.kind)
 
@@ -83,36 +53,71 @@ class PilotActivities:
     async def find_evaluator(self, request: EvaluatorRequest) -> EvaluatorFound:
         """The pilot's independent expert, by the review stage's matching and conflict rules.
 
-        Idempotent: it only reads; the workflow records the choice."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            evaluator, refusal = await pilot.find_evaluator(conn, request)
-        return EvaluatorFound(evaluator=evaluator, refusal=refusal)
-
-    async def _write(
-        self,
-        conn: Conn,
-        notes: list[NewNotification],
-        *,
-        event_key: str,
-        workflow_id: str,
-        kind: str,
-        change: SiteChange | PilotChange,
-        detail: dict[str, object],
-    ) -> None:
-        await notifications.add(conn, notes)
-        await audit.append(
-            conn,
-            event_key=event_key,
-            workflow_id=workflow_id,
-            kind=kind,
-            at=change.at,
-            application_id=change.state.application_id,
-            programme_id=change.programme_id,
-            actor=change.actor,
-            reason=change.reason,
-            detail=detail,
+        Idempotent: it only reads; the workflow records the choice. (In a transaction all the
+        same: the specialty's lock, which keeps experts' loads in step, lasts until its end.)"""
+        evaluator, refusal = await in_transaction(
+            self._pool, lambda conn: pilot.find_evaluator(conn, request)
         )
+        return EvaluatorFound(evaluator=evaluator, refusal=refusal)
 
     async def _deliver(self, notes: list[NewNotification]) -> None:
         if notes:
             await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
+
+
+async def _write_site(change: SiteChange, conn: Conn) -> list[NewNotification]:
+    notes = await notifications.copies(
+        change.notify_coordinators,
+        functools.partial(pilot.coordinators, conn, change.state.clinic_id),
+    ) + await notifications.copies(change.notify_admins, functools.partial(review.admins, conn))
+    await pilot.save_site(conn, change.state, change.programme_id, change.version, change.at)
+    await _record(
+        conn,
+        notes,
+        change,
+        event_key=f"{change.state.site_id}:{change.version}",
+        workflow_id=change.state.site_id,
+        detail={"site_id": change.state.site_id, "clinic_id": change.state.clinic_id},
+    )
+    return notes
+
+
+async def _write_pilot(change: PilotChange, conn: Conn) -> list[NewNotification]:
+    notes = list(change.notify) + await notifications.copies(
+        change.notify_admins, functools.partial(review.admins, conn)
+    )
+    await pilot.save_pilot(conn, change.state, change.programme_id, change.version, change.at)
+    await _record(
+        conn,
+        notes,
+        change,
+        event_key=f"pilot-{change.state.application_id}:{change.version}",
+        workflow_id=ids.pilot(change.state.application_id),
+        detail={"status": change.state.status.value, "round": change.state.round},
+    )
+    return notes
+
+
+async def _record(
+    conn: Conn,
+    notes: list[NewNotification],
+    change: SiteChange | PilotChange,
+    *,
+    event_key: str,
+    workflow_id: str,
+    detail: dict[str, object],
+) -> None:
+    """The change's notifications and audit event."""
+    await notifications.add(conn, notes)
+    await audit.append(
+        conn,
+        event_key=event_key,
+        workflow_id=workflow_id,
+        kind=change.kind,
+        at=change.at,
+        application_id=change.state.application_id,
+        programme_id=change.programme_id,
+        actor=change.actor,
+        reason=change.reason,
+        detail=detail,
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
+from activities import refuses_bad_data
 from activities import workflow_id as current_workflow_id
-from grantflow.store import audit, programme
+from grantflow.store import Conn, audit, in_transaction, programme
 from schemas.programme import IntakeChange, ProgrammeCorrected, ProgrammeStart
 
 
@@ -17,32 +18,39 @@ class ProgrammeActivities:
         self._pool = pool
 
     @activity.defn
+    @refuses_bad_data
     async def register_programme(self, start: ProgrammeStart) -> None:
         """Put a new programme on record with its `created` event.
 
         Idempotent: the programme id is the primary key and the event key is
         `<workflow id>:created`, both inserted with ON CONFLICT DO NOTHING."""
         workflow_id = current_workflow_id()
-        async with self._pool.acquire() as conn, conn.transaction():
+        at = activity.info().scheduled_time
+
+        async def write(conn: Conn) -> None:
             await programme.insert(conn, start)
             await audit.append(
                 conn,
                 event_key=f"{workflow_id}:created",
                 workflow_id=workflow_id,
                 kind="programme_created",
-                at=activity.info().scheduled_time,
+                at=at,
                 programme_id=start.programme_id,
                 detail={"created_by": start.created_by, "name": start.spec.name},
             )
 
+        await in_transaction(self._pool, write)
+
     @activity.defn
+    @refuses_bad_data
     async def record_intake_change(self, change: IntakeChange) -> None:
         """Record that intake opened or closed.
 
         Idempotent: the state only moves forward (scheduled, open, closed) and the event key
         is `<workflow id>:intake:<state>`."""
         workflow_id = current_workflow_id()
-        async with self._pool.acquire() as conn, conn.transaction():
+
+        async def write(conn: Conn) -> None:
             await programme.set_intake(conn, change)
             await audit.append(
                 conn,
@@ -53,7 +61,10 @@ class ProgrammeActivities:
                 programme_id=change.programme_id,
             )
 
+        await in_transaction(self._pool, write)
+
     @activity.defn
+    @refuses_bad_data
     async def record_correction(self, corrected: ProgrammeCorrected) -> None:
         """Write an admin's correction of the programme's screening rules, with the
         `programme_corrected` audit event (the admin, the reason, each field's old and new value).
@@ -61,16 +72,20 @@ class ProgrammeActivities:
         Idempotent: the rules are set to the corrected values (not changed by a delta) and the
         event key is `<workflow id>:correction:<correction id>`."""
         workflow_id = current_workflow_id()
-        async with self._pool.acquire() as conn, conn.transaction():
+        at = activity.info().scheduled_time
+
+        async def write(conn: Conn) -> None:
             await programme.correct(conn, corrected.programme)
             await audit.append(
                 conn,
                 event_key=f"{workflow_id}:correction:{corrected.correction_id}",
                 workflow_id=workflow_id,
                 kind="programme_corrected",
-                at=activity.info().scheduled_time,
+                at=at,
                 programme_id=corrected.programme.programme_id,
                 actor=corrected.actor,
                 reason=corrected.reason,
                 detail={"changed": corrected.changed},
             )
+
+        await in_transaction(self._pool, write)

@@ -8,8 +8,10 @@ import asyncpg
 import structlog
 from temporalio import activity
 
+from activities import refuses_bad_data
 from grantflow.notify import Sender
-from grantflow.store import audit, notifications, review
+from grantflow.store import Conn, audit, in_transaction, notifications, review
+from schemas.common import Actor
 from schemas.notifications import NewNotification, NotificationKind
 from schemas.review import Offered, OfferRequest, ReviewChange
 
@@ -24,51 +26,17 @@ class ReviewActivities:
         self._sender = sender
 
     @activity.defn
+    @refuses_bad_data
     async def offer_task(self, request: OfferRequest) -> Offered:
         """Offer the application to the eligible expert with the fewest open tasks (or to the
         admin's choice), with its audit event and the reviewer's notification.
 
         Idempotent: the task id comes from the workflow; a retry finds the task on record and
         returns the same reviewer, and the event and notification keys are natural keys."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            reviewer, refusal = await review.offer(conn, request)
-            if reviewer is None:
-                return Offered(reviewer=None, refusal=refusal)
-            note = NewNotification(
-                key=f"task:{request.task_id}:offered",
-                user_id=reviewer.user_id,
-                kind=NotificationKind.task_reassigned
-                if request.replaces
-                else NotificationKind.task_offered,
-                subject=f"Review requested: {request.title}",
-                body=(
-                    f"Please accept or decline by {request.accept_by.isoformat()}."
-                    + (f" It comes to you because {request.reason}." if request.reason else "")
-                ),
-                created_at=request.offered_at,
-                application_id=request.application_id,
-                task_id=request.task_id,
-            )
-            await notifications.add(conn, [note])
-            await audit.append(
-                conn,
-                event_key=f"{request.workflow_id}:{request.version}",
-                workflow_id=request.workflow_id,
-                kind="review_offered",
-                at=request.offered_at,
-                application_id=request.application_id,
-                stage="under_review",
-                actor=request.assigned_by,
-                reason=request.reason,
-                detail={
-                    "task_id": request.task_id,
-                    "reviewer_id": reviewer.user_id,
-                    "reviewer_name": reviewer.name,
-                    "accept_by": request.accept_by.isoformat(),
-                    **({"replaces": request.replaces} if request.replaces else {}),
-                },
-            )
-        await notifications.deliver(self._pool, [note.key], self._sender)
+        reviewer, refusal = await in_transaction(self._pool, functools.partial(_offer, request))
+        if reviewer is None:
+            return Offered(reviewer=None, refusal=refusal)
+        await notifications.deliver(self._pool, [_offered_key(request)], self._sender)
         log.info(
             "review offered",
             application_id=request.application_id,
@@ -78,6 +46,7 @@ class ReviewActivities:
         return Offered(reviewer=reviewer)
 
     @activity.defn
+    @refuses_bad_data
     async def record_change(self, change: ReviewChange) -> None:
         """Write one change of the review stage: the task, the review, the flag, the audit
         event and the notifications, in one transaction; then deliver the notifications.
@@ -85,36 +54,7 @@ class ReviewActivities:
         Idempotent: the task only moves when its version is below the change's, the review's
         key is its task, the event key is `<workflow id>:<version>`, notifications are keyed,
         and delivery marks each notification sent under a row lock."""
-        notes = list(change.notify)
-        async with self._pool.acquire() as conn, conn.transaction():
-            notes += await notifications.copies(
-                change.notify_admins, functools.partial(review.admins, conn)
-            )
-            if change.task is not None:
-                await review.update_task(conn, change.task, change.version, change.at)
-            if change.review is not None:
-                await review.insert_review(conn, change.application_id, change.review)
-            if change.flag is not None:
-                await review.set_flag(conn, change.application_id, change.flag, change.at)
-            elif change.clear_flag:
-                await review.set_flag(conn, change.application_id, None, change.at)
-            if change.cancel_open_tasks:
-                await review.cancel_open_tasks(
-                    conn, change.application_id, change.version, change.at
-                )
-            await notifications.add(conn, notes)
-            await audit.append(
-                conn,
-                event_key=f"{change.workflow_id}:{change.version}",
-                workflow_id=change.workflow_id,
-                kind=change.kind,
-                at=change.at,
-                application_id=change.application_id,
-                stage="under_review",
-                actor=change.actor,
-                reason=change.reason,
-                detail=change.detail,
-            )
+        notes = await in_transaction(self._pool, functools.partial(_record, change))
         if notes:
             await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
         log.info(
@@ -123,3 +63,80 @@ class ReviewActivities:
             kind=change.kind,
             version=change.version,
         )
+
+
+def _offered_key(request: OfferRequest) -> str:
+    return f"task:{request.task_id}:offered"
+
+
+async def _offer(request: OfferRequest, conn: Conn) -> tuple[Actor | None, str | None]:
+    """The task, the reviewer's notification and the audit event; returns the reviewer, or
+    None and why there is none."""
+    reviewer, refusal = await review.offer(conn, request)
+    if reviewer is None:
+        return None, refusal
+    kind = NotificationKind.task_reassigned if request.replaces else NotificationKind.task_offered
+    note = NewNotification(
+        key=_offered_key(request),
+        user_id=reviewer.user_id,
+        kind=kind,
+        subject=f"Review requested: {request.title}",
+        body=(
+            f"Please accept or decline by {request.accept_by.isoformat()}."
+            + (f" It comes to you because {request.reason}." if request.reason else "")
+        ),
+        created_at=request.offered_at,
+        application_id=request.application_id,
+        task_id=request.task_id,
+    )
+    await notifications.add(conn, [note])
+    await audit.append(
+        conn,
+        event_key=f"{request.workflow_id}:{request.version}",
+        workflow_id=request.workflow_id,
+        kind="review_offered",
+        at=request.offered_at,
+        application_id=request.application_id,
+        stage="under_review",
+        actor=request.assigned_by,
+        reason=request.reason,
+        detail={
+            "task_id": request.task_id,
+            "reviewer_id": reviewer.user_id,
+            "reviewer_name": reviewer.name,
+            "accept_by": request.accept_by.isoformat(),
+            **({"replaces": request.replaces} if request.replaces else {}),
+        },
+    )
+    return reviewer, None
+
+
+async def _record(change: ReviewChange, conn: Conn) -> list[NewNotification]:
+    """The change's rows, notifications and audit event; returns the notifications."""
+    notes = list(change.notify) + await notifications.copies(
+        change.notify_admins, functools.partial(review.admins, conn)
+    )
+    if change.task is not None:
+        await review.update_task(conn, change.task, change.version, change.at)
+    if change.review is not None:
+        await review.insert_review(conn, change.application_id, change.review)
+    if change.flag is not None:
+        await review.set_flag(conn, change.application_id, change.flag, change.at)
+    elif change.clear_flag:
+        await review.set_flag(conn, change.application_id, None, change.at)
+    if change.cancel_open_tasks:
+        await review.cancel_open_tasks(conn, change.application_id, change.version, change.at)
+    await notifications.add(conn, notes)
+    await audit.append(
+        conn,
+        event_key=f"{change.workflow_id}:{change.version}",
+        workflow_id=change.workflow_id,
+        kind=change.kind,
+        at=change.at,
+        application_id=change.application_id,
+        stage="under_review",
+        actor=change.actor,
+        reason=change.reason,
+        detail=change.detail,
+    )
+    return notes

@@ -1,14 +1,17 @@
 """Concurrent votes and approvals on one programme's budget, on a database whose default
 isolation is SERIALIZABLE (as an operator may set it): PostgreSQL aborts colliding writers
 (40001, 40P01), the activities run them again, nobody sees an error, and the ledger and the
-votes end as a serial order of the same writes would."""
+votes end as a serial order of the same writes would. Every abort here is PostgreSQL's own,
+counted by the transaction helper (`grantflow.store.ABORTED`): a test that saw none would not
+have tested the retry."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -19,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.council import CouncilActivities
 from grantflow.db import create_pool
 from grantflow.dev.embedded import EmbeddedPostgres
-from grantflow.store import Conn, in_transaction
+from grantflow.store import ABORTED, Conn, in_transaction
 from schemas.common import Actor, Role
 from schemas.council import Choice, Reservation, VoteRecord, VoteRequest
 from tests.conftest import SESSION, fresh_database
@@ -77,7 +80,9 @@ async def test_concurrent_approvals_end_as_a_serial_order_would(
         )
         for i, amount in enumerate(amounts)
     ]
+    aborted = ABORTED["40001"]
     answers = await asyncio.gather(*(_run(council.reserve, r) for r in reservations))
+    assert ABORTED["40001"] > aborted, "PostgreSQL aborted no reservation: nothing was retried"
 
     async with serializable.acquire() as conn:
         rows = await conn.fetch(
@@ -129,7 +134,9 @@ async def test_concurrent_votes_keep_each_members_latest(serializable: asyncpg.P
     ]
     shuffled = rng.sample(votes, len(votes))
     council = CouncilActivities(serializable)
+    aborted = ABORTED["40001"]
     await asyncio.gather(*(_run(council.record_vote, v) for v in shuffled))
+    assert ABORTED["40001"] > aborted, "PostgreSQL aborted no vote: nothing was retried"
 
     async with serializable.acquire() as conn:
         rows = await conn.fetch(
@@ -147,27 +154,57 @@ async def test_concurrent_votes_keep_each_members_latest(serializable: asyncpg.P
     assert audited == WRITERS
 
 
-async def test_a_deadlock_victim_is_run_again_and_the_retries_are_bounded(
-    serializable: asyncpg.Pool,
-) -> None:
+# Each of two transactions adds one to both rows, in opposite orders.
+TOUCH_SQL = "UPDATE applications SET reviews_submitted = reviews_submitted + 1 WHERE id = $1"
+# PostgreSQL's own 40001, every time.
+ALWAYS_ABORTED_SQL = """
+DO $$ BEGIN
+    RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure';
+END $$"""
+
+
+async def test_a_real_deadlock_victim_is_run_again(serializable: asyncpg.Pool) -> None:
+    _, apps = await programme_of(serializable)
+    rows = apps[:2]
+    holds = [asyncio.Event(), asyncio.Event()]
+    runs: Counter[int] = Counter()
+
+    def crossing(me: int) -> Callable[[Conn], Awaitable[None]]:
+        mine, theirs = rows[me], rows[1 - me]
+
+        async def work(conn: Conn) -> None:
+            runs[me] += 1
+            await conn.execute(TOUCH_SQL, mine)
+            holds[me].set()
+            if runs[me] == 1:  # both hold a row: each now waits for the other's
+                await holds[1 - me].wait()
+            await conn.execute(TOUCH_SQL, theirs)
+
+        return work
+
+    aborted = ABORTED["40P01"]
+    await asyncio.gather(
+        in_transaction(serializable, crossing(0)), in_transaction(serializable, crossing(1))
+    )
+
+    assert ABORTED["40P01"] == aborted + 1  # PostgreSQL chose one victim
+    assert sorted(runs.values()) == [1, 2]  # which ran once more, and got through
+    touched = await serializable.fetch(
+        "SELECT reviews_submitted FROM applications WHERE id = ANY($1)", rows
+    )
+    assert [r["reviews_submitted"] for r in touched] == [2, 2]  # both, once each
+
+
+async def test_the_retries_are_bounded(serializable: asyncpg.Pool) -> None:
     calls = 0
 
-    async def deadlocked_once(conn: Conn) -> int:
+    async def always_aborted(conn: Conn) -> None:
         nonlocal calls
         calls += 1
-        if calls == 1:
-            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
-        return int(await conn.fetchval("SELECT 1"))
+        await conn.execute(ALWAYS_ABORTED_SQL)
 
-    assert await in_transaction(serializable, deadlocked_once) == 1
-    assert calls == 2
-
-    async def always_conflicting(conn: Conn) -> None:
-        nonlocal calls
-        calls += 1
-        raise asyncpg.exceptions.SerializationError("could not serialize access")
-
-    calls = 0
+    aborted = ABORTED["40001"]
     with pytest.raises(asyncpg.exceptions.SerializationError):
-        await in_transaction(serializable, always_conflicting, attempts=3)
+        await in_transaction(serializable, always_aborted, attempts=3)
     assert calls == 3
+    assert ABORTED["40001"] == aborted + 3

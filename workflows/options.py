@@ -9,12 +9,23 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-# Database writes: short, idempotent, retried until Postgres is back (no maximum attempts).
 # A deadline already past still gets a timer (of this length), so the wait stays one code path.
 MIN_WAIT = timedelta(milliseconds=1)
+# Database writes: short and idempotent, so retried through an outage of PostgreSQL, but not
+# forever. Pauses of 0.2, 0.4, ... 6.4 s, then 10 s each: 180 attempts wait 12.6 + 173 x 10 s,
+# about 29 minutes (longer still when attempts hang until WRITE_TIMEOUT), so a restart or a
+# failover of a minute or two (tests/test_fault_servers.py restarts PostgreSQL mid-lifecycle)
+# is ridden out many times over, and the 10 s cap keeps the wait after it short. What is
+# retried here is an outage or a bug: a write refused for its data fails at once, non-retryable
+# (activities.refuses_bad_data), and a serialisation failure or a deadlock is run again inside
+# the attempt (grantflow.store.in_transaction). After the last attempt the activity fails and
+# so does the workflow's step: visible in its history instead of retried unseen.
 WRITE_TIMEOUT = timedelta(seconds=30)
+WRITE_ATTEMPTS = 180
 WRITE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=WRITE_ATTEMPTS,
 )
 
 S = TypeVar("S")

@@ -46,6 +46,14 @@ SELECT id, programme_id, applicant_id, institution_id, stage, action_required, d
        updated_at
 FROM applications WHERE id = $1"""
 FLAG_SQL = "SELECT flag_reason FROM applications WHERE id = $1"
+# Beside a flag already there (the admin must see both), and only once.
+FLAG_REFUSED_SQL = """
+UPDATE applications
+SET flag_reason = CASE WHEN flag_reason IS NULL THEN $2
+                       WHEN strpos(flag_reason, $2) > 0 THEN flag_reason
+                       ELSE flag_reason || '; ' || $2 END,
+    flagged_at = COALESCE(flagged_at, $3)
+WHERE id = $1"""
 BY_IDEMPOTENCY_KEY_SQL = """
 SELECT id, request_digest FROM applications WHERE applicant_id = $1 AND idempotency_key = $2"""
 # Keyset pagination, newest first; $2/$3 is the last row of the previous page (or NULL).
@@ -100,6 +108,13 @@ async def change_stage(db: Db, change: StageChange, event: tuple[Any, ...]) -> N
     """Apply a stage change unless a later one is already there, and append its event
     (`audit.event_args`) unless it is there."""
     await db.execute(CHANGE_STAGE_WITH_EVENT_SQL, *_stage_args(change), *event)
+
+
+async def flag_refused(db: Db, application_id: str, reason: str, at: datetime) -> bool:
+    """Put the application in the admins' flagged queue because a write about it was refused;
+    False when it is not on record (its registration was the write refused)."""
+    status = await db.execute(FLAG_REFUSED_SQL, uuid.UUID(application_id), reason, at)
+    return bool(status == "UPDATE 1")
 
 
 def _stage_args(change: StageChange) -> tuple[Any, ...]:

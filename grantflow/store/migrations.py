@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from grantflow import migrations as _migrations_package
-from grantflow.store import Conn
+from grantflow.store import Conn, in_transaction
 
 MIGRATIONS_DIR = Path(_migrations_package.__file__).resolve().parent
 LOCK_KEY = 7_715_001  # any constant: serialises concurrent `grantflow migrate` runs
@@ -51,10 +52,13 @@ async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[Migratio
         for migration in available(directory):
             if migration.version in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.path.read_text())
-                await conn.execute(RECORD_SQL, migration.version, migration.name)
+            await in_transaction(conn, functools.partial(_apply, migration))
             applied_now.append(migration)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     return applied_now
+
+
+async def _apply(migration: Migration, conn: Conn) -> None:
+    await conn.execute(migration.path.read_text())
+    await conn.execute(RECORD_SQL, migration.version, migration.name)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from grantflow.notify import Recipient, Sender
-from grantflow.store import Conn, Db
+from grantflow.store import Conn, Db, in_transaction
 from schemas.notifications import NewNotification, NotificationKind, NotificationPublic
 
 ADD_SQL = """
@@ -82,6 +84,13 @@ def _public(row: asyncpg.Record) -> NotificationPublic:
     )
 
 
+@dataclass
+class _Delivery:
+    sent: int = 0
+    failure: Exception | None = None
+    interrupted: BaseException | None = None
+
+
 async def deliver(pool: asyncpg.Pool, keys: Sequence[str], sender: Sender) -> int:
     """Send every notification among `keys` not sent yet; returns how many were sent now.
 
@@ -90,42 +99,44 @@ async def deliver(pool: asyncpg.Pool, keys: Sequence[str], sender: Sender) -> in
     another worker) finds each delivered or locked and skips it. A send that fails is counted on
     its row and raised after the others had their turn, so that the calling activity retries
     it. Interrupted mid-way (the activity cancelled or timed out), the outcomes so far are still
-    recorded: what went out is not sent again."""
+    recorded: what went out is not sent again. Delivery is at least once: should PostgreSQL
+    abort the transaction after sends (a serialisation failure at its end), it runs again and
+    sends those again, as a retried activity would."""
     if not keys:
         return 0
-    sent, failure = 0, None
-    async with pool.acquire() as conn:
-        interrupted: BaseException | None = None
-        async with conn.transaction():
-            rows = await conn.fetch(CLAIM_SQL, list(keys))
-            if not rows:
-                return 0
-            ids: list[int] = []
-            errors: list[str | None] = []
+    done = await in_transaction(pool, functools.partial(_send, list(keys), sender))
+    if done.interrupted is not None:
+        raise done.interrupted
+    if done.failure is not None:
+        raise done.failure
+    return done.sent
+
+
+async def _send(keys: list[str], sender: Sender, conn: Conn) -> _Delivery:
+    done = _Delivery()
+    rows = await conn.fetch(CLAIM_SQL, keys)
+    ids: list[int] = []
+    errors: list[str | None] = []
+    try:
+        for row in rows:
+            recipient = Recipient(str(row["user_id"]), row["name"], row["email"])
             try:
-                for row in rows:
-                    recipient = Recipient(str(row["user_id"]), row["name"], row["email"])
-                    try:
-                        await sender.send(_public(row), recipient)
-                    except Exception as exc:
-                        failure = exc
-                        ids.append(row["id"])
-                        errors.append(f"{type(exc).__name__}: {exc}")
-                    else:
-                        ids.append(row["id"])
-                        errors.append(None)
-                        sent += 1
-            except BaseException as exc:  # cancelled mid-way: record what went out, then stop
-                interrupted = exc
-            # Recorded under the rows' locks: another delivery cannot send one in between and
-            # then have a failure written here over its success.
-            if ids:
-                await conn.execute(MARK_SQL, ids, errors)
-        if interrupted is not None:
-            raise interrupted
-    if failure is not None:
-        raise failure
-    return sent
+                await sender.send(_public(row), recipient)
+            except Exception as exc:
+                done.failure = exc
+                ids.append(row["id"])
+                errors.append(f"{type(exc).__name__}: {exc}")
+            else:
+                ids.append(row["id"])
+                errors.append(None)
+                done.sent += 1
+    except BaseException as exc:  # cancelled mid-way: record what went out, then stop
+        done.interrupted = exc
+    # Recorded under the rows' locks: another delivery cannot send one in between and then
+    # have a failure written here over its success.
+    if ids:
+        await conn.execute(MARK_SQL, ids, errors)
+    return done
 
 
 async def deliver_pending(pool: asyncpg.Pool, sender: Sender, limit: int = 100) -> int:

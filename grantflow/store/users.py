@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 
-from grantflow.store import Conn, Db
+from grantflow.store import Conn, Db, in_transaction
 from schemas.common import Actor, OrganisationType, Role
 from schemas.users import UserCreate, UserPublic, UserWithToken
 
@@ -49,11 +49,12 @@ async def create_user(conn: Conn, new: UserCreate) -> UserWithToken:
         raise ValueError("a reviewer needs a specialty")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     inst = institution_id(new.institution) if new.institution else None
-    async with conn.transaction():
+    org = new.organisation_type or OrganisationType.medical_institution
+
+    async def insert(c: Conn) -> asyncpg.Record | None:
         if new.institution and inst:
-            org = new.organisation_type or OrganisationType.medical_institution
-            await conn.execute(UPSERT_INSTITUTION_SQL, inst, new.institution, org.value)
-        row = await conn.fetchrow(
+            await c.execute(UPSERT_INSTITUTION_SQL, inst, new.institution, org.value)
+        return await c.fetchrow(
             INSERT_USER_SQL,
             uuid.uuid4(),
             new.name,
@@ -62,6 +63,8 @@ async def create_user(conn: Conn, new: UserCreate) -> UserWithToken:
             new.specialty,
             hash_token(token),
         )
+
+    row = await in_transaction(conn, insert)
     assert row is not None
     return UserWithToken(user=user_public(row), token=token)
 
