@@ -35,8 +35,11 @@ class Settings(BaseSettings):
     # Where history entries link to: the embedded dev server's UI unless set (a cluster's UI).
     temporal_ui_url: str | None = None
 
-    max_page_size: int = 200
     max_body_bytes: int = 1_000_000
+    # How long a request waits for a worker to answer its Update before the server is asked
+    # whether any worker has taken it up; when none has, the caller gets 503 instead of a wait
+    # with no end (grantflow/services/updates.py).
+    worker_answer_seconds: float = Field(default=10.0, gt=0)
 
     # Notifications go out by e-mail when smtp_host is set, to the log otherwise.
     smtp_host: str | None = None

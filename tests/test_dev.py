@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -202,6 +205,16 @@ def stop(dev: Dev, times: int) -> None:
     assert "shutting down" in dev.log.read_text(errors="replace")
 
 
+@pytest.fixture
+def dev_dir() -> Iterator[Path]:
+    """A directory for one test's `grantflow dev`, outside pytest's temporary root: run as
+    root, PostgreSQL runs as a user of its own, which must reach its data directory, and each
+    pytest session that starts on the machine resets that root to 0700."""
+    made = Path(tempfile.mkdtemp(prefix="grantflow-dev-"))
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
 # --- the test -------------------------------------------------------------------------------
 
 
@@ -251,8 +264,8 @@ def users_create(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
 
 
 @pytest.mark.timeout(2 * START_WITHIN + 4 * STOP_WITHIN + 60)
-async def test_dev_serves_stops_cleanly_and_keeps_everything(tmp_path: Path) -> None:
-    await asyncio.to_thread(serves_stops_cleanly_and_keeps_everything, tmp_path)
+async def test_dev_serves_stops_cleanly_and_keeps_everything(dev_dir: Path) -> None:
+    await asyncio.to_thread(serves_stops_cleanly_and_keeps_everything, dev_dir)
 
 
 def serves_stops_cleanly_and_keeps_everything(tmp_path: Path) -> None:
@@ -330,10 +343,10 @@ def serves_stops_cleanly_and_keeps_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(2 * START_WITHIN + 4 * STOP_WITHIN + 60)
-async def test_dev_killed_takes_its_servers_along_and_starts_again(tmp_path: Path) -> None:
+async def test_dev_killed_takes_its_servers_along_and_starts_again(dev_dir: Path) -> None:
     """A `grantflow dev` killed outright (SIGKILL, as the OOM killer would) cannot stop its
     servers itself: they follow it on their own, and the next start finds the data intact."""
-    await asyncio.to_thread(killed_takes_its_servers_along_and_starts_again, tmp_path)
+    await asyncio.to_thread(killed_takes_its_servers_along_and_starts_again, dev_dir)
 
 
 def killed_takes_its_servers_along_and_starts_again(tmp_path: Path) -> None:
@@ -371,3 +384,95 @@ def killed_takes_its_servers_along_and_starts_again(tmp_path: Path) -> None:
         assert again.status_code == 200, again.text
         assert again.json()["name"] == programme["name"]
         stop(dev, times=1)
+
+
+# --- every way out stops the servers ---------------------------------------------------------
+
+
+def wait_exit(dev: Dev) -> int:
+    """Its exit code, watching its children until then (for `survivors`)."""
+    deadline = time.monotonic() + START_WITHIN
+    while dev.process.poll() is None and time.monotonic() < deadline:
+        dev.children |= descendants(dev.process.pid)
+        time.sleep(0.05)
+    return dev.process.wait(STOP_WITHIN)
+
+
+@pytest.mark.timeout(START_WITHIN + 2 * STOP_WITHIN + 30)
+async def test_dev_told_to_stop_while_starting_stops_its_servers_first(dev_dir: Path) -> None:
+    """SIGTERM before it serves (starting the servers, migrating): the servers, which run in
+    sessions of their own, were left to their death-of-parent signal after it died at once."""
+    await asyncio.to_thread(told_to_stop_while_starting, dev_dir)
+
+
+def told_to_stop_while_starting(tmp_path: Path) -> None:
+    env = dev_env(tmp_path)
+    dev = Dev(tmp_path, env, "stopped-while-starting")
+    try:
+        postgres_log = dev.home / "postgres.log"
+        deadline = time.monotonic() + START_WITHIN
+        while "ready to accept connections" not in (
+            postgres_log.read_text(errors="replace") if postgres_log.exists() else ""
+        ):  # then Temporal starts, and the migrations run: seconds before it serves
+            assert dev.process.poll() is None and time.monotonic() < deadline, dev.output()
+            time.sleep(0.05)
+        dev.children = descendants(dev.process.pid)
+        os.kill(dev.process.pid, signal.SIGTERM)
+        code = wait_exit(dev)
+        assert code == 0, dev.output()
+        assert dev.survivors() == {}
+        log = dev.log.read_text(errors="replace")
+        assert "stopped before serving" in log and "grantflow is running" not in log, log
+        assert "received fast shutdown request" in postgres_log.read_text(errors="replace")
+        assert not (dev.home / "runtime.json").exists()
+    except BaseException:
+        print(dev.output())
+        raise
+    finally:
+        dev.kill()
+
+
+@pytest.mark.timeout(START_WITHIN + 2 * STOP_WITHIN + 30)
+async def test_a_second_ctrl_c_kills_the_servers_at_once(dev_dir: Path) -> None:
+    await asyncio.to_thread(second_ctrl_c_kills_the_servers_at_once, dev_dir)
+
+
+def second_ctrl_c_kills_the_servers_at_once(tmp_path: Path) -> None:
+    env = dev_env(tmp_path)
+    with running(tmp_path, env, "forced") as dev:
+        os.killpg(dev.process.pid, signal.SIGINT)
+        time.sleep(0.2)  # stopping in order: the API, the worker, then the servers
+        os.killpg(dev.process.pid, signal.SIGINT)
+        started = time.monotonic()
+        code = dev.process.wait(STOP_WITHIN)
+        assert code == 128 + signal.SIGINT, code
+        assert time.monotonic() - started < 10
+        assert dev.survivors() == {}
+        assert "forced stop" in dev.log.read_text(errors="replace")
+        assert not (dev.home / "runtime.json").exists()
+
+
+@pytest.mark.timeout(START_WITHIN + 2 * STOP_WITHIN + 30)
+async def test_dev_that_crashes_stops_its_servers(dev_dir: Path) -> None:
+    """Its own crash (here: the API's port is taken once the servers are up)."""
+    await asyncio.to_thread(crashes_and_stops_its_servers, dev_dir)
+
+
+def crashes_and_stops_its_servers(tmp_path: Path) -> None:
+    env = dev_env(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["GRANTFLOW_API_PORT"])))
+        taken.listen()
+        dev = Dev(tmp_path, env, "crashed")
+        try:
+            code = wait_exit(dev)
+            assert code != 0
+            assert dev.children, "no child process seen: the check below would be empty"
+            assert dev.survivors() == {}
+            assert "address already in use" in dev.log.read_text(errors="replace")
+            assert not (dev.home / "runtime.json").exists()
+        except BaseException:
+            print(dev.output())
+            raise
+        finally:
+            dev.kill()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 from temporalio.client import WorkflowHandle
@@ -36,6 +37,7 @@ from tests.conftest import (
 from tests.routes import api_routes, body_model
 from tests.test_council import Council, agreement
 from tests.test_intake import stage_of
+from tests.test_openapi_fuzz import served
 from tests.test_review import reaches
 
 pytestmark = SESSION
@@ -185,6 +187,28 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(
             headers={**admin.headers, "content-type": "application/json", "content-length": length},
         )
         assert response.status_code == 413, (length, response.text)
+
+
+async def test_over_http_a_body_of_megabytes_gets_a_413_the_client_can_read(
+    stack: Stack, admin: User
+) -> None:
+    """A real server and a real socket: refused before it was read, the body was still on its
+    way when the server closed the connection, so the client saw a reset, not the 413."""
+    limit = stack.settings.max_body_bytes
+    document = b'{"name": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    headers = {**admin.headers, "content-type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(document), 256 * 1024):
+            yield document[start : start + 256 * 1024]
+
+    async with served(stack) as base, httpx.AsyncClient(base_url=base, timeout=60) as http:
+        for _ in range(3):  # a reset is likely, not certain: three tries each
+            for content in (document, chunks()):
+                response = await http.post("/v1/programmes", content=content, headers=headers)
+                assert response.status_code == 413, response.text
+                assert response.json() == {"detail": f"body over {limit} bytes"}
+        assert (await http.get("/healthz")).status_code == 200
 
 
 # --- page sizes -------------------------------------------------------------------------------

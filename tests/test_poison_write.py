@@ -17,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
@@ -24,12 +25,14 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from activities import WRITE_REFUSED
 from activities.application import ApplicationActivities
 from grantflow.dev.embedded import EmbeddedPostgres
-from schemas.application import StageChange
+from grantflow.services.errors import refused_update
+from schemas.application import StageChange, WithdrawalRequest
 from schemas.common import Actor, Role, Stage
 from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
 from tests.faults import own_stack
 from tests.test_intake import submit, timeline_kinds
 from workflows import ids
+from workflows.application import ApplicationWorkflow
 
 pytestmark = SESSION
 NUL = "\x00"
@@ -138,9 +141,11 @@ class _Counting(ActivityInboundInterceptor):
 async def test_a_withdrawal_postgresql_refuses_fails_once_and_the_admin_sees_why(
     temporal_env: WorkflowEnvironment, postgres: EmbeddedPostgres
 ) -> None:
-    """The API lets a NUL through in a withdrawal's reason; PostgreSQL refuses it. The
-    applicant gets a refusal at once instead of a request that never returns, and the admin
-    finds the application flagged with the reason and the refusal in the workflow's history."""
+    """PostgreSQL refuses a withdrawal's reason with a NUL in it. The API refuses a NUL at
+    the door (tests/test_hostile_input.py), so the Update is sent to Temporal directly, as a
+    client of the workflow other than the API could: the caller gets a refusal at once instead
+    of a request that never returns, and the admin finds the application flagged with the
+    reason and the refusal in the workflow's history."""
     attempts = Attempts()
     async with own_stack(temporal_env.client, postgres.url, interceptors=[attempts]) as stack:
         make = user_factory(stack)
@@ -150,15 +155,25 @@ async def test_a_withdrawal_postgresql_refuses_fails_once_and_the_admin_sees_why
         app = (await submit(stack, applicant, body)).json()
         assert app["stage"] == "revision_requested"
         workflow_id = ids.application(app["id"])
+        at_the_door = await stack.api.post(
+            f"/v1/applications/{app['id']}/withdrawal",
+            json={"reason": f"Funded{NUL}elsewhere"},
+            headers=applicant.headers,
+        )
+        assert at_the_door.status_code == 422, at_the_door.text
 
-        with refusals_logged() as logged:
-            response = await stack.api.post(
-                f"/v1/applications/{app['id']}/withdrawal",
-                json={"reason": f"Funded{NUL}elsewhere"},
-                headers=applicant.headers,
+        actor = Actor(
+            user_id=applicant.id,
+            role=Role.applicant,
+            name=applicant.name,
+            institution_id=applicant.institution_id,
+        )
+        with refusals_logged() as logged, pytest.raises(WorkflowUpdateFailedError) as refused:
+            await stack.client.get_workflow_handle(workflow_id).execute_update(
+                ApplicationWorkflow.withdraw,
+                WithdrawalRequest(actor=actor, reason=f"Funded{NUL}elsewhere"),
             )
-        assert response.status_code == 409, response.text
-        refusal = response.json()["detail"]
+        refusal = refused_update(refused.value)
         assert refusal.startswith("record_stage_change: PostgreSQL refused the write: 22021")
         await asyncio.sleep(1.0)  # longer than the first retry's pause (0.2 s), had there been one
         assert attempts.failed == [(workflow_id, "record_stage_change", 1)]

@@ -1,15 +1,15 @@
-"""The FastAPI application: routes, error mapping, request ids, body limits."""
+"""The FastAPI application: routes, error mapping, request ids, body limits, input guard."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from grantflow.api import errors
+from grantflow.api.context import RequestContext
+from grantflow.api.guard import InputGuard
 from grantflow.api.limits import BodyLimit
 from grantflow.api.routes import (
     admin,
@@ -36,8 +36,11 @@ grantflow runs innovation grants from application to final report as durable wor
 Every request carries `Authorization: Bearer <token>` (tokens come from
 `grantflow users create`). Refusals are 401 (no or bad token), 403 (wrong role),
 404 (not found or not yours), 409 (not possible in the current stage, with the reason),
-413 (body too large), 422 (invalid input, every field error listed), 429 (too many changes
-to one object in flight: retry after `Retry-After` seconds), 503 (a server is down).
+413 (body too large), 422 (invalid input, every field error listed; NUL characters, lone
+surrogates and non-finite numbers are refused wherever they are), 429 (too many changes
+to one object in flight: retry after `Retry-After` seconds), 503 (a server is down, or no
+worker is processing: retry). An unexpected error is a 500 whose body carries the
+`request_id` (also in the `X-Request-Id` header) to quote when you report it.
 """
 
 
@@ -70,8 +73,12 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     errors.install(app)
-    # Counts the bytes received, so a chunked body without Content-Length is limited too.
+    # The last added runs first: the request id and the 500 safety net around everything,
+    # then the size limit (counting the bytes received, so a chunked body is limited too),
+    # then the guard, which reads the body the limit has already bounded.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
     for module in (
         health,
         users,
@@ -87,16 +94,4 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         inspect,
     ):
         app.include_router(module.router)
-
-    @app.middleware("http")
-    async def context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id[:64])
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id[:64]
-        return response
-
     return app

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -52,6 +55,34 @@ def _refusal(exc: ServiceError) -> JSONResponse:
     return _detail(exc.status, exc.message)
 
 
+def _echo(value: Any) -> Any:
+    """The refused value as JSON, or None when it cannot be written as JSON (a non-finite
+    number, a lone surrogate): the error's type and loc say enough."""
+    try:
+        encoded = jsonable_encoder(value)
+        json.dumps(encoded, allow_nan=False, ensure_ascii=False).encode()
+    except (ValueError, TypeError):
+        return None
+    return encoded
+
+
+def validation_answer(exc: RequestValidationError) -> Response:
+    """FastAPI's own 422 body, except that a value that cannot be written as JSON is not
+    echoed (FastAPI's answer failed to serialise it: a 500 for the caller's mistake), bytes
+    that are not UTF-8 are shown with replacement characters, and every name is ASCII-escaped
+    (a field name may hold a lone surrogate)."""
+    errors = [
+        {**e, "input": _echo(e["input"])} if "input" in e else e
+        for e in jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes})
+    ]
+    body = json.dumps({"detail": errors}, allow_nan=False, default=str, separators=(",", ":"))
+    return Response(body, status_code=422, media_type="application/json")
+
+
+def _bytes(value: bytes) -> str | None:
+    return value.decode(errors="replace")
+
+
 def _allowed_methods(app: FastAPI, scope: Any) -> list[str]:
     """Every method some route serves at this path, not just the first route's."""
     methods = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
@@ -63,6 +94,10 @@ def _allowed_methods(app: FastAPI, scope: Any) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        return validation_answer(exc)
+
     @app.exception_handler(405)
     async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
         # Starlette answers with the Allow of the first route matching the path only, so

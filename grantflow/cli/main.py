@@ -4,8 +4,6 @@ admins run (users, applications, export, history, waiting, check) from grantflow
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 from typing import Annotated
 
 import typer
@@ -26,22 +24,9 @@ app = typer.Typer(
 def dev() -> None:
     """Start everything on embedded servers (what `make run` does): PostgreSQL, the Temporal
     dev server with its Web UI, migrations, demo users, the worker and the API."""
-    from grantflow.dev.stack import EmbeddedStack, prepare, serve
+    from grantflow.dev.stack import run
 
-    settings = common.settings()
-    stack = EmbeddedStack(settings)
-    try:
-        resolved = stack.start()
-        demo = asyncio.run(prepare(resolved))
-        if demo:
-            tokens = settings.home / "demo-tokens.json"
-            # Created 0600: the tokens are never readable by others, not even for a moment.
-            fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(json.dumps([d.model_dump(mode="json") for d in demo], indent=2))
-        asyncio.run(serve(resolved, worker=True, api=True, banner=demo))
-    finally:
-        stack.stop()
+    run(common.settings())
 
 
 @app.command()

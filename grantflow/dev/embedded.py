@@ -116,6 +116,25 @@ class ManagedProcess:
             self.process.kill()
             self.process.wait()
 
+    def kill_now(self, within: float = 3.0) -> None:
+        """SIGKILL to the server and every process of its session (PostgreSQL's backends),
+        then wait until they are gone, up to `within` s. Safe in a signal handler: it does not
+        use Popen's lock, which the code it interrupted may hold."""
+        if self.process is None:
+            return
+        pid = self.process.pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # its own session: its group id is its pid
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our child: reaped, or it lingers as a zombie
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+
 
 class EmbeddedPostgres(ManagedProcess):
     """A PostgreSQL server on 127.0.0.1:`port` with its data in `data_dir`."""

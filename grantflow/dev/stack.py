@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 
 import asyncpg
 import structlog
@@ -31,6 +33,53 @@ from workers.main import build_worker
 
 log = structlog.get_logger(__name__)
 DATABASE = "grantflow"
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stop:
+    """What SIGINT, SIGTERM and SIGHUP (a closed terminal) do to a grantflow process, from its
+    start to its exit. The first asks for an orderly stop: while serving, `serve` returns;
+    before that (starting the servers, migrating) a KeyboardInterrupt unwinds to the stop in
+    `finally`. Another one, or one while it is already stopping, forces it: `force` (which
+    kills the servers), then the process exits at once with 128 + the signal."""
+
+    def __init__(self, force: Callable[[], None] = lambda: None) -> None:
+        self.force = force
+        self.requested = False
+        self.stopping = False
+        self._wake: Callable[[], None] | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def serving(self, wake: Callable[[], None]) -> Iterator[None]:
+        """While the block runs, the first signal calls `wake` instead of interrupting."""
+        self._wake = wake
+        try:
+            yield
+        finally:
+            self._wake = None
+
+    def _handle(self, signum: int, _: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested or self.stopping:
+            log.warning("forced stop", signal=name)
+            self.force()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.requested = True
+        log.info("stop requested", signal=name)
+        if self._wake is not None:
+            self._wake()
+            return
+        raise KeyboardInterrupt
 
 
 class _Server(uvicorn.Server):
@@ -84,7 +133,47 @@ class EmbeddedStack:
     def stop(self) -> None:
         self.settings.runtime_file.unlink(missing_ok=True)
         for process in reversed(self.processes):
-            process.stop()
+            try:
+                process.stop()
+            except Exception as exc:  # the next server must still be stopped
+                log.error("could not stop", server=process.name, error=str(exc))
+                process.kill_now()
+
+    def kill(self) -> None:
+        """Every server killed at once (SIGKILL to its process group), without the orderly
+        shutdown `stop` waits for: what a second Ctrl-C asks for."""
+        self.settings.runtime_file.unlink(missing_ok=True)
+        for process in reversed(self.processes):
+            process.kill_now()
+
+
+def run(settings: Settings) -> None:
+    """`grantflow dev`: the embedded servers, migrations and demo users, then the worker and
+    the API until a signal. The servers run in sessions of their own (a terminal's Ctrl-C
+    reaches grantflow only), so grantflow stops them on every way out: a signal at any
+    moment, its own crash, or a second signal (they are killed)."""
+    stack = EmbeddedStack(settings)
+    stop = Stop(force=stack.kill)
+    with stop.installed():
+        try:
+            resolved = stack.start()
+            demo = asyncio.run(prepare(resolved))
+            if demo:
+                save_demo_tokens(settings, demo)
+            asyncio.run(serve(resolved, worker=True, api=True, banner=demo, stop=stop))
+        except KeyboardInterrupt:
+            log.info("stopped before serving")
+        finally:
+            stop.stopping = True
+            stack.stop()
+
+
+def save_demo_tokens(settings: Settings, demo: list[UserWithToken]) -> None:
+    tokens = settings.home / "demo-tokens.json"
+    # Created 0600: the tokens are never readable by others, not even for a moment.
+    fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps([d.model_dump(mode="json") for d in demo], indent=2))
 
 
 async def ensure_database(server_url: str, name: str, attempts: int = 60) -> None:
@@ -135,15 +224,37 @@ async def prepare(settings: Settings) -> list[UserWithToken]:
 
 
 async def serve(
-    settings: Settings, *, worker: bool, api: bool, banner: list[UserWithToken] | None = None
+    settings: Settings,
+    *,
+    worker: bool,
+    api: bool,
+    banner: list[UserWithToken] | None = None,
+    stop: Stop | None = None,
 ) -> None:
-    """Run the worker and/or the API until SIGINT or SIGTERM, then stop the API first (no new
-    work), then the worker (in-flight activities finish or go back to the server)."""
-    assert settings.database_url and settings.temporal_address
-    stop = asyncio.Event()
+    """Run the worker and/or the API until SIGINT, SIGTERM or SIGHUP, then stop the API first
+    (no new work), then the worker (in-flight activities finish or go back to the server). A
+    second signal exits at once (`stop.force` first)."""
+    stop = stop or Stop()
+    stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def wake() -> None:  # from a signal handler: the loop may be anywhere in its iteration
+        loop.call_soon_threadsafe(stopped.set)
+
+    with stop.installed(), stop.serving(wake):
+        await _serve(settings, worker=worker, api=api, banner=banner, stop=stop, until=stopped)
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    worker: bool,
+    api: bool,
+    banner: list[UserWithToken] | None,
+    stop: Stop,
+    until: asyncio.Event,
+) -> None:
+    assert settings.database_url and settings.temporal_address
     client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
     # One pool each, as in production where they are separate processes: a burst of requests
     # can never starve the activities that the requests are waiting on.
@@ -172,15 +283,16 @@ async def serve(
                     lifespan="on",
                 )
             )
-            tasks.append(asyncio.create_task(server.serve()))
+            tasks.append(asyncio.create_task(_api(server)))
         if banner is not None:
             show_banner(settings, banner)
-        waiter = asyncio.create_task(stop.wait())
+        waiter = asyncio.create_task(until.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not waiter:
                 task.result()  # a crashed worker or API stops everything, loudly
     finally:
+        stop.stopping = True
         log.info("shutting down")
         if server:
             server.should_exit = True
@@ -190,6 +302,15 @@ async def serve(
         for pool in (api_pool, worker_pool):
             if pool:
                 await pool.close()
+
+
+async def _api(server: _Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        # uvicorn exits the process when it cannot bind; escaping the event loop, that skipped
+        # the orderly stop below, and the worker's shutdown then hung with the servers up.
+        raise RuntimeError(f"the API did not start (exit code {exc.code}): see above") from None
 
 
 def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:

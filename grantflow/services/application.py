@@ -20,6 +20,7 @@ from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import Conflict, Invalid, NotFound, temporal_refusals
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from grantflow.services.programme import intake_refusal
+from grantflow.services.updates import answered
 from grantflow.store import application, audit, programme
 from schemas.admin import AdminAction, RescreenRequest
 from schemas.application import (
@@ -78,7 +79,8 @@ async def submit(
 ) -> Submitted:
     """Apply to a programme (applicants). The application is screened at once by its
     workflow; the answer shows the outcome. A retry with the same idempotency key returns the
-    same application (a different application under a used key is Invalid)."""
+    same application (a different application under a used key is Invalid). With no worker
+    up, Unavailable."""
     require(caller, Role.applicant)
     digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     applicant = uuid.UUID(caller.actor.user_id)
@@ -114,15 +116,19 @@ async def submit(
         request_digest=digest,
     )
     # Update-with-start: concurrent retries share one workflow (USE_EXISTING) and one update
-    # id, so all of them get the same application once it is on record.
-    with temporal_refusals():
-        await res.client.execute_update_with_start_workflow(
+    # id, so all of them get the same application once it is on record (also the retry of
+    # one refused because no worker was up).
+    workflow_id = ids.application(application_id)
+    await answered(
+        res,
+        workflow_id,
+        res.client.execute_update_with_start_workflow(
             ApplicationWorkflow.registered,
             id="registered",
             start_workflow_operation=WithStartWorkflowOperation(
                 ApplicationWorkflow.run,
                 start,
-                id=ids.application(application_id),
+                id=workflow_id,
                 task_queue=res.settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 search_attributes=TypedSearchAttributes(
@@ -132,7 +138,8 @@ async def submit(
                     ]
                 ),
             ),
-        )
+        ),
+    )
     return Submitted(await get(res, caller, application_id), created=True)
 
 
@@ -192,10 +199,13 @@ async def revise(
     handle = res.client.get_workflow_handle_for(
         ApplicationWorkflow.run, ids.application(application_id)
     )
-    with temporal_refusals():
-        await handle.execute_update(
+    await answered(
+        res,
+        handle.id,
+        handle.execute_update(
             ApplicationWorkflow.revise, RevisionRequest(actor=caller.actor, content=content)
-        )
+        ),
+    )
     return await get(res, caller, application_id)
 
 
@@ -208,10 +218,13 @@ async def withdraw(
     handle = res.client.get_workflow_handle_for(
         ApplicationWorkflow.run, ids.application(application_id)
     )
-    with temporal_refusals():
-        await handle.execute_update(
+    await answered(
+        res,
+        handle.id,
+        handle.execute_update(
             ApplicationWorkflow.withdraw, WithdrawalRequest(actor=caller.actor, reason=reason)
-        )
+        ),
+    )
     return await get(res, caller, application_id)
 
 

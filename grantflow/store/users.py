@@ -49,6 +49,8 @@ async def create_user(conn: Conn, new: UserCreate) -> UserWithToken:
         raise ValueError("a reviewer needs a specialty")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     inst = institution_id(new.institution) if new.institution else None
+    if new.institution and not inst:  # "!!!" has no slug: it would name no institution
+        raise ValueError("an institution's name needs at least one letter or digit")
     org = new.organisation_type or OrganisationType.medical_institution
 
     async def insert(c: Conn) -> asyncpg.Record | None:
