@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest histories clean
+.PHONY: run test test-fast lint typecheck pytest histories clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/grantflow dev
 
-## make test: lint, types and the whole suite on embedded servers
+## make test: lint, types and the whole suite (every tier: unit, workflow, system, slow)
 test: $(VENV)/.test-installed lint typecheck pytest
+
+## make test-fast: the unit and workflow tiers and the quick system tests, about a minute
+## (no lint, no types, nothing marked slow: see the markers in pyproject.toml)
+test-fast: $(VENV)/.test-installed
+	$(BIN)/pytest -m "not slow"
 
 ## make lint: ruff, and the layer contracts in pyproject.toml (docs/architecture.md)
 lint: $(VENV)/.test-installed

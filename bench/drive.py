@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.harness import STEP, Grantflow, User, create_programme, eventually, make_user, ok
 from schemas.common import Role
+from tests.support import application_body
 
 METRICS = [{"name": "patients", "unit": "patients", "target": 400}]
 # Second-scale durations; the windows nobody should miss are an hour long. The second tranche
@@ -75,7 +76,7 @@ async def cohort(gf: Grantflow, n: int, *, reviewers: int = 6) -> Cohort:
         PARAMS,
         name=f"Bench {uuid.uuid4().hex[:6]}",
         budget_rub=max(2_540_000_000, 40_000_000 * n),
-        organisation_types=("medical_institution", "company"),
+        organisation_types=["medical_institution", "company"],
         intake_opens=(now - timedelta(minutes=1)).isoformat(),
         intake_closes=(now + timedelta(hours=2)).isoformat(),
     )
@@ -105,7 +106,7 @@ async def _submit_and_review(c: Cohort, i: int) -> str:
     app = ok(
         await c.api.post(
             "/v1/applications",
-            json=application_body(c.programme_id, c.specialty),
+            json=application_body(c.programme_id, specialty=c.specialty),
             headers={**applicant.headers, "Idempotency-Key": f"bench-{i}"},
         )
     )
@@ -268,35 +269,6 @@ async def stage(c: Cohort, app_id: str, wanted: str) -> None:
 async def _found(c: Cohort, path: str, user: User) -> dict[str, Any] | None:
     response = await c.api.get(path, headers=user.headers)
     return response.json() if response.status_code == 200 else None
-
-
-def application_body(programme_id: str, specialty: str) -> dict[str, Any]:
-    return {
-        "programme_id": programme_id,
-        "title": "AI triage of chest X-rays",
-        "summary": "Flags urgent findings for the radiologist.",
-        "specialty": specialty,
-        "requested_rub": 30_000_000,
-        "total_investment_rub": 250_000_000,
-        "complex_project": False,
-        "duration_months": 24,
-        "budget_lines": [
-            {
-                "item": "Model training",
-                "category": "direct_costs",
-                "year": 1,
-                "amount_rub": 18_000_000,
-            },
-            {
-                "item": "Integration",
-                "category": "direct_costs",
-                "year": 2,
-                "amount_rub": 12_000_000,
-            },
-        ],
-        "partner_institutions": [],
-        "expected_results": "Urgent findings reported 30 % sooner.",
-    }
 
 
 async def lifecycles(c: Cohort, *, concurrency: int) -> None:

@@ -5,7 +5,6 @@ httpx, and a count of the PostgreSQL round trips each activity and each API step
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import statistics
@@ -21,21 +20,19 @@ import asyncpg
 import httpx
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
-from grantflow.dev.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from grantflow.logging import configure_logging
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
-from grantflow.store.migrations import migrate
-from grantflow.store.users import create_user
-from schemas.common import OrganisationType, Role
-from schemas.users import UserCreate
+from tests import support
+from tests.support import User as User
+from tests.support import fresh_database, programme_body, start_temporal
+from tests.support import make_user as make_user
 from workers.main import build_worker
-from workflows.application import PROGRAMME, STAGE
 
 # Which step of the benchmark's driver is talking to PostgreSQL through the API; activities are
 # told apart by their own activity type.
@@ -103,12 +100,7 @@ async def servers() -> AsyncIterator[Servers]:
         postgres = EmbeddedPostgres(Path(tmp) / "pg" / "data", free_port(), durable=False)
         postgres.start()
         try:
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=find_binary("temporal"),
-                data_converter=pydantic_data_converter,
-                search_attributes=[STAGE, PROGRAMME],
-                dev_server_log_level="error",
-            )
+            env = await start_temporal()
             try:
                 url = await fresh_database(postgres.url, "grantflow_bench")
                 yield Servers(postgres, env, url)
@@ -116,21 +108,6 @@ async def servers() -> AsyncIterator[Servers]:
                 await env.shutdown()
         finally:
             postgres.stop()
-
-
-async def fresh_database(server_url: str, name: str) -> str:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
 
 
 @dataclass
@@ -182,45 +159,11 @@ async def grantflow(
         await worker_pool.close()
 
 
-@dataclass
-class User:
-    id: str
-    institution_id: str | None
-    headers: dict[str, str]
-
-
-async def make_user(
-    pool: asyncpg.Pool, role: Role, *, specialty: str | None = None, institution: str | None = None
-) -> User:
-    if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
-        institution = f"Clinic {uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        made = await create_user(
-            conn,
-            UserCreate(
-                name=f"{role.value} {uuid.uuid4().hex[:6]}",
-                role=role,
-                institution=institution,
-                specialty=specialty,
-                organisation_type=OrganisationType.medical_institution if institution else None,
-            ),
-        )
-    return User(made.user.id, made.user.institution_id, {"Authorization": f"Bearer {made.token}"})
-
-
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, within: float = 120, interval: float = 0.1
 ) -> Any:
-    """Poll `check` until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    last: Any = None
-    while loop.time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise RuntimeError(f"not reached within {within}s; last value: {last!r}")
+    """Poll `check` until it returns something truthy: a bench under load waits longer."""
+    return await support.eventually(check, within=within, interval=interval)
 
 
 def ok(response: httpx.Response, *codes: int) -> Any:
@@ -230,31 +173,19 @@ def ok(response: httpx.Response, *codes: int) -> Any:
 
 
 async def create_programme(
-    gf: Grantflow,
-    admin: User,
-    specialty: str,
-    params: dict[str, Any],
-    *,
-    name: str,
-    budget_rub: int = 2_540_000_000,
-    organisation_types: tuple[str, ...] = ("medical_institution",),
-    intake_opens: str = "2020-01-01T00:00:00Z",
-    intake_closes: str = "2100-01-01T00:00:00Z",
+    gf: Grantflow, admin: User, specialty: str, params: dict[str, Any], **body: Any
 ) -> dict[str, Any]:
-    """A programme for one specialty, created through the API as an admin would."""
+    """A programme for one specialty, open since 2020 unless `body` says otherwise, created
+    through the API as an admin would."""
+    open_for_long = {
+        "organisation_types": ["medical_institution"],
+        "intake_opens": "2020-01-01T00:00:00Z",
+        "intake_closes": "2100-01-01T00:00:00Z",
+    }
     created: dict[str, Any] = ok(
         await gf.api.post(
             "/v1/programmes",
-            json={
-                "name": name,
-                "budget_rub": budget_rub,
-                "max_grant_rub": 200_000_000,
-                "organisation_types": list(organisation_types),
-                "specialties": [specialty],
-                "intake_opens": intake_opens,
-                "intake_closes": intake_closes,
-                "params": params,
-            },
+            json=programme_body(specialties=[specialty], params=params, **(open_for_long | body)),
             headers=admin.headers,
         )
     )

@@ -23,7 +23,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.drive import PARAMS, application_body
+from bench.drive import PARAMS
 from bench.harness import (
     STEP,
     Grantflow,
@@ -36,6 +36,7 @@ from bench.harness import (
     servers,
 )
 from schemas.common import Role
+from tests.support import application_body
 
 REVIEW = {
     "scores": {"clinical_value": 8, "novelty": 7, "feasibility": 7},
@@ -105,7 +106,7 @@ async def review_tasks(gf: Grantflow, count: int, concurrency: int) -> list[tupl
             app = ok(
                 await gf.api.post(
                     "/v1/applications",
-                    json=application_body(programme["id"], specialty),
+                    json=application_body(programme["id"], specialty=specialty),
                     headers={**applicant.headers, "Idempotency-Key": f"latency-{i}"},
                 )
             )

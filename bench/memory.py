@@ -27,11 +27,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from bench.drive import PARAMS, application_body
+from bench.drive import PARAMS
 from bench.harness import Grantflow, create_programme, eventually, grantflow, make_user, ok, servers
 from bench.latency import Waiter, noop
 from grantflow.dev.embedded import find_binary
 from schemas.common import Role
+from tests.support import application_body
 
 CACHE = 1000  # build_worker's default max_cached_workflows, used by both workers
 
@@ -91,7 +92,7 @@ async def submit(gf: Grantflow, n: int, concurrency: int) -> None:
                 # retried as a client would, with the same key: the same application.
                 response = await gf.api.post(
                     "/v1/applications",
-                    json=application_body(programme["id"], specialty),
+                    json=application_body(programme["id"], specialty=specialty),
                     headers={**applicant.headers, "Idempotency-Key": f"memory-{i}"},
                 )
                 if response.status_code < 500 or attempt == 4:

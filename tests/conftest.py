@@ -1,17 +1,20 @@
 """One embedded PostgreSQL and one Temporal dev server per test session, on free ports (so the
 suite also runs beside a `make run`), one worker on a task queue of its own, and the API
-driven in-process through httpx as a client would."""
+driven in-process through httpx as a client would. They start only for the tests that ask for
+them: the unit tier needs neither, the workflow tier (tests/workflows/) has the time-skipping
+server instead.
+
+Every test is in a tier (pyproject.toml's markers): `make test-fast` runs all but `slow`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import functools
 import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +30,39 @@ from temporalio.worker import Replayer
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
-from grantflow.dev.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from grantflow.notify import Recipient
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
-from grantflow.store.migrations import migrate
-from grantflow.store.users import create_user
-from schemas.common import OrganisationType, Role
+from schemas.common import Role
 from schemas.notifications import NotificationPublic
-from schemas.users import UserCreate
+from tests import support
+
+# What the test modules import from here, shared with bench/ (tests/support.py).
+from tests.support import PATIENCE as PATIENCE
+from tests.support import User as User
+from tests.support import application_body as application_body
+from tests.support import eventually as eventually
+from tests.support import fresh_database as fresh_database
+from tests.support import programme_body as programme_body
 from workers.main import WORKFLOWS, build_worker
 from workers.sandbox import sandbox_runner
-from workflows.application import PROGRAMME, STAGE
 
+TIERS = ("unit", "workflow", "system", "slow")
 SESSION = pytest.mark.asyncio(loop_scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test has a tier (pyproject.toml's markers), so that `make test-fast` knows
+    whether to run it: a module says its own with `pytestmark`."""
+    untiered = [
+        item.nodeid for item in items if not any(m.name in TIERS for m in item.iter_markers())
+    ]
+    if untiered:
+        raise pytest.UsageError(
+            f"tests without a tier ({', '.join(TIERS)}): mark their module with pytestmark:\n"
+            + "\n".join(untiered)
+        )
 
 
 @dataclass
@@ -74,30 +96,9 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=[STAGE, PROGRAMME],
-        dev_server_log_level="error",
-    )
+    env = await support.start_temporal()
     yield env
     await env.shutdown()
-
-
-async def fresh_database(server_url: str, name: str) -> str:
-    """A new, migrated database on the session's server; returns its URL."""
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -200,53 +201,13 @@ async def record_histories(client: Client, task_queue: str) -> None:
         (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
-@dataclass
-class User:
-    id: str
-    name: str
-    role: Role
-    institution_id: str | None
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 UserFactory = Callable[..., Awaitable[User]]
 
 
 def user_factory(stack: Stack) -> UserFactory:
     """Users made straight in `stack`'s database (the `make_user` fixture, and stacks of a
     test's own), each with a token."""
-
-    async def make(
-        role: Role,
-        *,
-        institution: str | None = None,
-        organisation_type: OrganisationType | None = None,
-        specialty: str | None = None,
-        name: str | None = None,
-    ) -> User:
-        if institution is None and role in (Role.applicant, Role.reviewer, Role.coordinator):
-            institution = f"Clinic {uuid.uuid4().hex[:8]}"
-        async with stack.pool.acquire() as conn:
-            made = await create_user(
-                conn,
-                UserCreate(
-                    name=name or f"{role.value} {uuid.uuid4().hex[:6]}",
-                    role=role,
-                    institution=institution,
-                    specialty=specialty,
-                    organisation_type=organisation_type
-                    or (OrganisationType.medical_institution if institution else None),
-                ),
-            )
-        return User(
-            made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token
-        )
-
-    return make
+    return functools.partial(support.make_user, stack.pool)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -264,55 +225,6 @@ async def applicant(make_user: UserFactory) -> User:
     return await make_user(Role.applicant)
 
 
-def programme_body(**overrides: Any) -> dict[str, Any]:
-    """An open programme with second-scale durations, as the simulator uses."""
-    now = datetime.now(UTC)
-    body: dict[str, Any] = {
-        "name": f"Programme {uuid.uuid4().hex[:6]}",
-        "budget_rub": 2_540_000_000,
-        "max_grant_rub": 200_000_000,
-        "organisation_types": ["medical_institution", "company"],
-        "specialties": ["cardiology", "radiology", "oncology"],
-        "intake_opens": (now - timedelta(minutes=1)).isoformat(),
-        "intake_closes": (now + timedelta(hours=1)).isoformat(),
-        "params": {"revision_window": 3600},
-    }
-    body.update(overrides)
-    return body
-
-
-def application_body(programme_id: str, **overrides: Any) -> dict[str, Any]:
-    """An eligible application: budget lines add up, within every limit."""
-    body: dict[str, Any] = {
-        "programme_id": programme_id,
-        "title": "AI triage of chest X-rays",
-        "summary": "Flags urgent findings for the radiologist.",
-        "specialty": "radiology",
-        "requested_rub": 30_000_000,
-        "total_investment_rub": 250_000_000,
-        "complex_project": False,
-        "duration_months": 24,
-        "budget_lines": [
-            {
-                "item": "Model training",
-                "category": "direct_costs",
-                "year": 1,
-                "amount_rub": 18_000_000,
-            },
-            {
-                "item": "Integration",
-                "category": "direct_costs",
-                "year": 2,
-                "amount_rub": 12_000_000,
-            },
-        ],
-        "partner_institutions": [],
-        "expected_results": "Urgent findings reported 30 % sooner.",
-    }
-    body.update(overrides)
-    return body
-
-
 async def create_programme(stack: Stack, admin: User, **overrides: Any) -> dict[str, Any]:
     response = await stack.api.post(
         "/v1/programmes", json=programme_body(**overrides), headers=admin.headers
@@ -320,11 +232,6 @@ async def create_programme(stack: Stack, admin: User, **overrides: Any) -> dict[
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
-
-
-# How many times longer than usual a test waits: a worker that caches no workflow stalls 10 s on
-# some tasks by the SDK's design (tests/test_uncached.py sets it for its own tests only).
-PATIENCE: contextvars.ContextVar[float] = contextvars.ContextVar("patience", default=1.0)
 
 
 TABLES_SQL = """
@@ -342,27 +249,3 @@ async def table_digests(pool: asyncpg.Pool) -> dict[str, str]:
             query = f"SELECT {rows} FROM {table} t"  # noqa: S608
             digests[table] = await conn.fetchval(query)
         return digests
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 15, interval: float = 0.1
-) -> Any:
-    """Poll `check` until it returns something truthy; fail with its last value otherwise."""
-    within *= PATIENCE.get()
-    deadline = asyncio.get_running_loop().time() + within
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {within}s; last value: {last!r}")
-
-
-HISTORIES = Path(__file__).parent / "histories"
-IN_FLIGHT = {
-    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
-    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
-}

@@ -14,12 +14,13 @@ import pytest
 
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, UserFactory, application_body, eventually
+from tests.test_agreement import agreement
 from tests.test_cli import grantflow
-from tests.test_council import Council, agreement, approve
-from tests.test_pilots import Project
+from tests.test_council import Council, approve
+from tests.test_pilot import Project
 from tests.test_review import Competition, application, offered_to, reaches, task_for
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 FIND = "/v1/admin/applications"
 
@@ -100,6 +101,7 @@ async def audited(
 # --- find ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_filters_and_counts_match_and_keyset_pages_cover_everything_once(
     competition: Competition, admin: User, make_user: UserFactory
 ) -> None:
@@ -200,6 +202,7 @@ async def test_counts_stay_exact_through_every_stage_change(
     assert await eventually(as_counted)
 
 
+@pytest.mark.slow
 async def test_the_cli_lists_with_the_same_filters(
     competition: Competition, admin: User, applicant: User, tmp_path: Path
 ) -> None:
@@ -462,6 +465,7 @@ async def test_cancelling_in_review_closes_the_reviewers_tasks(
     assert found["by_stage"] == {"cancelled": 1}
 
 
+@pytest.mark.slow
 async def test_agreement_window_extended_then_cancelled_returns_the_money(
     council: Council, applicant: User
 ) -> None:
@@ -512,6 +516,7 @@ async def test_agreement_window_extended_then_cancelled_returns_the_money(
     assert twice.status_code == 409
 
 
+@pytest.mark.slow
 async def test_an_overdue_report_is_found_and_its_deadline_extended(
     council: Council, applicant: User
 ) -> None:
@@ -552,6 +557,7 @@ async def test_an_overdue_report_is_found_and_its_deadline_extended(
     assert no_seq.status_code == 422
 
 
+@pytest.mark.slow
 async def test_a_corrected_programme_rescreens_by_the_new_rule(
     competition: Competition, admin: User, applicant: User
 ) -> None:

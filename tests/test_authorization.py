@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from grantflow.dev.embedded import EmbeddedPostgres
@@ -34,11 +35,12 @@ from tests.conftest import (
 )
 from tests.isolated import isolated_stack
 from tests.routes import api_routes, body_model
-from tests.test_council import Council, agreement, approve
-from tests.test_pilots import METRICS
+from tests.test_agreement import agreement
+from tests.test_council import Council, approve
+from tests.test_pilot import METRICS
 from tests.test_review import reaches
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 ALL = frozenset(Role)
 ADMIN = frozenset({Role.admin})
@@ -423,6 +425,7 @@ def _check(call: Call, entry: Entry, world: World) -> str | None:
     return None
 
 
+@pytest.mark.slow
 async def test_every_route_refuses_whoever_it_must_and_nothing_changes(
     postgres: EmbeddedPostgres, temporal_env: WorkflowEnvironment
 ) -> None:

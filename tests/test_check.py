@@ -9,12 +9,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.conftest import SESSION, Stack, User, application_body, create_programme
 from tests.test_cli import Run, grantflow
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 
 
 async def programme_with_applications(

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import SESSION, Stack
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 GRANTFLOW = Path(sys.executable).parent / "grantflow"
 MIGRATIONS = sorted((Path(__file__).parent.parent / "grantflow" / "migrations").glob("*.sql"))
 
@@ -62,6 +62,7 @@ async def _run(env: dict[str, str], cwd: Path, *args: str) -> Run:
     return Run(proc.returncode, out.decode(), err.decode())
 
 
+@pytest.mark.slow
 async def test_migrate_twice_applies_nothing_the_second_time(stack: Stack, tmp_path: Path) -> None:
     name = f"migrate_{uuid.uuid4().hex[:8]}"  # an empty database, as on a first deployment
     conn = await asyncpg.connect(stack.server_url)
@@ -92,6 +93,7 @@ async def test_migrate_twice_applies_nothing_the_second_time(stack: Stack, tmp_p
         await conn.close()
 
 
+@pytest.mark.slow
 async def test_migrate_on_the_session_database_changes_nothing(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -154,6 +156,7 @@ async def test_users_create_prints_a_token_that_authenticates(
     assert bytes(stored) == hashlib.sha256(token.encode()).digest()  # hash only
 
 
+@pytest.mark.slow
 async def test_bad_input_exits_non_zero_and_creates_no_user(stack: Stack, tmp_path: Path) -> None:
     before = await stack.pool.fetchval("SELECT count(*) FROM users")
     wizard = await grantflow(stack, tmp_path, "users", "create", "--role", "wizard", "--name", "X")
@@ -183,6 +186,7 @@ async def test_bad_input_exits_non_zero_and_creates_no_user(stack: Stack, tmp_pa
     assert await stack.pool.fetchval("SELECT count(*) FROM users") == before
 
 
+@pytest.mark.slow
 async def test_without_a_stack_or_servers_it_says_how_to_get_one(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import typer.core
 import typer.main
 import yaml
 
 from grantflow.cli.main import app as cli_app
 from grantflow.settings import Settings
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

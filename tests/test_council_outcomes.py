@@ -8,6 +8,8 @@ from schemas.common import Actor, Role
 from schemas.council import Choice, Outcome, VoteRequest
 from workflows.council import outcome_of
 
+pytestmark = pytest.mark.unit
+
 REQUESTED = 30_000_000
 
 

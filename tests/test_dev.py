@@ -27,7 +27,11 @@ from tests.conftest import SESSION, application_body, programme_body
 
 # The tests block (subprocesses, polling), so they run in a thread: the session's event loop,
 # whose worker may still be finishing earlier tests' workflows, must not stall meanwhile.
-pytestmark = [SESSION, pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]
+pytestmark = [
+    SESSION,
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"),
+]
 GRANTFLOW = Path(sys.executable).parent / "grantflow"
 START_WITHIN = 120.0
 STOP_WITHIN = 30.0

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import SESSION, Stack, User, UserFactory, create_programme
+from tests.test_agreement import agreement
 from tests.test_cli import grantflow
-from tests.test_council import Council, agreement
-from tests.test_pilots import Project
+from tests.test_council import Council
+from tests.test_pilot import Project
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 DATASETS = ["applications", "reviews", "decisions", "ledger", "reports"]
 
 
@@ -36,6 +37,7 @@ async def download(council: Council, dataset: str, fmt: str) -> str:
     return response.text
 
 
+@pytest.mark.slow
 async def test_a_programme_exports_as_csv_and_json_with_reviews_anonymised(
     council: Council, applicant: User, tmp_path: Path
 ) -> None:

@@ -24,14 +24,14 @@ from temporalio.worker import (
 
 from grantflow.dev.embedded import EmbeddedPostgres
 from schemas.common import Role
-from tests import test_pilots
+from tests import test_pilot
 from tests.conftest import SESSION, User, create_programme, table_digests, user_factory
 from tests.faults import Cohort, duplicates, final_state, own_stack, until
 from tests.test_council import Council
 from tests.test_review import reaches
 from workers.main import build_worker
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 SEED = 81
 COHORT = 4
 FAULTS_PER_KIND = 1  # each retry waits for its backoff: the suite stays quick
@@ -136,7 +136,7 @@ async def test_an_activity_retried_after_its_commit_changes_nothing(
             await Cohort(stack, seed=SEED, size=COHORT).run()
             make = user_factory(stack)
             admin, applicant = await make(Role.admin), await make(Role.applicant)
-            pilot = test_pilots.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it  # noqa: E501
+            pilot = test_pilot.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it  # noqa: E501
             await pilot(Council(stack, admin, make), applicant)
             await withdrawn_in_council(Council(stack, admin, make), applicant)
             await corrected_programme(Council(stack, admin, make))

@@ -21,7 +21,7 @@ from schemas.common import Stage
 from tests.conftest import SESSION, Stack, application_body
 from tests.faults import Cohort, duplicates, final_state, own_stack, reached, settled, until
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 SEED = 88
 APPLICATIONS = 6
 DOWN_FOR = 1.0  # seconds the server stays away after the API's answers were checked

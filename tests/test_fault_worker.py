@@ -28,7 +28,7 @@ from tests.faults import (
     until,
 )
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 SEED = 8
 APPLICATIONS = 18
 KILLS = 3

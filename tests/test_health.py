@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
+import pytest
 
 from grantflow.api.app import create_app
 from grantflow.dev.embedded import free_port
 from grantflow.services.context import Resources
 from tests.conftest import Stack
+
+pytestmark = pytest.mark.system
 
 
 async def test_healthz_reports_both_servers(stack: Stack) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from temporalio import activity
 from temporalio.worker import (
@@ -34,13 +35,14 @@ from tests.conftest import (
     eventually,
     programme_body,
 )
+from tests.test_agreement import agreement
 from tests.test_cli import grantflow
-from tests.test_council import Council, agreement
-from tests.test_pilots import Project
+from tests.test_council import Council
+from tests.test_pilot import Project
 from tests.test_review import act, reaches, task_for
 from workers.main import build_worker
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 UI = "http://temporal-ui.test:8080"
 
 
@@ -158,6 +160,7 @@ def find(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     return [e for e in entries if e["text"].startswith(text)]
 
 
+@pytest.mark.slow
 async def test_a_revised_reassigned_retried_and_approved_application_reads_in_order(
     inspecting: Inspecting, admin: User, applicant: User, make_user: UserFactory
 ) -> None:
@@ -344,6 +347,7 @@ async def _offered_to_another(council: Council, app_id: str, first: User) -> Use
     return None
 
 
+@pytest.mark.slow
 async def test_waiting_for_through_the_agreement_the_pilot_and_reporting_across_runs(
     inspecting: Inspecting, admin: User, applicant: User, make_user: UserFactory
 ) -> None:
@@ -494,6 +498,7 @@ async def test_only_admins_inspect_and_an_unknown_application_is_404(
         assert unknown.status_code == 404 and unknown.json()["detail"] == "application not found"
 
 
+@pytest.mark.slow
 async def test_grantflow_history_json_gives_the_same_as_the_api(
     inspecting: Inspecting, admin: User, applicant: User, tmp_path: Path
 ) -> None:

@@ -46,7 +46,7 @@ from tests.isolated import isolated_stack
 from tests.routes import api_routes, body_model
 from workers.main import build_worker
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 JSON = {"content-type": "application/json"}
 ANSWER_WITHIN = 10.0  # seconds: no request, however hostile, waits longer for its answer

@@ -25,7 +25,7 @@ from tests.conftest import (
     fresh_database,
 )
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 # 100,000 tasks for 1,000 reviewers over 50,000 applications; a tenth flagged, some overdue.
 SEED_SQL = """
@@ -122,6 +122,7 @@ async def scale_db(postgres: EmbeddedPostgres) -> Any:
         ),
     ],
 )
+@pytest.mark.slow
 async def test_lists_read_one_page_through_their_index_at_100_000_tasks(
     scale_db: asyncpg.Connection, name: str, sql: str, args: tuple[Any, ...], index: str
 ) -> None:

@@ -35,12 +35,13 @@ from tests.conftest import (
     eventually,
 )
 from tests.routes import api_routes, body_model
-from tests.test_council import Council, agreement
-from tests.test_intake import stage_of
+from tests.test_agreement import agreement
+from tests.test_application import stage_of
+from tests.test_council import Council
 from tests.test_openapi_fuzz import served
 from tests.test_review import reaches
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 # What no caller may set: the workflow decides these, or they belong to someone else.
 FORBIDDEN = {

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+# Runs lint-imports in a subprocess for each case: a few seconds each.
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 

@@ -18,6 +18,8 @@ from grantflow.store import Conn, ledger
 from schemas.council import Reservation
 from tests.conftest import fresh_database
 
+pytestmark = pytest.mark.unit
+
 BUDGET = 100
 APPS = 4
 SEED_SQL = """
@@ -135,6 +137,7 @@ async def _play(url: str, ops: list[Op]) -> None:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=operations)
+@pytest.mark.slow
 def test_the_ledger_never_overspends_never_goes_negative_and_always_balances(
     database: str, ops: list[Op]
 ) -> None:

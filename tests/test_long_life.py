@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -32,13 +33,11 @@ from grantflow.dev.embedded import EmbeddedPostgres, find_binary
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store import application, ledger, programme
-from grantflow.store.users import create_user
 from schemas.agreement import AgreementOutcome, AgreementStart, AgreementStatus
 from schemas.application import ApplicationContent, ApplicationStart
 from schemas.common import Actor, OrganisationType, Role
 from schemas.council import Reservation
 from schemas.programme import ProgrammeCreate, ProgrammeStart
-from schemas.users import UserCreate
 from tests.conftest import (
     IN_FLIGHT,
     SESSION,
@@ -49,10 +48,11 @@ from tests.conftest import (
     fresh_database,
     programme_body,
 )
+from tests.support import make_user
 from workers.main import build_worker
 from workflows.agreement import AgreementWorkflow
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 DAY = timedelta(days=1)
 PARAMS = {
     "agreement_window": "P14D",
@@ -96,21 +96,6 @@ async def skipping(postgres: EmbeddedPostgres) -> AsyncIterator[Skipping]:
     finally:
         await pool.close()
         await env.shutdown()
-
-
-async def user(pool: asyncpg.Pool, role: Role, institution: str | None = None) -> User:
-    async with pool.acquire() as conn:
-        made = await create_user(
-            conn,
-            UserCreate(
-                name=f"{role.value} {uuid.uuid4().hex[:6]}",
-                role=role,
-                institution=institution,
-                organisation_type=OrganisationType.medical_institution if institution else None,
-                specialty="radiology" if role == Role.reviewer else None,
-            ),
-        )
-    return User(made.user.id, made.user.name, made.user.role, made.user.institution_id, made.token)
 
 
 async def approved_project(s: Skipping, applicant: User, now: datetime) -> AgreementStart:
@@ -277,9 +262,9 @@ async def test_three_project_years_continue_as_new_many_times_and_lose_nothing(
     skipping: Skipping,
 ) -> None:
     s = skipping
-    applicant = await user(s.pool, Role.applicant, f"Clinic {uuid.uuid4().hex[:6]}")
-    admin = await user(s.pool, Role.admin)
-    expert = await user(s.pool, Role.reviewer, f"Institute {uuid.uuid4().hex[:6]}")
+    applicant = await make_user(s.pool, Role.applicant)
+    admin = await make_user(s.pool, Role.admin)
+    expert = await make_user(s.pool, Role.reviewer, specialty="radiology")
     now = await s.env.get_current_time()
     start = await approved_project(s, applicant, now)
     await s.env.client.start_workflow(

@@ -16,6 +16,8 @@ from grantflow.dev.embedded import EmbeddedPostgres
 from grantflow.store.migrations import available, migrate
 from tests.conftest import Stack, fresh_database
 
+pytestmark = pytest.mark.system
+
 
 async def empty_database(postgres: EmbeddedPostgres) -> str:
     name = f"migrations_{uuid.uuid4().hex[:8]}"

@@ -36,7 +36,7 @@ from tests.conftest import (
     eventually,
 )
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 
 def note(user: User, subject: str, key: str | None = None) -> NewNotification:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,7 +23,7 @@ from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
 from tests.isolated import isolated_stack
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 SEED = 20261201
 MAX_EXAMPLES = 6
@@ -87,6 +88,7 @@ async def fuzz(base: str, user: User, tmp: Path, phases: str) -> tuple[int, str]
     return process.returncode, out.decode(errors="replace")
 
 
+@pytest.mark.slow
 async def test_schemathesis_finds_no_500s_and_no_schema_mismatches(
     postgres: EmbeddedPostgres, temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:

@@ -30,11 +30,11 @@ from schemas.application import StageChange, WithdrawalRequest
 from schemas.common import Actor, Role, Stage
 from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
 from tests.faults import own_stack
-from tests.test_intake import submit, timeline_kinds
+from tests.test_application import submit, timeline_kinds
 from workflows import ids
 from workflows.application import ApplicationWorkflow
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 NUL = "\x00"
 
 # What each poison changes in an otherwise good stage change, and the refusal it meets.

@@ -28,6 +28,8 @@ from tests.test_ledger import APPS, BUDGET, _apply, _programme
 from tests.test_screening import CLOSES, DURING, MEDICAL, OPENS, PROGRAMME, content
 from workflows.intake import screen
 
+pytestmark = pytest.mark.unit
+
 # --- screening ------------------------------------------------------------------------------
 
 CATEGORIES = ["direct_costs", "loan_interest", "other"]
@@ -240,6 +242,7 @@ async def _play(url: str, plan: list[New | int]) -> None:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(plan=steps)
+@pytest.mark.slow
 def test_the_ledger_balances_under_any_sequence_with_retries_and_duplicates(
     database: str, plan: list[New | int]
 ) -> None:

@@ -16,6 +16,8 @@ from temporalio.worker import Replayer
 from workers.main import WORKFLOWS
 from workers.sandbox import sandbox_runner
 
+pytestmark = pytest.mark.unit
+
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 TEXTS = {path: path.read_text() for path in HISTORIES}
 
@@ -26,6 +28,7 @@ def test_every_workflow_has_recorded_histories() -> None:
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.slow
 async def test_a_recorded_history_replays_on_the_current_code(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, TEXTS[path])
     replayer = Replayer(

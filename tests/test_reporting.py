@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import SESSION, Stack, User, eventually, programme_body
-from tests.test_council import Council, agreement
-from tests.test_pilots import Project
+from tests.test_agreement import agreement
+from tests.test_council import Council
+from tests.test_pilot import Project
 from tests.test_review import notes
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def offsets(state: dict[str, Any]) -> list[tuple[str, float]]:
     ]
 
 
+@pytest.mark.slow
 async def test_progress_and_financial_reports_run_at_their_cadences_and_both_hold_a_tranche(
     council: Council, applicant: User
 ) -> None:
@@ -119,6 +121,7 @@ async def test_progress_and_financial_reports_run_at_their_cadences_and_both_hol
     assert await eventually(counted_as_on_record)
 
 
+@pytest.mark.slow
 async def test_financial_reports_can_be_switched_off(council: Council, applicant: User) -> None:
     project = await Project.accepted(
         council, applicant, tranche_interval=3600, report_interval=1800, financial_report_interval=0
@@ -127,6 +130,7 @@ async def test_financial_reports_can_be_switched_off(council: Council, applicant
     assert [k for k, _ in offsets(state)] == ["progress"] * 3 + ["final"]
 
 
+@pytest.mark.slow
 async def test_an_assigned_expert_accepts_and_returns_reports_and_no_other_expert_can(
     council: Council, applicant: User
 ) -> None:

@@ -25,7 +25,7 @@ from tests.conftest import (
 )
 from workflows.review import ReviewWorkflow
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 GOOD = {"clinical_value": 8, "novelty": 7, "feasibility": 6}  # weighted: 7.1
 
@@ -263,6 +263,7 @@ async def flagged_reason(stack: Stack, admin: User, application_id: str) -> str 
     )
 
 
+@pytest.mark.slow
 async def test_a_missed_acceptance_window_reminds_then_reassigns(
     competition: Competition, admin: User, applicant: User
 ) -> None:
@@ -278,6 +279,7 @@ async def test_a_missed_acceptance_window_reminds_then_reassigns(
     assert (await offered_to(stack, admin, app["id"]))[0] == (silent.id, "expired")
 
 
+@pytest.mark.slow
 async def test_a_missed_review_deadline_reminds_then_reassigns(
     competition: Competition, admin: User, applicant: User
 ) -> None:
@@ -308,6 +310,7 @@ async def test_a_missed_review_deadline_reminds_then_reassigns(
     )
 
 
+@pytest.mark.slow
 async def test_an_admin_extends_a_deadline_and_the_task_does_not_expire(
     competition: Competition, admin: User, applicant: User
 ) -> None:
@@ -559,6 +562,7 @@ async def test_withdrawing_during_review_cancels_the_open_tasks(
 # --- notifications ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_every_notification_is_delivered_exactly_once(
     competition: Competition, admin: User, applicant: User
 ) -> None:

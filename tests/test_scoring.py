@@ -10,6 +10,8 @@ from schemas.programme import DEFAULT_RUBRIC, Criterion
 from schemas.review import Recommendation, ReviewCreate
 from workflows.review import aggregate, review_problems, weighted_score
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_review_score_weights_each_criterion_by_the_rubric() -> None:
     scores = {"clinical_value": 10, "novelty": 5, "feasibility": 0}

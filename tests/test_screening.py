@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from schemas.application import ApplicationContent
 from schemas.common import OrganisationType
 from schemas.programme import ProgrammeCreate, ProgrammeStart
 from workflows.intake import screen
+
+pytestmark = pytest.mark.unit
 
 OPENS = datetime(2026, 1, 15, tzinfo=UTC)
 CLOSES = datetime(2026, 3, 1, tzinfo=UTC)

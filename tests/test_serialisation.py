@@ -28,7 +28,7 @@ from schemas.council import Choice, Reservation, VoteRecord, VoteRequest
 from tests.conftest import SESSION, fresh_database
 from tests.test_ledger import BUDGET, _programme
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 SEED = 20260801
 WRITERS = 24
 

@@ -11,6 +11,8 @@ from grantflow.simulation.plan import Fate, council_decision, expected_final_sta
 from grantflow.simulation.run import Options, simulate
 from tests.conftest import SESSION, Stack
 
+pytestmark = pytest.mark.system
+
 # Seed 45: every path (ineligible, withdrawn, expired, revised, deferred, approved, rejected).
 # Shorter review windows than the command's: a test has fewer people waiting on the servers.
 SMALL = Options(
@@ -48,6 +50,7 @@ def test_the_default_plan_has_the_operators_shape() -> None:
 
 @SESSION
 @pytest.mark.timeout(300)  # about a minute; more on a machine shared with other work
+@pytest.mark.slow
 async def test_a_small_competition_ends_final_consistent_and_as_the_seed_intends(
     stack: Stack,
 ) -> None:

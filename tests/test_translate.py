@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
 from grantflow.services.translate import Line, Run, local_activity_data, translate
+
+pytestmark = pytest.mark.unit
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
@@ -31,6 +34,7 @@ def recorded_local_writes() -> Run:
     raise AssertionError("no recorded history has a local activity")
 
 
+@pytest.mark.slow
 def test_every_recorded_marker_reads_as_an_activity_or_is_left_out() -> None:
     seen = 0
     for path in HISTORIES:

@@ -8,7 +8,7 @@ this worker's task queue.
 The council and pilot lifecycles take longer here (about 20 and 35 s): the SDK evicts a
 zero-cache run while its local activities are still in flight (temporalio/sdk-rust#1482), so such a
 task times out (10 s) and runs its write again, which the write's idempotency
-absorbs. The reports across continue-as-new (tests/test_pilots.py) owe a report every second and
+absorbs. The reports across continue-as-new (tests/test_pilot.py) owe a report every second and
 are not repeated here; their runs are replayed from their histories at the session's end
 (`replay_everything` in conftest.py)."""
 
@@ -24,13 +24,13 @@ import pytest_asyncio
 
 from grantflow.api.app import create_app
 from grantflow.services.context import Resources
-from tests import test_council, test_intake, test_pilots, test_review
+from tests import test_application, test_council, test_pilot, test_review
 from tests.conftest import PATIENCE, SESSION, RecordingSender, Stack, User, UserFactory
 from tests.test_council import Council
 from tests.test_review import Competition
 from workers.main import build_worker
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.slow]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -57,7 +57,7 @@ Lifecycle = Callable[[Stack, User, UserFactory, User], Awaitable[None]]
 
 
 async def _intake(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
-    await test_intake.test_a_revision_in_time_is_screened_again(stack, admin, applicant)
+    await test_application.test_a_revision_in_time_is_screened_again(stack, admin, applicant)
 
 
 async def _review(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
@@ -74,7 +74,7 @@ async def _council(stack: Stack, admin: User, make_user: UserFactory, applicant:
 
 async def _pilot(stack: Stack, admin: User, make_user: UserFactory, applicant: User) -> None:
     council = Council(stack, admin, make_user)
-    await test_pilots.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it(  # noqa: E501
+    await test_pilot.test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it(  # noqa: E501
         council, applicant
     )
 

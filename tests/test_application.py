@@ -19,7 +19,7 @@ from tests.conftest import (
     eventually,
 )
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 
 
 async def submit(stack: Stack, user: User, body: dict[str, Any], **headers: str) -> Any:
@@ -233,6 +233,7 @@ async def test_a_revision_is_refused_to_others_and_when_invalid(
     assert await stage_of(stack, applicant, app["id"]) == "revision_requested"
 
 
+@pytest.mark.slow
 async def test_no_revision_by_the_deadline_expires_the_application(
     stack: Stack, admin: User, applicant: User
 ) -> None:
@@ -303,6 +304,7 @@ async def test_an_admin_withdraws_on_the_applicants_behalf_but_another_applicant
     assert (timeline[-1]["actor_role"], timeline[-1]["actor_name"]) == ("admin", admin.name)
 
 
+@pytest.mark.slow
 async def test_intake_closes_on_time_and_late_applications_are_refused(
     stack: Stack, admin: User, applicant: User
 ) -> None:
@@ -329,6 +331,7 @@ async def test_intake_closes_on_time_and_late_applications_are_refused(
     assert [a["id"] for a in mine] == [in_time.json()["id"]]
 
 
+@pytest.mark.slow
 async def test_intake_opens_on_time(stack: Stack, admin: User, applicant: User) -> None:
     opens = datetime.now(UTC) + timedelta(seconds=1.5)
     programme = await create_programme(stack, admin, intake_opens=opens.isoformat())

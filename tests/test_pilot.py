@@ -11,10 +11,11 @@ import pytest
 
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, UserFactory, eventually
-from tests.test_council import Council, agreement, approve
+from tests.test_agreement import agreement
+from tests.test_council import Council, approve
 from tests.test_review import notes, reaches
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 METRICS = [
     {"name": "patients", "unit": "patients", "target": 400},
     {"name": "minutes_saved", "unit": "min", "target": 10, "higher_is_better": False},
@@ -153,6 +154,7 @@ class Project:
         )
 
 
+@pytest.mark.slow
 async def test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it(
     council: Council, applicant: User
 ) -> None:
@@ -226,6 +228,7 @@ async def test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_repo
     }
 
 
+@pytest.mark.slow
 async def test_a_declined_site_is_replaced_a_silent_one_escalates_and_a_stop_returns_the_money(
     council: Council, applicant: User
 ) -> None:
@@ -285,6 +288,7 @@ async def test_a_declined_site_is_replaced_a_silent_one_escalates_and_a_stop_ret
     assert ledger["balanced"]
 
 
+@pytest.mark.slow
 async def test_an_extension_runs_a_further_period_and_a_new_evaluation(
     council: Council, applicant: User
 ) -> None:
@@ -338,6 +342,7 @@ async def test_a_pilot_is_planned_only_after_acceptance_and_only_at_known_clinic
     assert (await project.stack.api.get("/v1/clinic/sites", headers=stranger.headers)).json() == []
 
 
+@pytest.mark.slow
 async def test_reports_on_time_late_and_returned_across_continue_as_new_lose_nothing(
     council: Council, applicant: User
 ) -> None:
