@@ -70,6 +70,9 @@ def review_problems(review: ReviewCreate, rubric: list[Criterion], low: int, hig
 
 # Its writes below are local activities from this patch on (options.write).
 REVIEW_LOCAL_WRITES = "review-local-writes"
+# From this patch on, an admin's reassignment to the next eligible expert offers the task
+# before cancelling it (refused when nobody is left); before, the main loop offered it after.
+REASSIGN_OFFERS_FIRST = "review-reassign-offers-first"
 
 
 @workflow.defn(name="Review")
@@ -561,9 +564,9 @@ class ReviewWorkflow:
     @workflow.update
     async def reassign(self, request: ReassignRequest) -> Task:
         """An admin takes an open task away from its reviewer (who is told why): to the
-        reviewer named, or to the next eligible expert by the usual matching (flagged when
-        nobody is left). Returns the task now holding the slot, or the cancelled one while the
-        next expert is being found."""
+        reviewer named, or to the next eligible expert by the usual matching. Refused, with
+        nothing changed, when the named reviewer cannot take it or nobody eligible is left.
+        Returns the task now holding the slot."""
         async with self._lock:
             task = self._tasks[request.task_id]
             why = f"reassigned by an admin: {request.reason}"
@@ -575,6 +578,15 @@ class ReviewWorkflow:
                     reason=request.reason,
                     replaces=task.task_id,
                 )
+            elif workflow.patched(REASSIGN_OFFERS_FIRST):
+                # The next expert is found before the task is taken away: when nobody is left,
+                # the refusal leaves the reviewer working and nothing on record.
+                offered = await self._offer(reason=why, replaces=task.task_id)
+                if offered is None:
+                    raise ApplicationError(
+                        f"no eligible {self._start.specialty} expert is left to take this task "
+                        f"over: it stays with {task.reviewer_name}"
+                    )
             cancelled = task.model_copy(update={"status": TaskStatus.cancelled, "reason": why})
             self._tasks[task.task_id] = cancelled
             if offered is None:
