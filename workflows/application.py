@@ -106,7 +106,11 @@ class ApplicationWorkflow:
         async with self._lock:
             self._seq, self._stage = 1, Stage.screening
             self._waiting = WaitingFor(who="system", what="screening")
-            await write(LOCAL_WRITES, acts.ApplicationActivities.register_application, self._start)
+            await write(
+                acts.ApplicationActivities.register_application,
+                self._start,
+                local_from=LOCAL_WRITES,
+            )
             self._registered, self._recorded = True, 1
             # Postgres says `screening` from here on: so does Temporal's Stage, which said
             # `submitted` until the first screening's outcome before this patch.
@@ -492,7 +496,9 @@ class ApplicationWorkflow:
             )
             if stage.is_final:
                 self._ended_by = change
-            await write(LOCAL_WRITES, acts.ApplicationActivities.record_stage_change, change)
+            await write(
+                acts.ApplicationActivities.record_stage_change, change, local_from=LOCAL_WRITES
+            )
             self._recorded = self._seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True

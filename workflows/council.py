@@ -133,7 +133,6 @@ class CouncilSessionWorkflow:
         now = workflow.now()
         if outcome == Outcome.approved and amount is not None:
             reserved = await write(
-                COUNCIL_LOCAL_WRITES,
                 acts.CouncilActivities.reserve,
                 Reservation(
                     key=f"approval:{self._start.session_id}:{item.application_id}",
@@ -143,6 +142,7 @@ class CouncilSessionWorkflow:
                     reason=f"approved by {self._start.name}",
                     at=now,
                 ),
+                local_from=COUNCIL_LOCAL_WRITES,
             )
             if not reserved.ok:
                 refusal = (
@@ -162,16 +162,13 @@ class CouncilSessionWorkflow:
             decided_at=now,
         )
         await write(
-            COUNCIL_LOCAL_WRITES,
-            acts.CouncilActivities.record_decision,
-            decision,
+            acts.CouncilActivities.record_decision, decision, local_from=COUNCIL_LOCAL_WRITES
         )
         self._decisions[item.application_id] = decision
         delivered = await self._tell(item.application_id, "council_decision", decision)
         if not delivered and decision.amount_rub is not None:
             # The application ended meanwhile (withdrawn): its money goes back at once.
             await write(
-                COUNCIL_LOCAL_WRITES,
                 acts.CouncilActivities.release,
                 Reservation(
                     key=f"release:{self._start.session_id}:{item.application_id}",
@@ -181,6 +178,7 @@ class CouncilSessionWorkflow:
                     reason="the application ended before the decision reached it",
                     at=workflow.now(),
                 ),
+                local_from=COUNCIL_LOCAL_WRITES,
             )
         return decision
 
@@ -208,9 +206,9 @@ class CouncilSessionWorkflow:
         """A member's vote on an agenda item (a second vote replaces the first)."""
         self._votes[request.application_id][request.actor.user_id] = request
         await write(
-            COUNCIL_LOCAL_WRITES,
             acts.CouncilActivities.record_vote,
             VoteRecord(session_id=self._start.session_id, vote=request, at=workflow.now()),
+            local_from=COUNCIL_LOCAL_WRITES,
         )
         return tally(list(self._votes[request.application_id].values()))
 

@@ -155,9 +155,9 @@ class PilotWorkflow:
         async with self._lock:
             self._set(status=PilotStatus.evaluating)
             found: EvaluatorFound = await write(
-                PILOT_LOCAL_WRITES,
                 acts.PilotActivities.find_evaluator,
                 self._evaluator_request(None),
+                local_from=PILOT_LOCAL_WRITES,
             )
             if found.evaluator is None:
                 reason = found.refusal or "no evaluator"
@@ -250,7 +250,6 @@ class PilotWorkflow:
     ) -> None:
         self._version += 1
         await write(
-            PILOT_LOCAL_WRITES,
             acts.PilotActivities.record_pilot,
             PilotChange(
                 version=self._version,
@@ -263,6 +262,7 @@ class PilotWorkflow:
                 notify=notify or [],
                 notify_admins=notify_admins,
             ),
+            local_from=PILOT_LOCAL_WRITES,
         )
         self._changes += 1
 
@@ -294,9 +294,9 @@ class PilotWorkflow:
         """An admin names the evaluator when no eligible expert was found (same rules)."""
         async with self._lock:
             found: EvaluatorFound = await write(
-                PILOT_LOCAL_WRITES,
                 acts.PilotActivities.find_evaluator,
                 self._evaluator_request(assignment.evaluator_id),
+                local_from=PILOT_LOCAL_WRITES,
             )
             if found.evaluator is None:
                 raise ApplicationError(found.refusal or "not eligible")

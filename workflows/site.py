@@ -179,7 +179,6 @@ class PilotSiteWorkflow:
     ) -> None:
         self._version += 1
         await write(
-            SITE_LOCAL_WRITES,
             acts.PilotActivities.record_site,
             SiteChange(
                 version=self._version,
@@ -192,6 +191,7 @@ class PilotSiteWorkflow:
                 notify_coordinators=coordinators,
                 notify_admins=admins,
             ),
+            local_from=SITE_LOCAL_WRITES,
         )
 
     # --- the clinic coordinator's updates -------------------------------------------------
