@@ -44,6 +44,7 @@ PASSTHROUGH_MODULES = (
     "workflows.deadline",
     "workflows.intake",
     "workflows.review_rules",
+    "workflows.agreement_rules",
 )
 
 
