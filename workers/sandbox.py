@@ -45,6 +45,7 @@ PASSTHROUGH_MODULES = (
     "workflows.intake",
     "workflows.review_rules",
     "workflows.agreement_rules",
+    "workflows.application_rules",
 )
 
 
