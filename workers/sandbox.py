@@ -46,6 +46,8 @@ PASSTHROUGH_MODULES = (
     "workflows.review_rules",
     "workflows.agreement_rules",
     "workflows.application_rules",
+    "workflows.pilot_rules",
+    "workflows.council_rules",
 )
 
 

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         ProgrammeCreate,
         ProgrammeStart,
     )
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
 
 
 @workflow.defn(name="Programme")
@@ -64,18 +64,8 @@ class ProgrammeWorkflow:
     async def _record(self, state: IntakeState, *, register: bool = False) -> None:
         change = IntakeChange(programme_id=self._start.programme_id, state=state, at=workflow.now())
         if register:
-            await workflow.execute_activity_method(
-                acts.ProgrammeActivities.register_programme,
-                self._start,
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
-            )
-        await workflow.execute_activity_method(
-            acts.ProgrammeActivities.record_intake_change,
-            change,
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
-        )
+            await write(acts.ProgrammeActivities.register_programme, self._start)
+        await write(acts.ProgrammeActivities.record_intake_change, change)
         self._state = state
 
     @workflow.update
@@ -92,7 +82,7 @@ class ProgrammeWorkflow:
         admin re-screens, follow the corrected rules; returns the programme as corrected."""
         async with self._lock:
             corrected, changed = _corrected(self._start, correction.changes)
-            await workflow.execute_activity_method(
+            await write(
                 acts.ProgrammeActivities.record_correction,
                 ProgrammeCorrected(
                     correction_id=correction.correction_id,
@@ -101,8 +91,6 @@ class ProgrammeWorkflow:
                     programme=corrected,
                     changed=changed,
                 ),
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
             )
             self._start = corrected
         return corrected
