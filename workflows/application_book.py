@@ -19,8 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from schemas.admin import RescreenRequest
     from schemas.agreement import ProjectOutcome
     from schemas.application import (
-        ApplicationContent,
         ApplicationStart,
+        ContentSpec,
         Finding,
         RevisionRequest,
         StageChange,
@@ -47,7 +47,7 @@ class ApplicationState:
     """Everything the application workflow knows, in one place."""
 
     programme: ProgrammeStart  # as screening reads it (an admin's re-screening replaces it)
-    content: ApplicationContent  # as last submitted
+    content: ContentSpec  # as last submitted
     stage: Stage = Stage.submitted
     seq: int = 0  # stage changes made
     recorded: int = 0  # seq of the last change on record
@@ -135,7 +135,7 @@ class ApplicationBook:
         *,
         actor: Actor | None = None,
         reason: str | None = None,
-        content: ApplicationContent | None = None,
+        content: ContentSpec | None = None,
         waiting: WaitingFor | None = None,
         review_score: float | None = None,
         review_spread: float | None = None,

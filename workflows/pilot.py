@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         PilotState,
         PilotStatus,
         Recommendation,
-        SitePlan,
+        SitePlanSpec,
         SiteProposal,
         SiteStart,
         SiteState,
@@ -93,7 +93,7 @@ class PilotWorkflow:
     def _round_done(self) -> bool:
         return rules.round_done(self._state, self._replaced, self._running)
 
-    async def _start_site(self, plan: SitePlan, *, accepted: bool = False) -> SiteState:
+    async def _start_site(self, plan: SitePlanSpec, *, accepted: bool = False) -> SiteState:
         seq = len(self._state.sites) + 1
         site_id = ids.site(self._start.application_id, seq)
         start = SiteStart(
@@ -200,7 +200,7 @@ class PilotWorkflow:
             assert decision.extension is not None
             for site_id in decision.extend_sites:
                 site = self._site(site_id)
-                plan = SitePlan(
+                plan = SitePlanSpec(
                     clinic_id=site.clinic_id,
                     starts_at=workflow.now(),
                     duration=decision.extension,

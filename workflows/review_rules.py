@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from schemas.history import Waiting
-from schemas.review import ReviewCreate, Task, TaskStatus
+from schemas.review import ReviewSpec, Task, TaskStatus
 
 UNKNOWN_TASK = "no such review task"
 
@@ -45,7 +45,7 @@ def aggregate(scores: list[float]) -> tuple[float, float]:
     return round(sum(scores) / len(scores), 4), round(max(scores) - min(scores), 4)
 
 
-def review_problems(review: ReviewCreate, rubric: Sequence[Weighted], low: int, high: int) -> str:
+def review_problems(review: ReviewSpec, rubric: Sequence[Weighted], low: int, high: int) -> str:
     """Everything wrong with a review's scores, in one message ('' when none)."""
     names = [c.name for c in rubric]
     problems = []
