@@ -61,12 +61,14 @@ class CouncilActivities:
     @activity.defn
     @refuses_bad_data
     async def reserve(self, reservation: Reservation) -> Reserved:
-        """Reserve an approval's amount if the programme's budget still covers it.
+        """Reserve an approval's amount if the programme's budget still covers it; a refusal
+        leaves no ledger entry.
 
         Idempotent: the entry's key is `approval:<session>:<application>`; a retry finds it and
-        answers as the first call did. The programme row is locked, so concurrent approvals
-        (also from two sessions) queue and the budget is never overspent; one aborted as a
-        serialisation failure or deadlock is run again."""
+        answers as the first call did (after a refusal there is nothing to find, and the
+        workflow takes the answer of the attempt that completes). The programme row is locked,
+        so concurrent approvals (also from two sessions) queue and the budget is never
+        overspent; one aborted as a serialisation failure or deadlock is run again."""
         return await in_transaction(self._pool, lambda conn: ledger.reserve(conn, reservation))
 
     @activity.defn

@@ -100,7 +100,7 @@ class ReassignCreate(Input):
 # --- update inputs (the API fills `actor` from the caller's token) ---------------------------
 
 
-class AdminAction(Input):
+class AdminAction(Output):
     """Update input: an admin's intervention with its reason."""
 
     actor: Actor

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from schemas.common import Actor, Input, Output
 from schemas.notifications import NewNotification
-from schemas.programme import ProgrammeParams
+from schemas.programme import ParamsSpec
 
 
 class AgreementStatus(StrEnum):
@@ -79,7 +79,7 @@ class AgreementStart(Output):
     applicant: Actor
     amount_rub: int
     duration_months: int
-    params: ProgrammeParams
+    params: ParamsSpec
     carried: AgreementCarry | None = None
 
 
@@ -128,7 +128,7 @@ class AgreementOutcome(Output):
     project_outcome: ProjectOutcome | None = None
 
 
-class AgreementStop(Input):
+class AgreementStop(Output):
     """Signal input: the pilot's decision stopped the project."""
 
     reason: str
@@ -142,7 +142,7 @@ class AgreementDecline(Input):
     }
 
 
-class AgreementAction(Input):
+class AgreementAction(Output):
     """Update input: accept or decline the agreement."""
 
     actor: Actor
@@ -189,7 +189,7 @@ class ReportReviewerCreate(Input):
     }
 
 
-class ReportReviewerAssignment(Input):
+class ReportReviewerAssignment(Output):
     """Update input: assign (or replace) the expert who reviews the project's reports."""
 
     actor: Actor
@@ -220,13 +220,13 @@ class ReportToReview(Output):
     body: str | None
 
 
-class ReportSubmission(Input):
+class ReportSubmission(Output):
     actor: Actor
     seq: int
     body: str
 
 
-class ReportReview(Input):
+class ReportReview(Output):
     actor: Actor
     seq: int
     accept: bool

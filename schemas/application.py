@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -19,7 +20,38 @@ class CostCategory(StrEnum):
     other = "other"
 
 
-class BudgetLine(Input):
+# --- what workflows hold: the application without the API's limits ---------------------------
+# Histories keep these for years; the HTTP bodies below subclass them and add their limits, so a
+# limit tightened on the API later never stops a recorded history from replaying.
+
+
+class BudgetLineSpec(Output):
+    item: str
+    category: CostCategory
+    year: int
+    amount_rub: int
+
+
+class ContentSpec(Output):
+    """An application's content as workflows hold it (`ApplicationContent` without its
+    limits)."""
+
+    title: str
+    summary: str
+    specialty: str
+    requested_rub: int
+    total_investment_rub: int
+    complex_project: bool = False
+    duration_months: int
+    budget_lines: Sequence[BudgetLineSpec]
+    partner_institutions: list[str] = Field(default_factory=list)
+    expected_results: str
+
+
+# --- what applicants send --------------------------------------------------------------------
+
+
+class BudgetLine(BudgetLineSpec, Input):
     item: str = Field(min_length=1, max_length=200)
     category: CostCategory
     year: int = Field(ge=1, le=10, description="Project year the cost falls in, from 1.")
@@ -53,7 +85,7 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class ApplicationContent(Input):
+class ApplicationContent(ContentSpec, Input):
     """Everything an applicant writes; a revision replaces all of it."""
 
     title: str = Field(min_length=3, max_length=300)
@@ -102,7 +134,7 @@ class ApplicationStart(Output):
     applicant: Actor
     organisation_type: OrganisationType
     programme: ProgrammeStart
-    content: ApplicationContent
+    content: ContentSpec
     submitted_at: datetime
     idempotency_key: str | None = None
     request_digest: str
@@ -122,17 +154,17 @@ class StageChange(Output):
     findings: list[Finding] = Field(default_factory=list)
     action_required: str | None = None
     deadline: datetime | None = None
-    content: ApplicationContent | None = None
+    content: ContentSpec | None = None
     review_score: float | None = None
     review_spread: float | None = None
     outcome: ProjectOutcome | None = None  # set when the project closes
 
 
-class RevisionRequest(Input):
+class RevisionRequest(Output):
     """Update input: the applicant's revised application."""
 
     actor: Actor
-    content: ApplicationContent
+    content: ContentSpec
 
 
 class WithdrawalCreate(Input):
@@ -145,7 +177,7 @@ class WithdrawalCreate(Input):
     }
 
 
-class WithdrawalRequest(Input):
+class WithdrawalRequest(Output):
     """Update input: a withdrawal by `actor`."""
 
     actor: Actor

@@ -39,7 +39,16 @@ class SessionCreate(Input):
     }
 
 
-class VoteCreate(Input):
+class VoteSpec(Output):
+    """A vote as the council session workflow holds it (`VoteCreate` without its limits)."""
+
+    application_id: str
+    choice: Choice
+    amount_rub: int | None = None
+    reason: str
+
+
+class VoteCreate(VoteSpec, Input):
     """A council member's vote on one agenda item. `amount_rub` reduces an approval."""
 
     application_id: str
@@ -61,17 +70,17 @@ class VoteCreate(Input):
     }
 
 
-class VoteRequest(VoteCreate):
+class VoteRequest(VoteSpec):
     """Update input: a vote and who casts it."""
 
     actor: Actor
 
 
-class CloseRequest(Input):
+class CloseRequest(Output):
     actor: Actor
 
 
-class DecideRequest(Input):
+class DecideRequest(Output):
     """Update input: the chair decides one item now, before the session closes."""
 
     actor: Actor

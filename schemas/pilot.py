@@ -3,7 +3,8 @@ decision."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -12,12 +13,44 @@ from pydantic import AwareDatetime, Field, model_validator
 from schemas.agreement import ProjectOutcome
 from schemas.common import Actor, Input, Output
 from schemas.notifications import NewNotification
-from schemas.programme import Duration, ProgrammeParams
+from schemas.programme import Duration, ParamsSpec
 
 MetricName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")]
 
 
-class Metric(Input):
+# --- what workflows hold: the plan without the API's limits ----------------------------------
+# Histories keep these for years; the HTTP bodies below subclass them and add their limits, so a
+# limit tightened on the API later never stops a recorded history from replaying.
+
+
+class MetricSpec(Output):
+    """A planned metric as workflows hold it (`Metric` without its limits)."""
+
+    name: str
+    unit: str
+    target: float
+    higher_is_better: bool = True
+
+
+class SitePlanSpec(Output):
+    """One clinic of a plan as workflows hold it (`SitePlan` without its limits)."""
+
+    clinic_id: str
+    starts_at: datetime
+    duration: timedelta
+    metrics: Sequence[MetricSpec]
+
+
+class PilotPlanSpec(Output):
+    """A pilot plan as workflows hold it (`PilotPlanCreate` without its limits)."""
+
+    sites: Sequence[SitePlanSpec]
+
+
+# --- what applicants and admins send ---------------------------------------------------------
+
+
+class Metric(MetricSpec, Input):
     """What a site measures and the target the pilot must reach."""
 
     name: MetricName
@@ -26,7 +59,7 @@ class Metric(Input):
     higher_is_better: bool = True
 
 
-class SitePlan(Input):
+class SitePlan(SitePlanSpec, Input):
     """One clinic of the pilot: when it starts, how long it runs, what it reports."""
 
     clinic_id: str = Field(min_length=1, max_length=200, description="The clinic's institution id.")
@@ -42,7 +75,7 @@ class SitePlan(Input):
         return self
 
 
-class PilotPlanCreate(Input):
+class PilotPlanCreate(PilotPlanSpec, Input):
     """The pilot plan: one or more clinics."""
 
     sites: list[SitePlan] = Field(min_length=1, max_length=30)
@@ -92,7 +125,7 @@ class MetricResult(Output):
     met: bool
 
 
-def results(metrics: list[Metric], measured: dict[str, float]) -> list[MetricResult]:
+def results(metrics: Sequence[MetricSpec], measured: dict[str, float]) -> list[MetricResult]:
     """Each metric against its target."""
     return [
         MetricResult(
@@ -121,7 +154,7 @@ class SiteState(Output):
     starts_at: datetime
     ends_at: datetime
     report_by: datetime
-    metrics: list[Metric]
+    metrics: Sequence[MetricSpec]
     results: list[MetricResult] = Field(default_factory=list)
     comments: str | None = None
     reason: str | None = None
@@ -138,12 +171,12 @@ class SiteStart(Output):
     title: str
     seq: int
     round: int
-    plan: SitePlan
-    params: ProgrammeParams
+    plan: SitePlanSpec
+    params: ParamsSpec
     accepted: bool = False  # an extension at a clinic already running the pilot
 
 
-class SiteAnswer(Input):
+class SiteAnswer(Output):
     """Update input: the clinic coordinator accepts or declines (with a reason)."""
 
     actor: Actor
@@ -159,7 +192,14 @@ class SiteDecline(Input):
     }
 
 
-class SiteReportCreate(Input):
+class SiteReportSpec(Output):
+    """A site's report as its workflow holds it (`SiteReportCreate` without its limits)."""
+
+    measured: dict[str, float]
+    comments: str = ""
+
+
+class SiteReportCreate(SiteReportSpec, Input):
     """The site's measured metrics, by name, and the coordinator's comments."""
 
     measured: dict[MetricName, float] = Field(min_length=1)
@@ -172,7 +212,7 @@ class SiteReportCreate(Input):
     }
 
 
-class SiteReport(SiteReportCreate):
+class SiteReport(SiteReportSpec):
     actor: Actor
 
 
@@ -208,7 +248,14 @@ class PilotStatus(StrEnum):
     cancelled = "cancelled"
 
 
-class EvaluationCreate(Input):
+class EvaluationSpec(Output):
+    """An evaluation as the pilot workflow holds it (`EvaluationCreate` without its limits)."""
+
+    recommendation: Recommendation
+    comments: str
+
+
+class EvaluationCreate(EvaluationSpec, Input):
     """The independent expert's evaluation of the pilot against its targets."""
 
     recommendation: Recommendation
@@ -221,17 +268,27 @@ class EvaluationCreate(Input):
     }
 
 
-class Evaluation(EvaluationCreate):
+class Evaluation(EvaluationSpec):
     evaluator_id: str
     at: datetime
     results: dict[str, list[MetricResult]]  # by site id: what the expert evaluated
 
 
-class EvaluationSubmission(EvaluationCreate):
+class EvaluationSubmission(EvaluationSpec):
     actor: Actor
 
 
-class PilotDecisionCreate(Input):
+class PilotDecisionSpec(Output):
+    """A decision as the pilot workflow holds it (`PilotDecisionCreate` without its limits
+    and rules)."""
+
+    decision: Recommendation
+    reason: str
+    extend_sites: list[str] = Field(default_factory=list, description="Site ids to extend.")
+    extension: timedelta | None = None
+
+
+class PilotDecisionCreate(PilotDecisionSpec, Input):
     """An admin's decision on the pilot, with the evaluation before it. `extend` runs a further
     period of `extension` at the sites named."""
 
@@ -255,16 +312,16 @@ class PilotDecisionCreate(Input):
         return self
 
 
-class PilotDecision(PilotDecisionCreate):
+class PilotDecision(PilotDecisionSpec):
     actor: Actor
     at: datetime | None = None
 
 
-class SiteProposal(Input):
+class SiteProposal(Output):
     """An admin replaces a declined site with another clinic."""
 
     actor: Actor
-    plan: SitePlan
+    plan: SitePlanSpec
     replaces: str
 
 
@@ -289,7 +346,7 @@ class SiteProposalCreate(Input):
     }
 
 
-class EvaluatorAssignment(Input):
+class EvaluatorAssignment(Output):
     actor: Actor
     evaluator_id: str
 
@@ -301,8 +358,8 @@ class PilotStart(Output):
     specialty: str
     applicant_institution_id: str | None
     partner_institutions: list[str]
-    plan: PilotPlanCreate
-    params: ProgrammeParams
+    plan: PilotPlanSpec
+    params: ParamsSpec
 
 
 class PilotState(Output):
@@ -362,8 +419,8 @@ class PilotSummary(Output):
     overdue_reports: int
 
 
-class PilotPlanRequest(Input):
+class PilotPlanRequest(Output):
     """Update input: the pilot plan, by the applicant or an admin."""
 
     actor: Actor
-    plan: PilotPlanCreate
+    plan: PilotPlanSpec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -39,7 +40,71 @@ Duration = Annotated[
 ]
 
 
-class Criterion(Input):
+# --- what workflows hold: the programme without the API's limits -----------------------------
+# Histories keep these for years; an HTTP body below subclasses each and adds its limits, so a
+# limit tightened on the API later never stops a recorded history from replaying.
+
+
+class CriterionSpec(Output):
+    """One line of the programme's rubric, as workflows hold it."""
+
+    name: str
+    weight: float
+    description: str = ""
+
+
+class ParamsSpec(Output):
+    """The programme's durations and counts, as workflows hold them (`ProgrammeParams`
+    without its limits, with the same defaults)."""
+
+    revision_window: timedelta = timedelta(days=14)
+    review_acceptance_window: timedelta = timedelta(days=3)
+    review_deadline: timedelta = timedelta(days=21)
+    reminder_lead_time: timedelta = timedelta(days=2)
+    reviews_required: int = 3
+    rubric: Sequence[CriterionSpec] = Field(default_factory=lambda: list(DEFAULT_RUBRIC))
+    score_min: int = 1
+    score_max: int = 10
+    spread_threshold: float = 3.0
+    council_quorum: int = 3
+    agreement_window: timedelta = timedelta(days=14)
+    tranche_interval: timedelta = timedelta(days=365)
+    report_interval: timedelta = timedelta(days=91)
+    financial_report_interval: timedelta | None = timedelta(days=365)
+    pilot_report_window: timedelta = timedelta(days=14)
+    continue_as_new_after: int = 1_000
+
+
+class ProgrammeSpec(Output):
+    """A programme as workflows hold it (`ProgrammeCreate` without its limits)."""
+
+    name: str
+    budget_rub: int
+    max_grant_rub: int
+    organisation_types: list[OrganisationType]
+    specialties: list[str]
+    intake_opens: datetime
+    intake_closes: datetime
+    complex_share_limit: float = 0.15
+    complex_annual_cap_rub: int = 200_000_000
+    params: ParamsSpec = Field(default_factory=ParamsSpec)
+
+
+class ChangesSpec(Output):
+    """A correction's changes as the programme workflow holds them (`ProgrammeChanges`
+    without its limits)."""
+
+    max_grant_rub: int | None = None
+    organisation_types: list[OrganisationType] | None = None
+    specialties: list[str] | None = None
+    complex_share_limit: float | None = None
+    complex_annual_cap_rub: int | None = None
+
+
+# --- what admins send ------------------------------------------------------------------------
+
+
+class Criterion(CriterionSpec, Input):
     """One line of the programme's rubric."""
 
     name: str = Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
@@ -47,7 +112,7 @@ class Criterion(Input):
     description: str = ""
 
 
-DEFAULT_RUBRIC = [
+DEFAULT_RUBRIC: list[Criterion] = [
     Criterion(name="clinical_value", weight=0.4, description="Benefit to patients and doctors."),
     Criterion(name="novelty", weight=0.3, description="What is new against current practice."),
     Criterion(name="feasibility", weight=0.3, description="Team, plan and budget can deliver it."),
@@ -60,7 +125,7 @@ DEFAULT_RUBRIC = [
 MAX_REPORTS_PER_YEAR = 52
 
 
-class ProgrammeParams(Input):
+class ProgrammeParams(ParamsSpec, Input):
     """Every duration and count the lifecycle needs. Production uses days; the simulator and
     the tests use seconds. Nothing in the code assumes a scale."""
 
@@ -142,7 +207,7 @@ class ProgrammeParams(Input):
         return self
 
 
-class ProgrammeCreate(Input):
+class ProgrammeCreate(ProgrammeSpec, Input):
     """What an admin sends to open a call for applications."""
 
     name: str = Field(min_length=3, max_length=200)
@@ -204,7 +269,7 @@ class ProgrammeStart(Output):
 
     programme_id: str
     created_by: str
-    spec: ProgrammeCreate
+    spec: ProgrammeSpec
 
 
 class IntakeChange(Output):
@@ -236,7 +301,7 @@ class ProgrammePublic(Output):
 # --- corrections: an admin fixes a screening rule entered wrong ------------------------------
 
 
-class ProgrammeChanges(Input):
+class ProgrammeChanges(ChangesSpec, Input):
     """The screening rules to correct; a field left out keeps its value. Only fields screening
     reads: the intake window is not among them (the programme workflow's timers open and close
     intake, and a late application stays late)."""
@@ -279,7 +344,7 @@ class ProgrammeCorrection(Output):
     correction_id: str
     actor: Actor
     reason: str
-    changes: ProgrammeChanges
+    changes: ChangesSpec
 
 
 class ProgrammeCorrected(Output):

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, Field
 
 from schemas.common import Actor, Input, Output, Reason
 from schemas.notifications import NewNotification
-from schemas.programme import Criterion, ProgrammeParams
+from schemas.programme import Criterion, ParamsSpec
 
 
 class Recommendation(StrEnum):
@@ -40,7 +40,15 @@ class TaskStatus(StrEnum):
 # --- what reviewers send ---------------------------------------------------------------------
 
 
-class ReviewCreate(Input):
+class ReviewSpec(Output):
+    """A review as the review workflow holds it (`ReviewCreate` without its limits)."""
+
+    scores: dict[str, int]
+    recommendation: Recommendation
+    comments: str
+
+
+class ReviewCreate(ReviewSpec, Input):
     """A reviewer's review: one integer score per rubric criterion, within the programme's
     range, a recommendation and comments."""
 
@@ -106,10 +114,10 @@ class DeadlineExtension(Input):
     }
 
 
-# --- update inputs: the body plus who sends it -----------------------------------------------
+# --- update inputs: the body plus who sends it (lenient: histories hold them) -----------------
 
 
-class TaskAction(Input):
+class TaskAction(Output):
     """Update input for accept: the task and the reviewer acting on it."""
 
     actor: Actor
@@ -122,16 +130,16 @@ class DeclineRequest(TaskAction):
 
 
 class SubmitRequest(TaskAction):
-    review: ReviewCreate
+    review: ReviewSpec
 
 
-class AddReviewerRequest(Input):
+class AddReviewerRequest(Output):
     actor: Actor
     reviewer_id: str
     reason: str
 
 
-class ExtendRequest(Input):
+class ExtendRequest(Output):
     actor: Actor
     task_id: str
     until: datetime
@@ -150,7 +158,7 @@ class ReviewStart(Output):
     specialty: str
     applicant_institution_id: str | None
     partner_institutions: list[str]
-    params: ProgrammeParams
+    params: ParamsSpec
 
 
 class Task(Output):

@@ -240,6 +240,65 @@ async def test_concurrent_approvals_never_overspend_and_the_loser_is_told_why(
     assert ledger["balanced"]
 
 
+async def test_a_refused_approval_leaves_no_ledger_line_and_is_decided_afresh_later(
+    council: Council, applicant: User
+) -> None:
+    members = await council.setup(budget_rub=40_000_000)
+    first, second = [await council.reviewed(applicant, 8) for _ in range(2)]
+    session = await council.session()
+    for app in (first, second):
+        for member in members:
+            assert (await council.vote(session, member, app, "approve")).status_code == 200
+    base = f"/v1/council-sessions/{session['session_id']}/decisions"
+    decided = await council.stack.api.post(f"{base}/{first['id']}", headers=council.admin.headers)
+    assert decided.status_code == 200, decided.text
+    refused = await council.stack.api.post(f"{base}/{second['id']}", headers=council.admin.headers)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        "the programme has 10 000 000 RUB left; approving 30 000 000 RUB would overspend it"
+    )
+    only_the_approval = [("reserve", 30_000_000, first["id"])]
+    ledger = await council.ledger()
+    assert [(e["kind"], e["amount_rub"], e["application_id"]) for e in ledger["entries"]] == (
+        only_the_approval
+    )
+    exported = await council.stack.api.get(
+        f"/v1/admin/programmes/{council.programme['id']}/export/ledger",
+        params={"format": "json"},
+        headers=council.admin.headers,
+    )
+    assert [(e["kind"], e["amount_rub"], e["application_id"]) for e in exported.json()] == (
+        only_the_approval
+    )
+
+    # The first gives its money back; closing the session decides the second on the budget
+    # as it is then, not on the earlier refusal.
+    withdrawn = await council.stack.api.post(
+        f"/v1/applications/{first['id']}/withdrawal",
+        json={"reason": "Funded elsewhere."},
+        headers=applicant.headers,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+
+    async def given_back() -> bool:
+        return bool((await council.ledger())["reserved_rub"] == 0)
+
+    await eventually(given_back)
+    closed = await council.close(session)
+    assert closed.status_code == 200, closed.text
+    assert [(d["application_id"], d["outcome"]) for d in closed.json()] == [
+        (first["id"], "approved"),
+        (second["id"], "approved"),
+    ]
+    ledger = await council.ledger()
+    assert [(e["kind"], e["amount_rub"]) for e in ledger["entries"]] == [
+        ("reserve", 30_000_000),
+        ("release", 30_000_000),
+        ("reserve", 30_000_000),
+    ]
+    assert ledger["reserved_rub"] == 30_000_000 and ledger["balanced"]
+
+
 async def approve(council: Council, applicant: User, **params: Any) -> dict[str, Any]:
     """An application approved for its full amount by all three members."""
     members = await council.setup(**params)

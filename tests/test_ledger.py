@@ -105,7 +105,6 @@ async def _play(url: str, ops: list[Op]) -> None:
                 reason=kind,
                 at=datetime.now(UTC),
             )
-            requests.append((kind, r))
             result = await _apply(conn, kind, r)
             if kind == "approve":
                 fits = sum(committed) + amount <= BUDGET
@@ -118,13 +117,17 @@ async def _play(url: str, ops: list[Op]) -> None:
             else:
                 assert result == min(amount, unspent)
                 committed[i] -= result
+            # A refused approval writes nothing: asked again, it is a new request.
+            if kind != "approve" or result.ok:
+                requests.append((kind, r))
             balance = await ledger.balance(conn, programme)
             assert balance is not None
             assert balance.balanced, balance.problems
+            assert all(e.amount_rub > 0 for e in balance.entries if e.kind == "reserve")
             assert balance.reserved_rub == sum(committed) <= BUDGET
             assert balance.disbursed_rub == sum(paid)
             assert balance.remaining_rub == BUDGET - sum(committed) >= 0
-        # Every operation again, as a retried activity would: nothing changes.
+        # Every recorded operation again, as a retried activity would: nothing changes.
         before = await ledger.balance(conn, programme)
         for kind, r in requests:
             await _apply(conn, kind, r)

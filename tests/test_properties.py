@@ -218,7 +218,9 @@ async def _play(url: str, plan: list[New | int]) -> None:
             calls = [_once(url, kind, r) for _ in range(2 if twice else 1)]
             results = await asyncio.gather(*calls)
             assert len({repr(_answer(kind, x)) for x in results}) == 1, results
-            done.append((kind, r, results[0]))
+            # A refused approval writes nothing: asked again, it is decided afresh.
+            if kind != "approve" or results[0].ok:
+                done.append((kind, r, results[0]))
             unspent = committed[i] - paid[i]
             if kind == "approve" and results[0].ok:
                 committed[i] += amount

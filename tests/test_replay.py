@@ -6,6 +6,8 @@ paths the suite takes into tests/histories/; commit the new files with the chang
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,20 @@ async def test_a_recorded_history_replays_on_the_current_code(path: Path) -> Non
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+def test_every_history_still_replays_with_every_api_limit_tightened() -> None:
+    """Workflow payloads have lenient models of their own (the HTTP bodies subclass them and
+    add their limits): with every limit of every body tightened until no value passes, every
+    recorded history still replays. In a process of its own (tests/tightened.py), since the
+    tightening rebuilds the models."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.tightened"],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-5_000:]
+    assert "limits tightened" in done.stdout

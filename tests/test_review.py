@@ -310,6 +310,34 @@ async def test_a_missed_review_deadline_reminds_then_reassigns(
     )
 
 
+async def test_reassigning_to_the_next_eligible_when_nobody_is_left_is_refused_and_changes_nothing(
+    competition: Competition, admin: User, applicant: User
+) -> None:
+    stack = competition.stack
+    await competition.open(reviews_required=1)
+    only = await competition.reviewer()
+    app = await competition.submit(applicant)
+    task = await task_for(stack, only, app["id"])
+    refused = await stack.api.post(
+        f"/v1/admin/reviews/{task['task_id']}/reassignment",
+        json={"reason": "Too slow."},
+        headers=admin.headers,
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"no eligible {competition.specialty} expert is left to take this task over: "
+        f"it stays with {only.name}"
+    )
+    # The reviewer keeps the task, is told nothing, and can go on with it.
+    assert await offered_to(stack, admin, app["id"]) == [(only.id, "offered")]
+    assert [n["kind"] for n in await notes(stack, only)] == ["task_offered"]
+    assert await flagged_reason(stack, admin, app["id"]) is None
+    timeline = await stack.api.get(f"/v1/applications/{app['id']}/timeline", headers=admin.headers)
+    assert "review_reassigned" not in [e["kind"] for e in timeline.json()]
+    await review(stack, only, app["id"])
+    await reaches(stack, applicant, app["id"], "reviewed")
+
+
 @pytest.mark.slow
 async def test_an_admin_extends_a_deadline_and_the_task_does_not_expire(
     competition: Competition, admin: User, applicant: User

@@ -7,15 +7,16 @@ non-deterministic call in workflow code. Two things make that import cheaper:
 - Modules that are deterministic and free of side effects at import are shared with the host
   instead of being imported again per run: our payload models (`schemas`), what workflows
   import only to name activities (`activities`, and through them `store`, `grantflow`,
-  `asyncpg`, `structlog`), and the workflows' pure helpers (`workflows.ids`, `workflows.options`,
-  `workflows.intake`). pydantic, pydantic_core and the standard library the SDK passes through
-  already. The workflow modules already import these under `imports_passed_through`; naming
-  them here also covers an import their code makes later.
-- A workflow module's source is compiled once per process, not once per run. Without this,
-  every run compiles it again (about 5 ms) whenever no bytecode cache is on disk: a source
-  checkout under PYTHONDONTWRITEBYTECODE (`make run`, the tests, CI here), about two thirds
-  of the cost of starting a workflow. The image has bytecode (pip compiles what it installs),
-  where this saves little.
+  `asyncpg`, `structlog`), and the workflows' helpers (`workflows.ids`, `workflows.options`,
+  `workflows.deadline`) and pure rules (`workflows.intake`, `workflows.*_rules`). pydantic,
+  pydantic_core and the standard library the SDK passes through already. The workflow modules
+  already import these under `imports_passed_through`; naming them here also covers an import
+  their code makes later.
+- A workflow module's source (and its base classes' modules') is compiled once per process,
+  not once per run. Without this, every run compiles it again (about 5 ms) whenever no
+  bytecode cache is on disk: a source checkout under PYTHONDONTWRITEBYTECODE (`make run`, the
+  tests, CI here), about two thirds of the cost of starting a workflow. The image has bytecode
+  (pip compiles what it installs), where this saves little.
   Only the compiled code is shared (immutable); every run still executes it into a module
   of its own.
 """
@@ -40,14 +41,22 @@ PASSTHROUGH_MODULES = (
     "structlog",
     "workflows.ids",
     "workflows.options",
+    "workflows.deadline",
     "workflows.intake",
+    "workflows.review_rules",
+    "workflows.agreement_rules",
+    "workflows.application_rules",
+    "workflows.pilot_rules",
+    "workflows.council_rules",
 )
 
 
 def sandbox_runner(workflow_classes: Iterable[type]) -> SandboxedWorkflowRunner:
     """The sandboxed runner for these workflows: the modules above passed through, and the
-    workflow modules' code compiled once."""
-    share_compiled_code({cls.__module__ for cls in workflow_classes})
+    code of the workflow modules (with those of their base classes) compiled once."""
+    share_compiled_code(
+        {base.__module__ for cls in workflow_classes for base in cls.__mro__ if base is not object}
+    )
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )

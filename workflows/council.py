@@ -11,7 +11,6 @@ with the amount that remains. Each decision is sent to the application's workflo
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
@@ -36,42 +35,10 @@ with workflow.unsafe.imports_passed_through():
         VoteRequest,
     )
     from schemas.history import Waiting, WaitingAnswer
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT, write
+    from workflows.council_rules import outcome_of, overspend, rub, tally
+    from workflows.options import write
 
-
-def rub(amount: int) -> str:
-    return f"{amount:,}".replace(",", " ") + " RUB"
-
-
-def tally(votes: list[VoteRequest]) -> Tally:
-    counts = Counter(v.choice for v in votes)
-    return Tally(
-        approve=counts[Choice.approve], reject=counts[Choice.reject], defer=counts[Choice.defer]
-    )
-
-
-def outcome_of(
-    votes: list[VoteRequest], quorum: int, requested: int
-) -> tuple[Outcome, int | None, str]:
-    """The decision the votes make: without the quorum, or without a majority of the votes
-    cast, the item is deferred. An approval is for the smallest amount the approving members
-    named (the requested amount when they named none)."""
-    t = tally(votes)
-    cast = len(votes)
-    if cast < quorum:
-        return Outcome.deferred, None, f"quorum not met: {cast} of {quorum} votes"
-    if t.approve * 2 > cast:
-        amount = min(v.amount_rub or requested for v in votes if v.choice == Choice.approve)
-        return Outcome.approved, amount, f"approved {t.approve} of {cast} for {rub(amount)}"
-    # The applicant reads these reasons: a rejection or deferral says why, not who.
-    for outcome, choice, count in (
-        (Outcome.rejected, Choice.reject, t.reject),
-        (Outcome.deferred, Choice.defer, t.defer),
-    ):
-        if count * 2 > cast:
-            reasons = "; ".join(v.reason for v in votes if v.choice == choice)
-            return outcome, None, f"{outcome.value} {count} of {cast}: {reasons}"
-    return Outcome.deferred, None, f"no majority: {t.approve}/{t.reject}/{t.defer}"
+__all__ = ["CouncilSessionWorkflow", "outcome_of"]
 
 
 # Its writes below are local activities from this patch on (options.write).
@@ -96,12 +63,7 @@ class CouncilSessionWorkflow:
     @workflow.run
     async def run(self, start: SessionStart) -> list[Decision]:
         """Take the agenda, put its applications in council, wait for the close."""
-        agenda = await workflow.execute_activity_method(
-            acts.CouncilActivities.open_session,
-            start,
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
-        )
+        agenda = await write(acts.CouncilActivities.open_session, start)
         self._agenda = {item.application_id: item for item in agenda}
         self._votes = {item.application_id: {} for item in agenda}
         for item in agenda:
@@ -114,12 +76,7 @@ class CouncilSessionWorkflow:
             for item in sorted(self._agenda.values(), key=lambda i: i.rank):
                 if item.application_id not in self._decisions:
                     await self._decide(item, refuse_overspend=False)
-            await workflow.execute_activity_method(
-                acts.CouncilActivities.close_session,
-                self._start.session_id,
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
-            )
+            await write(acts.CouncilActivities.close_session, self._start.session_id)
             self._open = False
         await workflow.wait_condition(workflow.all_handlers_finished)
         return list(self._decisions.values())
@@ -133,7 +90,6 @@ class CouncilSessionWorkflow:
         now = workflow.now()
         if outcome == Outcome.approved and amount is not None:
             reserved = await write(
-                COUNCIL_LOCAL_WRITES,
                 acts.CouncilActivities.reserve,
                 Reservation(
                     key=f"approval:{self._start.session_id}:{item.application_id}",
@@ -143,12 +99,10 @@ class CouncilSessionWorkflow:
                     reason=f"approved by {self._start.name}",
                     at=now,
                 ),
+                local_from=COUNCIL_LOCAL_WRITES,
             )
             if not reserved.ok:
-                refusal = (
-                    f"the programme has {rub(reserved.remaining_rub)} left; approving "
-                    f"{rub(amount)} would overspend it"
-                )
+                refusal = overspend(reserved.remaining_rub, amount)
                 if refuse_overspend:
                     raise ApplicationError(refusal)
                 outcome, amount, reason = Outcome.deferred, None, refusal
@@ -162,16 +116,13 @@ class CouncilSessionWorkflow:
             decided_at=now,
         )
         await write(
-            COUNCIL_LOCAL_WRITES,
-            acts.CouncilActivities.record_decision,
-            decision,
+            acts.CouncilActivities.record_decision, decision, local_from=COUNCIL_LOCAL_WRITES
         )
         self._decisions[item.application_id] = decision
         delivered = await self._tell(item.application_id, "council_decision", decision)
         if not delivered and decision.amount_rub is not None:
             # The application ended meanwhile (withdrawn): its money goes back at once.
             await write(
-                COUNCIL_LOCAL_WRITES,
                 acts.CouncilActivities.release,
                 Reservation(
                     key=f"release:{self._start.session_id}:{item.application_id}",
@@ -181,6 +132,7 @@ class CouncilSessionWorkflow:
                     reason="the application ended before the decision reached it",
                     at=workflow.now(),
                 ),
+                local_from=COUNCIL_LOCAL_WRITES,
             )
         return decision
 
@@ -208,9 +160,9 @@ class CouncilSessionWorkflow:
         """A member's vote on an agenda item (a second vote replaces the first)."""
         self._votes[request.application_id][request.actor.user_id] = request
         await write(
-            COUNCIL_LOCAL_WRITES,
             acts.CouncilActivities.record_vote,
             VoteRecord(session_id=self._start.session_id, vote=request, at=workflow.now()),
+            local_from=COUNCIL_LOCAL_WRITES,
         )
         return tally(list(self._votes[request.application_id].values()))
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from schemas.application import ApplicationContent, CostCategory, Finding
+from schemas.application import ContentSpec, CostCategory, Finding
 from schemas.common import OrganisationType
 from schemas.programme import ProgrammeStart
 
@@ -22,7 +22,7 @@ def _rub(amount: int) -> str:
 
 
 def screen(
-    content: ApplicationContent,
+    content: ContentSpec,
     programme: ProgrammeStart,
     organisation_type: OrganisationType,
     submitted_at: datetime,
@@ -36,7 +36,7 @@ def screen(
 
 
 def _eligibility(
-    content: ApplicationContent,
+    content: ContentSpec,
     programme: ProgrammeStart,
     organisation_type: OrganisationType,
     submitted_at: datetime,
@@ -79,7 +79,7 @@ def _eligibility(
     return found
 
 
-def _completeness(content: ApplicationContent, programme: ProgrammeStart) -> list[Finding]:
+def _completeness(content: ContentSpec, programme: ProgrammeStart) -> list[Finding]:
     spec = programme.spec
     found: list[Finding] = []
     if content.requested_rub > spec.max_grant_rub:
@@ -133,7 +133,7 @@ def _completeness(content: ApplicationContent, programme: ProgrammeStart) -> lis
     return found
 
 
-def _complex_rules(content: ApplicationContent, programme: ProgrammeStart) -> list[Finding]:
+def _complex_rules(content: ContentSpec, programme: ProgrammeStart) -> list[Finding]:
     spec = programme.spec
     found: list[Finding] = []
     # Decimal, not float: 15 % of an investment must not round a rouble the wrong way.

@@ -33,13 +33,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def write(patch: str, activity: Callable[[S, T], Awaitable[R]], arg: T) -> R:
-    """Run one of the workflow's database writes. In runs that took `patch` it is a local
-    activity: a short write the workflow waits on needs no activity task of its own nor a
-    workflow task to resume after it (about five history events and as many server round trips
-    less per write), and it is retried the same way. Runs recorded before the patch keep their
-    ordinary activities, so their histories still replay."""
-    if workflow.patched(patch):
+async def write(
+    activity: Callable[[S, T], Awaitable[R]], arg: T, *, local_from: str | None = None
+) -> R:
+    """Run one of the workflow's database writes, with the one timeout and retry policy.
+
+    In runs that took the patch `local_from` it is a local activity: a short write the workflow
+    waits on needs no activity task of its own nor a workflow task to resume after it (about
+    five history events and as many server round trips less per write), and it is retried the
+    same way. Runs recorded before that patch, and writes without one, are ordinary
+    activities, so their histories still replay."""
+    if local_from is not None and workflow.patched(local_from):
         return await workflow.execute_local_activity_method(
             activity, arg, start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY
         )

@@ -20,7 +20,7 @@ from workflows import ids
 with workflow.unsafe.imports_passed_through():
     from activities import pilot as acts
     from schemas.common import Actor, Role
-    from schemas.history import Waiting, WaitingAnswer
+    from schemas.history import WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from schemas.pilot import (
         Evaluation,
@@ -35,13 +35,15 @@ with workflow.unsafe.imports_passed_through():
         PilotState,
         PilotStatus,
         Recommendation,
-        SitePlan,
+        SitePlanSpec,
         SiteProposal,
         SiteStart,
         SiteState,
         SiteStatus,
     )
+    from workflows import pilot_rules as rules
     from workflows.options import write
+    from workflows.pilot_rules import Text
     from workflows.site import PilotSiteWorkflow
 
 
@@ -89,14 +91,9 @@ class PilotWorkflow:
         return PilotOutcome(decision=decision.decision, project_outcome=None)
 
     def _round_done(self) -> bool:
-        sites = [s for s in self._state.sites if s.round == self._state.round]
-        unreplaced = [
-            s for s in sites if s.status == SiteStatus.declined and s.site_id not in self._replaced
-        ]
-        done = [s for s in sites if s.status == SiteStatus.completed]
-        return self._running == 0 and not unreplaced and bool(done)
+        return rules.round_done(self._state, self._replaced, self._running)
 
-    async def _start_site(self, plan: SitePlan, *, accepted: bool = False) -> SiteState:
+    async def _start_site(self, plan: SitePlanSpec, *, accepted: bool = False) -> SiteState:
         seq = len(self._state.sites) + 1
         site_id = ids.site(self._start.application_id, seq)
         start = SiteStart(
@@ -144,7 +141,7 @@ class PilotWorkflow:
 
     async def _flag(self, site_id: str) -> None:
         site = self._site(site_id)
-        reason = f"{site.clinic_id} declined the pilot ({site.reason}): propose another clinic"
+        reason = rules.declined(site)
         async with self._lock:
             self._set(flag_reason=reason)
             await self._record(
@@ -155,9 +152,9 @@ class PilotWorkflow:
         async with self._lock:
             self._set(status=PilotStatus.evaluating)
             found: EvaluatorFound = await write(
-                PILOT_LOCAL_WRITES,
                 acts.PilotActivities.find_evaluator,
                 self._evaluator_request(None),
+                local_from=PILOT_LOCAL_WRITES,
             )
             if found.evaluator is None:
                 reason = found.refusal or "no evaluator"
@@ -173,14 +170,11 @@ class PilotWorkflow:
 
     async def _assign(self, evaluator: Actor, by: Actor | None) -> None:
         self._set(evaluator_id=evaluator.user_id, flag_reason=None)
-        note = NewNotification(
-            key=f"pilot-{self._start.application_id}:evaluation:{self._state.round}",
-            user_id=evaluator.user_id,
-            kind=NotificationKind.evaluation_requested,
-            subject=f"Pilot evaluation requested: {self._start.title}",
-            body="Every site has reported; please evaluate the results against the targets.",
-            created_at=workflow.now(),
-            application_id=self._start.application_id,
+        note = self._note(
+            f"evaluation:{self._state.round}",
+            evaluator.user_id,
+            NotificationKind.evaluation_requested,
+            rules.evaluation_requested(self._start.title),
         )
         await self._record(
             "evaluation_requested", actor=by, reason=f"evaluator: {evaluator.name}", notify=[note]
@@ -206,7 +200,7 @@ class PilotWorkflow:
             assert decision.extension is not None
             for site_id in decision.extend_sites:
                 site = self._site(site_id)
-                plan = SitePlan(
+                plan = SitePlanSpec(
                     clinic_id=site.clinic_id,
                     starts_at=workflow.now(),
                     duration=decision.extension,
@@ -216,12 +210,17 @@ class PilotWorkflow:
             await self._record("pilot_extended", actor=decision.actor, reason=decision.reason)
 
     def _admin_note(self, what: str, reason: str) -> NewNotification:
+        text = rules.needs_an_admin(self._start.title, reason)
+        # user_id: one copy per admin, filled in by the activity
+        return self._note(what, "", NotificationKind.pilot_attention, text)
+
+    def _note(self, what: str, user_id: str, kind: NotificationKind, text: Text) -> NewNotification:
         return NewNotification(
             key=f"pilot-{self._start.application_id}:{what}",
-            user_id="",  # one copy per admin, filled in by the activity
-            kind=NotificationKind.pilot_attention,
-            subject=f"Pilot needs an admin: {self._start.title}",
-            body=reason,
+            user_id=user_id,
+            kind=kind,
+            subject=text.subject,
+            body=text.body,
             created_at=workflow.now(),
             application_id=self._start.application_id,
         )
@@ -250,7 +249,6 @@ class PilotWorkflow:
     ) -> None:
         self._version += 1
         await write(
-            PILOT_LOCAL_WRITES,
             acts.PilotActivities.record_pilot,
             PilotChange(
                 version=self._version,
@@ -263,6 +261,7 @@ class PilotWorkflow:
                 notify=notify or [],
                 notify_admins=notify_admins,
             ),
+            local_from=PILOT_LOCAL_WRITES,
         )
         self._changes += 1
 
@@ -294,9 +293,9 @@ class PilotWorkflow:
         """An admin names the evaluator when no eligible expert was found (same rules)."""
         async with self._lock:
             found: EvaluatorFound = await write(
-                PILOT_LOCAL_WRITES,
                 acts.PilotActivities.find_evaluator,
                 self._evaluator_request(assignment.evaluator_id),
+                local_from=PILOT_LOCAL_WRITES,
             )
             if found.evaluator is None:
                 raise ApplicationError(found.refusal or "not eligible")
@@ -385,38 +384,4 @@ class PilotWorkflow:
     def waiting_for(self) -> WaitingAnswer:
         """While the sites run, `ask` names the open sites' workflows; then the evaluator,
         then the admins' decision. A flag (a declined site, no evaluator) waits on the admins."""
-        wid, state = workflow.info().workflow_id, self._state
-        waiting = []
-        if state.flag_reason is not None:
-            waiting.append(
-                Waiting(
-                    workflow_id=wid,
-                    who="admins",
-                    what=state.flag_reason,
-                    otherwise="the pilot cannot go on to its evaluation",
-                )
-            )
-        if state.status == PilotStatus.running:
-            open_ = (SiteStatus.proposed, SiteStatus.accepted, SiteStatus.running)
-            ask = [s.site_id for s in state.sites if s.round == state.round and s.status in open_]
-            return WaitingAnswer(workflow_id=wid, waiting=waiting, ask=ask)
-        if state.status == PilotStatus.evaluating and state.evaluator_id is not None:
-            waiting.append(
-                Waiting(
-                    workflow_id=wid,
-                    who="the evaluating expert",
-                    user_ids=[state.evaluator_id],
-                    what="evaluate the pilot's results against their targets",
-                    otherwise="the pilot waits; an admin may assign another evaluator",
-                )
-            )
-        elif state.status == PilotStatus.deciding:
-            waiting.append(
-                Waiting(
-                    workflow_id=wid,
-                    who="admins",
-                    what="decide on the evaluated pilot: implement, extend or stop",
-                    otherwise="the pilot waits for the decision; reporting goes on",
-                )
-            )
-        return WaitingAnswer(workflow_id=wid, waiting=waiting)
+        return rules.pilot_waiting(workflow.info().workflow_id, self._state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -13,15 +14,16 @@ with workflow.unsafe.imports_passed_through():
     from activities import programme as acts
     from schemas.common import Role
     from schemas.programme import (
+        ChangesSpec,
         IntakeChange,
         IntakeState,
-        ProgrammeChanges,
         ProgrammeCorrected,
         ProgrammeCorrection,
         ProgrammeCreate,
+        ProgrammeSpec,
         ProgrammeStart,
     )
-    from workflows.options import WRITE_RETRY, WRITE_TIMEOUT
+    from workflows.options import write
 
 
 @workflow.defn(name="Programme")
@@ -64,18 +66,8 @@ class ProgrammeWorkflow:
     async def _record(self, state: IntakeState, *, register: bool = False) -> None:
         change = IntakeChange(programme_id=self._start.programme_id, state=state, at=workflow.now())
         if register:
-            await workflow.execute_activity_method(
-                acts.ProgrammeActivities.register_programme,
-                self._start,
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
-            )
-        await workflow.execute_activity_method(
-            acts.ProgrammeActivities.record_intake_change,
-            change,
-            start_to_close_timeout=WRITE_TIMEOUT,
-            retry_policy=WRITE_RETRY,
-        )
+            await write(acts.ProgrammeActivities.register_programme, self._start)
+        await write(acts.ProgrammeActivities.record_intake_change, change)
         self._state = state
 
     @workflow.update
@@ -92,7 +84,7 @@ class ProgrammeWorkflow:
         admin re-screens, follow the corrected rules; returns the programme as corrected."""
         async with self._lock:
             corrected, changed = _corrected(self._start, correction.changes)
-            await workflow.execute_activity_method(
+            await write(
                 acts.ProgrammeActivities.record_correction,
                 ProgrammeCorrected(
                     correction_id=correction.correction_id,
@@ -101,8 +93,6 @@ class ProgrammeWorkflow:
                     programme=corrected,
                     changed=changed,
                 ),
-                start_to_close_timeout=WRITE_TIMEOUT,
-                retry_policy=WRITE_RETRY,
             )
             self._start = corrected
         return corrected
@@ -113,6 +103,8 @@ class ProgrammeWorkflow:
             raise ApplicationError("only an admin can correct a programme")
         if not correction.reason.strip():
             raise ApplicationError("a reason is required")
+        if problem := _invalid(self._start, correction.changes):
+            raise ApplicationError(problem)
         if not _corrected(self._start, correction.changes)[1]:
             raise ApplicationError("nothing to correct: the programme already says so")
 
@@ -126,17 +118,29 @@ def _order(state: IntakeState) -> int:
     return [IntakeState.scheduled, IntakeState.open, IntakeState.closed].index(state)
 
 
+def _merged(start: ProgrammeStart, changes: ChangesSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The programme as it stands and the fields the changes give, as JSON."""
+    return start.spec.model_dump(mode="json"), changes.model_dump(mode="json", exclude_none=True)
+
+
 def _corrected(
-    start: ProgrammeStart, changes: ProgrammeChanges
+    start: ProgrammeStart, changes: ChangesSpec
 ) -> tuple[ProgrammeStart, dict[str, list[object]]]:
-    """The programme with `changes` applied, checked like a new one, and what changed.
-    Raises ApplicationError when the result is not a valid programme."""
-    given = changes.model_dump(mode="json", exclude_none=True)
-    current = start.spec.model_dump(mode="json")
+    """The programme with `changes` applied, and what changed (field: [was, now])."""
+    current, given = _merged(start, changes)
     changed = {k: [current[k], v] for k, v in given.items() if current[k] != v}
+    spec = ProgrammeSpec.model_validate({**current, **given})
+    return start.model_copy(update={"spec": spec}), changed
+
+
+def _invalid(start: ProgrammeStart, changes: ChangesSpec) -> str | None:
+    """Why the corrected programme would be refused as a new one (None: it would not). The
+    validator's check only, never the handler's: replays do not run validators, so a limit
+    of `ProgrammeCreate` tightened later cannot refuse a correction already on record."""
+    current, given = _merged(start, changes)
     try:
-        spec = ProgrammeCreate.model_validate({**current, **given})
+        ProgrammeCreate.model_validate({**current, **given})
     except ValidationError as exc:
         reasons = "; ".join(str(e["msg"]) for e in exc.errors())
-        raise ApplicationError(f"the corrected programme is not valid: {reasons}") from None
-    return start.model_copy(update={"spec": spec}), changed
+        return f"the corrected programme is not valid: {reasons}"
+    return None

@@ -9,7 +9,6 @@ deadline, then escalated to the admins (and still takes the report).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime
 
 from temporalio import workflow
@@ -18,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import pilot as acts
     from schemas.common import Actor, Role
-    from schemas.history import Waiting, WaitingAnswer
+    from schemas.history import WaitingAnswer
     from schemas.notifications import NewNotification, NotificationKind
     from schemas.pilot import (
         SiteAnswer,
@@ -29,7 +28,10 @@ with workflow.unsafe.imports_passed_through():
         SiteStatus,
         results,
     )
-    from workflows.options import MIN_WAIT, write
+    from workflows import pilot_rules as rules
+    from workflows.deadline import sleep_until
+    from workflows.options import write
+    from workflows.pilot_rules import Text
 
 
 # Its writes below are local activities from this patch on (options.write).
@@ -87,9 +89,9 @@ class PilotSiteWorkflow:
             coordinators=self._note(
                 "proposed",
                 NotificationKind.site_proposed,
-                f"Pilot proposed at your clinic: {self._start.title}",
-                f"Starting {self._state.starts_at.isoformat()} for "
-                f"{self._start.plan.duration}. Please accept or decline.",
+                rules.site_proposed(
+                    self._start.title, self._state.starts_at, self._start.plan.duration
+                ),
             ),
         )
         await workflow.wait_condition(lambda: self._state.status != SiteStatus.proposed)
@@ -99,15 +101,10 @@ class PilotSiteWorkflow:
             await workflow.sleep(at - workflow.now(), summary="site start")
 
     async def _collect_report(self) -> None:
-        lead = self._start.params.reminder_lead_time
-        remind_at = max(self._state.ends_at, self._state.report_by - lead)
+        remind_at = rules.site_reminder_at(self._state, self._start.params.reminder_lead_time)
         for at, escalate in ((remind_at, False), (self._state.report_by, True)):
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    self._reported,
-                    timeout=max(at - workflow.now(), MIN_WAIT),
-                    timeout_summary="site report escalation" if escalate else "site reminder",
-                )
+            summary = "site report escalation" if escalate else "site reminder"
+            await sleep_until(at, self._reported, summary=summary)
             if self._reported():
                 return
             async with self._lock:
@@ -120,36 +117,32 @@ class PilotSiteWorkflow:
         return self._state.status == SiteStatus.completed
 
     async def _remind(self, escalate: bool) -> None:
-        by = self._state.report_by.isoformat()
+        by = self._state.report_by
         if not escalate:
             self._state = self._state.model_copy(update={"reminded": True})
             note = self._note(
-                "reminder",
-                NotificationKind.reminder,
-                f"Site report due: {self._start.title}",
-                f"Please report the measured metrics by {by}.",
+                "reminder", NotificationKind.reminder, rules.site_report_due(self._start.title, by)
             )
             await self._record("site_reminder", coordinators=note)
             return
         self._state = self._state.model_copy(update={"escalated": True})
         await self._record(
             "site_overdue",
-            reason=f"no site report by {by}",
+            reason=f"no site report by {by.isoformat()}",
             admins=self._note(
                 "overdue",
                 NotificationKind.site_overdue,
-                f"Pilot site overdue: {self._start.title}",
-                f"{self._state.clinic_id} has not reported; it was due {by}.",
+                rules.site_overdue(self._start.title, self._state.clinic_id, by),
             ),
         )
 
-    def _note(self, what: str, kind: NotificationKind, subject: str, body: str) -> NewNotification:
+    def _note(self, what: str, kind: NotificationKind, text: Text) -> NewNotification:
         return NewNotification(
             key=f"{self._start.site_id}:{what}",
             user_id="",  # one copy per addressee, filled in by the activity
             kind=kind,
-            subject=subject,
-            body=body,
+            subject=text.subject,
+            body=text.body,
             created_at=workflow.now(),
             application_id=self._start.application_id,
         )
@@ -179,7 +172,6 @@ class PilotSiteWorkflow:
     ) -> None:
         self._version += 1
         await write(
-            SITE_LOCAL_WRITES,
             acts.PilotActivities.record_site,
             SiteChange(
                 version=self._version,
@@ -192,6 +184,7 @@ class PilotSiteWorkflow:
                 notify_coordinators=coordinators,
                 notify_admins=admins,
             ),
+            local_from=SITE_LOCAL_WRITES,
         )
 
     # --- the clinic coordinator's updates -------------------------------------------------
@@ -260,42 +253,6 @@ class PilotSiteWorkflow:
     def waiting_for(self) -> WaitingAnswer:
         """The clinic's answer to the proposal, the start of the period, then the clinic's
         report of the measured metrics (reminded, then escalated to the admins)."""
-        wid, state = workflow.info().workflow_id, self._state
-        clinic = f"the coordinators of {state.clinic_id}"
-        if state.status == SiteStatus.proposed:
-            waiting = Waiting(
-                workflow_id=wid,
-                who=clinic,
-                what="accept or decline the pilot at the clinic",
-                otherwise="the site stays proposed: the pilot cannot run there",
-            )
-        elif state.status == SiteStatus.accepted:
-            waiting = Waiting(
-                workflow_id=wid,
-                who="nobody (a timer)",
-                what="the pilot period starts at the clinic",
-                by=state.starts_at,
-            )
-        elif state.status == SiteStatus.running:
-            lead = self._start.params.reminder_lead_time
-            remind_at = max(state.ends_at, state.report_by - lead)
-            running = workflow.now() < state.ends_at
-            waiting = Waiting(
-                workflow_id=wid,
-                who=clinic,
-                what=(
-                    f"run the pilot until {state.ends_at.isoformat()}, then report the metrics"
-                    if running
-                    else "report the measured metrics"
-                ),
-                by=state.report_by,
-                otherwise=(
-                    "it is overdue and escalated to the admins"
-                    if state.escalated
-                    else ("" if state.reminded else f"a reminder at {remind_at.isoformat()}, ")
-                    + "then escalation to the admins"
-                ),
-            )
-        else:
-            return WaitingAnswer(workflow_id=wid)
-        return WaitingAnswer(workflow_id=wid, waiting=[waiting])
+        wid, lead = workflow.info().workflow_id, self._start.params.reminder_lead_time
+        waiting = rules.site_waiting(wid, self._state, lead, workflow.now())
+        return WaitingAnswer(workflow_id=wid, waiting=[waiting] if waiting else [])

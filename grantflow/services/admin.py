@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from grantflow.services import agreement as agreement_service
 from grantflow.services import application, review
 from grantflow.services.application import Send
 from grantflow.services.context import Caller, Resources, require
@@ -20,7 +21,6 @@ from schemas.admin import AdminApplicationPage, DeadlineKind, DeadlineMove, Dead
 from schemas.application import ApplicationPublic
 from schemas.common import Role, Stage
 from schemas.review import DeadlineExtension
-from workflows import ids
 from workflows.agreement import AgreementWorkflow
 from workflows.application import ApplicationWorkflow
 
@@ -95,8 +95,9 @@ def _mover(res: Resources, caller: Caller, body: DeadlineMove) -> Send:
             raise Invalid("seq is required for a report, only then")
         if found.stage not in _WITH_AGREEMENT:
             raise Conflict(f"the application has no agreement: it is {found.stage}")
-        handle = res.client.get_workflow_handle_for(AgreementWorkflow.run, ids.agreement(found.id))
-        await handle.execute_update(AgreementWorkflow.extend_deadline, request)
+        await agreement_service.handle(res, uuid.UUID(found.id)).execute_update(
+            AgreementWorkflow.extend_deadline, request
+        )
 
     if body.kind == DeadlineKind.review:
         return review_task

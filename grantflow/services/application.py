@@ -29,6 +29,7 @@ from schemas.application import (
     ApplicationPage,
     ApplicationPublic,
     ApplicationStart,
+    ContentSpec,
     RevisionRequest,
     TimelineEntry,
     WithdrawalRequest,
@@ -110,7 +111,7 @@ async def submit(
         applicant=caller.actor,
         organisation_type=caller.organisation_type,
         programme=start_of,
-        content=ApplicationContent.model_validate(body.model_dump(exclude={"programme_id"})),
+        content=ContentSpec.model_validate(body.model_dump(exclude={"programme_id"})),
         submitted_at=now,
         idempotency_key=idempotency_key,
         request_digest=digest,
@@ -203,7 +204,10 @@ async def revise(
         res,
         handle.id,
         handle.execute_update(
-            ApplicationWorkflow.revise, RevisionRequest(actor=caller.actor, content=content)
+            ApplicationWorkflow.revise,
+            RevisionRequest(
+                actor=caller.actor, content=ContentSpec.model_validate(content.model_dump())
+            ),
         ),
     )
     return await get(res, caller, application_id)

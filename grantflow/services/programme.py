@@ -21,6 +21,7 @@ from schemas.programme import (
     ProgrammeCorrectionCreate,
     ProgrammeCreate,
     ProgrammePublic,
+    ProgrammeSpec,
     ProgrammeStart,
 )
 from workflows import ids
@@ -63,7 +64,8 @@ async def create(res: Resources, caller: Caller, body: ProgrammeCreate) -> Progr
     if (refusal := reports_refusal(body)) is not None:
         raise Invalid(refusal)
     programme_id = str(uuid.uuid4())
-    start = ProgrammeStart(programme_id=programme_id, created_by=caller.actor.user_id, spec=body)
+    spec = ProgrammeSpec.model_validate(body.model_dump())  # the workflow's lenient payload
+    start = ProgrammeStart(programme_id=programme_id, created_by=caller.actor.user_id, spec=spec)
     with temporal_refusals():
         await res.client.execute_update_with_start_workflow(
             ProgrammeWorkflow.registered,

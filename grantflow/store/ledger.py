@@ -33,16 +33,18 @@ BUDGET_SQL = "SELECT budget_rub FROM programmes WHERE id = $1"
 
 async def reserve(conn: Conn, r: Reservation) -> Reserved:
     """Reserve `amount_rub` for an approval if the budget allows; call in a transaction.
-    A refusal is recorded too (as a zero entry), so a key already on record answers as it did
-    the first time."""
+    A key already on record answers as it did the first time. A refusal writes nothing: the
+    ledger shows money, not attempts, and the same approval asked again (a retry, the chair
+    again, the session's close) is decided on the budget as it stands then."""
     programme = uuid.UUID(r.programme_id)
     budget = await conn.fetchval(LOCK_PROGRAMME_SQL, programme)
     committed = await conn.fetchval(COMMITTED_SQL, programme)
     if (seen := await conn.fetchrow(ENTRY_SQL, r.key)) is not None:
         return Reserved(ok=seen["amount_rub"] > 0, remaining_rub=budget - committed)
-    fits = committed + r.amount_rub <= budget
-    await _insert(conn, r if fits else r.model_copy(update={"amount_rub": 0}), "reserve")
-    return Reserved(ok=fits, remaining_rub=budget - committed - (r.amount_rub if fits else 0))
+    if committed + r.amount_rub > budget:
+        return Reserved(ok=False, remaining_rub=budget - committed)
+    await _insert(conn, r, "reserve")
+    return Reserved(ok=True, remaining_rub=budget - committed - r.amount_rub)
 
 
 async def release(conn: Conn, r: Reservation) -> int:
