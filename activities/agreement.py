@@ -33,7 +33,7 @@ class AgreementActivities:
 
         Idempotent: the row only moves forward (its `version` must be below the change's),
         the event key is `<workflow id>:<version>`, notifications are keyed, and delivery
-        marks each notification sent under a row lock."""
+        sends each notification at least once, skipping those marked sent."""
         notes = list(change.notify)
         async with self._pool.acquire() as conn, conn.transaction():
             notes += await notifications.copies(

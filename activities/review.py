@@ -84,7 +84,7 @@ class ReviewActivities:
 
         Idempotent: the task only moves when its version is below the change's, the review's
         key is its task, the event key is `<workflow id>:<version>`, notifications are keyed,
-        and delivery marks each notification sent under a row lock."""
+        and delivery sends each at least once, skipping those marked sent."""
         notes = list(change.notify)
         async with self._pool.acquire() as conn, conn.transaction():
             notes += await notifications.copies(
