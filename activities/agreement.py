@@ -36,7 +36,7 @@ class AgreementActivities:
 
         Idempotent: the row only moves forward (its `version` must be below the change's),
         the event key is `<workflow id>:<version>`, notifications are keyed, and delivery
-        marks each notification sent under a row lock."""
+        sends each notification at least once, skipping those marked sent."""
         notes = await in_transaction(self._pool, functools.partial(_write, change))
         if notes:
             await notifications.deliver(self._pool, [n.key for n in notes], self._sender)

@@ -53,7 +53,7 @@ class ReviewActivities:
 
         Idempotent: the task only moves when its version is below the change's, the review's
         key is its task, the event key is `<workflow id>:<version>`, notifications are keyed,
-        and delivery marks each notification sent under a row lock."""
+        and delivery sends each at least once, skipping those marked sent."""
         notes = await in_transaction(self._pool, functools.partial(_record, change))
         if notes:
             await notifications.deliver(self._pool, [n.key for n in notes], self._sender)

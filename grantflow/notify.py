@@ -2,7 +2,8 @@
 
 The log sender is the default (and what `make run` uses); SMTP is used when
 `GRANTFLOW_SMTP_HOST` is set. A sender only sends: store/notifications.py decides what is due
-and marks it delivered, so a sender never sees the same notification twice."""
+and marks it delivered. Delivery is at least once: a delivery that dies between a send and its
+record sends that notification again, so a message carries an id of its notification's own."""
 
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class SmtpSender:
         msg["From"] = self._settings.smtp_from
         msg["To"] = f"{recipient.name} <{recipient.email}>"
         msg["Subject"] = notification.subject
+        # The notification's own id, the same on every send of it: a copy sent again after a
+        # crash is recognised (and shown once) by the relay and the mail client.
         msg["Message-ID"] = (
             f"<grantflow-{notification.id}@{self._settings.smtp_from.split('@')[-1]}>"
         )

@@ -8,6 +8,9 @@ from pydantic import Field
 
 from schemas.common import Input, OrganisationType, Output, Role
 
+TOKEN_DAYS = 90  # a token's life unless the admin says otherwise
+MAX_TOKEN_DAYS = 3650
+
 
 class UserCreate(Input):
     """A new user. Applicants and reviewers belong to an institution (created on first use);
@@ -18,6 +21,12 @@ class UserCreate(Input):
     institution: str | None = Field(default=None, min_length=1, max_length=120)
     organisation_type: OrganisationType | None = None
     specialty: str | None = Field(default=None, min_length=2, max_length=80)
+    token_expires_in_days: int = Field(
+        default=TOKEN_DAYS,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description="Days until its bearer token expires.",
+    )
 
     model_config = Input.model_config | {
         "json_schema_extra": {
@@ -48,3 +57,15 @@ class UserWithToken(Output):
 
     user: UserPublic
     token: str
+    token_expires_at: datetime
+
+
+class TokenStatus(Output):
+    """A user's bearer token as admins see it (never the token itself)."""
+
+    user_id: str
+    expires_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="Written at most once a minute: up to a minute behind."
+    )

@@ -124,7 +124,7 @@ async def stack(
         ) as api,
     ):
         yield Stack(settings, client, pool, api, database_url, postgres.url, sender)
-        if os.environ.get("GRANTFLOW_RECORD_HISTORIES"):
+        if recording():
             await record_histories(client, settings.task_queue)
     await pool.close()
     await worker_pool.close()
@@ -187,18 +187,44 @@ def _shape(history: WorkflowHistory) -> str:
     return hashlib.sha256("\n".join(steps).encode()).hexdigest()[:10]
 
 
-async def record_histories(client: Client, task_queue: str) -> None:
-    """Save one history per distinct path the suite took through each workflow (`make
-    histories`), for tests/test_replay.py. Files are named by path, so re-recording the same
-    paths rewrites the same files and old paths stay: new code must still replay them."""
+def recording() -> bool:
+    """`make histories`: the stacks save their workflows' histories as they shut down."""
+    return bool(os.environ.get("GRANTFLOW_RECORD_HISTORIES"))
+
+
+def save_history(
+    workflow_type: str, status: WorkflowExecutionStatus | None, history: WorkflowHistory
+) -> None:
+    """Save one run's history under its path's name (tests/test_replay.py replays it). Files
+    are named by path, so saving the same path again rewrites the same file and old paths
+    stay: new code must still replay them."""
+    if history.events[-1].event_type in IN_FLIGHT:
+        return  # caught mid-task: its next run of the suite will do
+    state = (status or WorkflowExecutionStatus.RUNNING).name.lower()
     HISTORIES.mkdir(exist_ok=True)
+    name = f"{workflow_type}-{state}-{_shape(history)}"
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def record_histories(client: Client, task_queue: str) -> None:
+    """Save one history per distinct path the workflows of `task_queue` took, every run of
+    each (a run that continued as new is a path of its own)."""
     async for execution in client.list_workflows(f"TaskQueue = '{task_queue}'"):
-        history = await client.get_workflow_handle(execution.id).fetch_history()
-        if history.events[-1].event_type in IN_FLIGHT:
-            continue  # caught mid-task: its next run of the suite will do
-        status = (execution.status or WorkflowExecutionStatus.RUNNING).name.lower()
-        name = f"{execution.workflow_type}-{status}-{_shape(history)}"
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        save_history(execution.workflow_type, execution.status, await handle.fetch_history())
+
+
+async def record_runs(client: Client, workflow_id: str) -> None:
+    """Save every run of one workflow, newest first, following its continue-as-new chain
+    back: for a server without a visibility API to list them (the time-skipping one)."""
+    run_id: str | None = (await client.get_workflow_handle(workflow_id).describe()).run_id
+    while run_id:
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        described = await handle.describe()
+        history = await handle.fetch_history()
+        save_history(described.workflow_type, described.status, history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
 
 
 UserFactory = Callable[..., Awaitable[User]]

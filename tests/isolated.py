@@ -16,7 +16,13 @@ from grantflow.db import create_pool
 from grantflow.dev.embedded import EmbeddedPostgres
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
-from tests.conftest import RecordingSender, Stack, fresh_database
+from tests.conftest import (
+    RecordingSender,
+    Stack,
+    fresh_database,
+    record_histories,
+    recording,
+)
 from workers.main import build_worker
 
 
@@ -45,6 +51,8 @@ async def isolated_stack(
             yield Stack(
                 settings, temporal_env.client, pool, api, database_url, postgres.url, sender
             )
+            if recording():
+                await record_histories(temporal_env.client, settings.task_queue)
     finally:
         await pool.close()
         await worker_pool.close()

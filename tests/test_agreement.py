@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, UserFactory, eventually
 from tests.test_council import Council, approve
 from tests.test_review import reaches
@@ -142,3 +143,33 @@ async def test_a_withdrawal_after_the_first_tranche_returns_only_the_unspent_mon
         return state if state["status"] == "cancelled" else None
 
     assert await eventually(cancelled)
+
+
+async def test_a_declined_agreement_withdraws_the_application_and_returns_the_money(
+    council: Council, applicant: User, make_user: UserFactory
+) -> None:
+    app = await approve(council, applicant)
+    base = f"/v1/applications/{app['id']}"
+    await agreement(council, applicant, app)
+    reason = {"reason": "Our partner clinic withdrew."}
+    other = await make_user(Role.applicant)
+    stranger = await council.stack.api.post(
+        f"{base}/agreement/decline", json=reason, headers=other.headers
+    )
+    assert stranger.status_code == 404
+    declined = await council.stack.api.post(
+        f"{base}/agreement/decline", json=reason, headers=applicant.headers
+    )
+    assert declined.status_code == 200, declined.text
+    assert declined.json()["status"] == "declined"
+    assert [t["status"] for t in declined.json()["tranches"]] == ["cancelled", "cancelled"]
+    withdrawn = await reaches(council.stack, applicant, app["id"], "withdrawn")
+    assert withdrawn["stage"] == "withdrawn"
+    ledger = await council.ledger()
+    assert [(e["kind"], e["amount_rub"]) for e in ledger["entries"]] == [
+        ("reserve", 30_000_000),
+        ("release", 30_000_000),
+    ]
+    assert ledger["remaining_rub"] == ledger["budget_rub"] and ledger["balanced"]
+    accept = await council.stack.api.post(f"{base}/agreement/acceptance", headers=applicant.headers)
+    assert accept.status_code in (404, 409)

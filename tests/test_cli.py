@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -154,6 +156,57 @@ async def test_users_create_prints_a_token_that_authenticates(
         "SELECT token_hash FROM users WHERE id = $1", uuid.UUID(user["id"])
     )
     assert bytes(stored) == hashlib.sha256(token.encode()).digest()  # hash only
+
+
+async def test_an_admin_sets_a_tokens_life_rotates_it_and_revokes_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    made = await grantflow(
+        stack,
+        tmp_path,
+        *("users", "create", "--role", "council", "--name", "Dr. Oleg Ivanov"),
+        *("--expires-in-days", "30"),
+    )
+    assert made.code == 0, made.err + made.out
+    first = made.out.strip()
+    user = (await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {first}"})).json()
+    expires = datetime.now(UTC) + timedelta(days=30)
+    assert f"its token expires {expires:%Y-%m-%d}" in made.err
+
+    rotated = await grantflow(stack, tmp_path, "users", "token", "rotate", user["id"])
+    assert rotated.code == 0, rotated.err + rotated.out
+    second = rotated.out.strip()
+    assert second.startswith("gf_") and second != first
+    assert (rotated.out + rotated.err).count(second) == 1  # printed once, on stdout
+    assert f"new token for Dr. Oleg Ivanov ({user['id']})" in rotated.err
+    assert "the old one no longer works" in rotated.err
+    old = await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {first}"})
+    assert old.status_code == 401
+    new = await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {second}"})
+    assert new.status_code == 200 and new.json()["id"] == user["id"]
+
+    shown = await grantflow(stack, tmp_path, "users", "token", "show", user["id"])
+    assert shown.code == 0, shown.err
+    status = json.loads(shown.out)
+    assert status["user_id"] == user["id"] and status["revoked_at"] is None
+    assert status["last_used_at"] is not None  # the request just made
+    assert second not in shown.out
+
+    revoked = await grantflow(stack, tmp_path, "users", "token", "revoke", user["id"])
+    assert revoked.code == 0, revoked.err
+    assert json.loads(revoked.out)["revoked_at"] is not None
+    refused = await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {second}"})
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+
+    nobody = str(uuid.uuid4())
+    for args in (["revoke", nobody], ["rotate", nobody], ["show", nobody]):
+        unknown = await grantflow(stack, tmp_path, "users", "token", *args)
+        assert unknown.code == 2 and "user not found" in unknown.err, unknown.err
+        assert unknown.out == ""
+    bad = await grantflow(
+        stack, tmp_path, "users", "token", "rotate", user["id"], "--expires-in-days", "0"
+    )
+    assert bad.code == 2 and "--expires-in-days" in bad.err
 
 
 @pytest.mark.slow

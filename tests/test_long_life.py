@@ -47,9 +47,12 @@ from tests.conftest import (
     eventually,
     fresh_database,
     programme_body,
+    record_runs,
+    recording,
 )
 from tests.support import make_user
 from workers.main import build_worker
+from workflows import ids
 from workflows.agreement import AgreementWorkflow
 
 pytestmark = [SESSION, pytest.mark.slow]
@@ -93,6 +96,10 @@ async def skipping(postgres: EmbeddedPostgres) -> AsyncIterator[Skipping]:
             ) as api,
         ):
             yield Skipping(env, pool, api, settings.task_queue)
+            if recording():
+                # No visibility API here to list them: the agreements, one per application.
+                for row in await pool.fetch("SELECT id FROM applications"):
+                    await record_runs(env.client, ids.agreement(row["id"]))
     finally:
         await pool.close()
         await env.shutdown()

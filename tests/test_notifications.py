@@ -1,6 +1,9 @@
 """The notification outbox as its addressees, the admins and the mail relay see it: one row
-per event, each sent once however often (and however concurrently) delivery runs, a failed
-send kept with its error and retried, and every user reading only their own, page by page.
+per event (the in-app list has each exactly once), each sent once however often (and however
+concurrently) delivery runs, and at least once when a delivery dies between a send and its
+record (sent again then, at most once more, with the same Message-ID); no row locked while the
+relay is called; a failed send kept with its error and retried; and every user reading only
+their own, page by page.
 
 Notifications are written with `store.notifications.add` (what the activities call) and sent
 with `store.notifications.deliver` (what they call next), against the session's database;
@@ -11,17 +14,19 @@ of the suite, so what an admin sees is checked on this test's notifications only
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
-import asyncpg
 import pytest
 
 from activities.review import ReviewActivities
-from grantflow.notify import Recipient
+from grantflow.notify import Recipient, SmtpSender
+from grantflow.settings import Settings
 from grantflow.store import notifications
 from schemas.common import Role
 from schemas.notifications import NewNotification, NotificationKind, NotificationPublic
@@ -92,7 +97,7 @@ async def add(stack: Stack, items: list[NewNotification]) -> None:
 
 async def outbox_row(stack: Stack, key: str) -> dict[str, Any]:
     found = await stack.pool.fetchrow(
-        "SELECT id, user_id, subject, attempts, last_error, delivered_at"
+        "SELECT id, user_id, subject, attempts, last_error, delivered_at, claimed_at"
         " FROM notifications WHERE key = $1",
         key,
     )
@@ -189,7 +194,7 @@ async def test_a_retried_activity_writes_and_sends_each_notification_once(
     assert (mine[0]["id"], admin.id, f"Needs an admin {tag}") in relay.sent
 
 
-# --- sent exactly once -----------------------------------------------------------------------
+# --- sent once ---------------------------------------------------------------------------------
 
 
 async def test_delivering_twice_sends_each_notification_once(
@@ -221,24 +226,30 @@ async def test_concurrent_deliveries_send_each_notification_once(
     items = [note(user, f"Reminder {n}") for n in range(6)]
     await add(stack, items)
     keys = [n.key for n in items]
-    # A delivery is caught in the relay, holding (locked) the notifications it took: another
-    # delivery of the same keys skips them rather than sending them too.
+    # A delivery is caught in the relay, holding (claimed) the notifications it took: another
+    # delivery of the same keys leaves them alone rather than sending them too, and says so
+    # (its activity comes back later, when they are sent).
     relay = Relay(held=True)
     first = asyncio.create_task(notifications.deliver(stack.pool, keys, relay))
     await asyncio.wait_for(relay.holding.wait(), timeout=10)
-    assert await asyncio.wait_for(notifications.deliver(stack.pool, keys, relay), 10) == 0
+    with pytest.raises(notifications.StillSending, match="6 notification"):
+        await asyncio.wait_for(notifications.deliver(stack.pool, keys, relay), 10)
     assert relay.tries == 1
     relay.release()
     assert await first == 6
     assert sorted(relay.subjects) == [f"Reminder {n}" for n in range(6)]
     assert relay.tries == 6
+    assert await notifications.deliver(stack.pool, keys, relay) == 0  # all sent: nothing to say
     # Three more at once, and three deliveries of a new batch at once: each sent once.
     more = [note(user, f"Later {n}") for n in range(6)]
     await add(stack, more)
-    counts = await asyncio.gather(
-        *(notifications.deliver(stack.pool, keys + [n.key for n in more], relay) for _ in range(3))
+    outcomes = await asyncio.gather(
+        *(notifications.deliver(stack.pool, keys + [n.key for n in more], relay) for _ in range(3)),
+        return_exceptions=True,
     )
+    counts = [o for o in outcomes if isinstance(o, int)]
     assert sum(counts) == 6 and relay.tries == 12
+    assert all(isinstance(o, int | notifications.StillSending) for o in outcomes), outcomes
     assert sorted(relay.subjects) == sorted(
         [f"Reminder {n}" for n in range(6)] + [f"Later {n}" for n in range(6)]
     )
@@ -326,60 +337,182 @@ async def test_after_an_outage_the_pending_notifications_are_sent_once(
     assert len(seen) == 4 and all(n["delivered_at"] is not None for n in seen)
 
 
-class RacingPool:
-    """The session's pool for one delivery, except that just before that delivery records a
-    failed send, `rival` runs: another worker's delivery of the same notification."""
-
-    def __init__(self, pool: asyncpg.Pool, rival: Callable[[], Awaitable[int]]) -> None:
-        self._pool, self.rival = pool, rival
-        self.rival_sent: int | None = None
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Any]:
-        async with self._pool.acquire() as conn:
-            yield _RacingConn(self, conn)
-
-
-class _RacingConn:
-    def __init__(self, owner: RacingPool, conn: Any) -> None:
-        self._owner, self._conn = owner, conn
-
-    def transaction(self) -> Any:
-        return self._conn.transaction()
-
-    async def fetch(self, sql: str, *args: Any) -> Any:
-        return await self._conn.fetch(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> Any:
-        recording_a_failure = sql == notifications.MARK_SQL and any(args[1])
-        if recording_a_failure and self._owner.rival_sent is None:
-            # Fails (rather than hangs) if the rival waits for the lock this delivery holds.
-            self._owner.rival_sent = await asyncio.wait_for(self._owner.rival(), timeout=10)
-        return await self._conn.execute(sql, *args)
-
-
-async def test_a_failure_is_recorded_before_another_delivery_can_take_the_notification(
+async def test_a_failure_recorded_late_never_undoes_another_deliverys_send(
     stack: Stack, make_user: UserFactory
 ) -> None:
-    """A send fails while another worker delivers the same notification: the failure is
-    recorded while the row is still locked, so that worker leaves it alone (it cannot send it
-    and then have its success overwritten by this failure); a later delivery sends it once."""
+    """A send hangs past its claim's lease; another delivery takes the notification and sends
+    it; then the first send fails. Its failure is counted, but the notification stays sent and
+    the second delivery's record stands: nothing is sent a third time."""
     user = await a_reviewer(make_user)
     item = note(user, "Reminder")
     await add(stack, [item])
-    down, up = Relay(failing={"Reminder"}), Relay()
-    racing = RacingPool(stack.pool, lambda: notifications.deliver(stack.pool, [item.key], up))
+    down, up = Relay(failing={"Reminder"}, held=True), Relay()
+    hanging = asyncio.create_task(notifications.deliver(stack.pool, [item.key], down))
+    await asyncio.wait_for(down.holding.wait(), timeout=10)
+    await asyncio.sleep(0.05)
+    late = timedelta(milliseconds=10)  # the lease, as the second delivery counts it, is over
+    assert await notifications.deliver(stack.pool, [item.key], up, lease=late) == 1
+    down.release()
     with pytest.raises(ConnectionError):
-        await notifications.deliver(cast(asyncpg.Pool, racing), [item.key], down)
-    assert racing.rival_sent == 0  # it ran in the middle, and left the locked row alone
-    await notifications.deliver(stack.pool, [item.key], up)
+        await hanging
     row = await outbox_row(stack, item.key)
+    assert row["delivered_at"] is not None and row["attempts"] == 2
+    assert row["last_error"] is None and row["claimed_at"] is None
     assert up.subjects == ["Reminder"] and down.sent == []
-    assert row["delivered_at"] is not None
-    assert row["attempts"] == 2  # one failure, one success
-    assert row["last_error"] is None
+    assert await notifications.deliver(stack.pool, [item.key], up) == 0
     seen = (await seen_by(stack, user))["items"]
     assert [(n["subject"], n["delivered_at"] is not None) for n in seen] == [("Reminder", True)]
+
+
+# --- a delivery that dies mid-way --------------------------------------------------------------
+
+
+class Mailbox(SmtpSender):
+    """The SMTP sender up to the relay: each message it would hand over is kept, with its
+    Message-ID. `hang_after`: subjects after whose send it hangs (until cancelled)."""
+
+    def __init__(self, hang_after: set[str] | None = None) -> None:
+        super().__init__(Settings(smtp_host="relay.city.test", smtp_from="grantflow@city.test"))
+        self.messages: list[tuple[str, str]] = []  # (Message-ID, Subject)
+        self.hang_after = hang_after or set()
+        self.hanging = asyncio.Event()
+
+    async def send(self, notification: NotificationPublic, recipient: Recipient) -> None:
+        await super().send(notification, recipient)
+        if notification.subject in self.hang_after:
+            self.hanging.set()
+            await asyncio.Event().wait()
+
+    def _send(self, msg: EmailMessage) -> None:
+        self.messages.append((str(msg["Message-ID"]), str(msg["Subject"])))
+
+
+async def with_address(stack: Stack, user: User) -> None:
+    await stack.pool.execute(
+        "UPDATE users SET email = $2 WHERE id = $1",
+        uuid.UUID(user.id),
+        f"{user.id}@clinic.test",
+    )
+
+
+# A worker process delivering through SMTP that dies (SIGKILL) right after the relay took the
+# message, before the send is recorded.
+DYING_DELIVERY = """
+import asyncio, os, signal, sys
+from grantflow.db import create_pool
+from grantflow.notify import SmtpSender
+from grantflow.settings import Settings
+from grantflow.store import notifications
+
+class Dying(SmtpSender):
+    def _send(self, msg):
+        with open(sys.argv[2], "a") as sent:
+            sent.write(msg["Message-ID"] + "\\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+async def main():
+    pool = await create_pool(sys.argv[1], min_size=1, max_size=1)
+    relay = Dying(Settings(smtp_host="relay.city.test", smtp_from="grantflow@city.test"))
+    await notifications.deliver(pool, sys.argv[3:], relay)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_delivery_killed_after_the_send_sends_it_again_once_with_the_same_message_id(
+    stack: Stack, make_user: UserFactory, tmp_path: Path
+) -> None:
+    user = await a_reviewer(make_user)
+    await with_address(stack, user)
+    item = note(user, "Review requested")
+    await add(stack, [item])
+    sent_file = tmp_path / "sent"
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", DYING_DELIVERY, stack.database_url, str(sent_file), item.key
+    )
+    assert await asyncio.wait_for(worker.wait(), timeout=60) == -signal.SIGKILL
+    [first_id] = sent_file.read_text().split()
+    row = await outbox_row(stack, item.key)
+    assert row["delivered_at"] is None and row["claimed_at"] is not None  # sent, not recorded
+
+    # Its claim still holds: not sent again yet, and the activity is told to come back.
+    relay = Mailbox()
+    with pytest.raises(notifications.StillSending):
+        await notifications.deliver(stack.pool, [item.key], relay)
+    assert relay.messages == []
+    # A minute later, the claim has lapsed: sent once more, as the same message.
+    await stack.pool.execute(
+        "UPDATE notifications SET claimed_at = claimed_at - interval '61 seconds' WHERE key = $1",
+        item.key,
+    )
+    assert await notifications.deliver(stack.pool, [item.key], relay) == 1
+    assert relay.messages == [(first_id, "Review requested")]
+    assert await notifications.deliver(stack.pool, [item.key], relay) == 0
+    row = await outbox_row(stack, item.key)
+    assert row["delivered_at"] is not None and row["attempts"] == 1
+    seen = (await seen_by(stack, user))["items"]
+    assert [(n["subject"], n["delivered_at"] is not None) for n in seen] == [
+        ("Review requested", True)
+    ]
+
+
+async def test_a_delivery_cancelled_mid_batch_lets_the_retry_send_the_rest_at_once(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    """The activity times out while the relay holds the second of three messages (already
+    handed over): the retry sends the second again, with the same Message-ID, and the third
+    for the first time; the first is not sent again."""
+    user = await a_reviewer(make_user)
+    await with_address(stack, user)
+    items = [note(user, f"Reminder {n}") for n in range(3)]
+    await add(stack, items)
+    keys = [n.key for n in items]
+    stuck = Mailbox(hang_after={"Reminder 1"})
+    attempt = asyncio.create_task(notifications.deliver(stack.pool, keys, stuck))
+    await asyncio.wait_for(stuck.hanging.wait(), timeout=10)
+    attempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    assert [s for _, s in stuck.messages] == ["Reminder 0", "Reminder 1"]
+    pending = {key: await outbox_row(stack, key) for key in keys}
+    assert pending[keys[0]]["delivered_at"] is not None
+    assert all(pending[k]["claimed_at"] is None for k in keys)  # released, not left to lapse
+
+    retry = Mailbox()
+    assert await notifications.deliver(stack.pool, keys, retry) == 2
+    assert [s for _, s in retry.messages] == ["Reminder 1", "Reminder 2"]
+    assert retry.messages[0][0] == stuck.messages[1][0]  # the same message, sent again
+    every_id = [i for i, _ in stuck.messages + retry.messages]
+    assert len(set(every_id)) == 3  # one Message-ID per notification
+    assert await notifications.deliver(stack.pool, keys, retry) == 0
+    seen = (await seen_by(stack, user))["items"]
+    assert len(seen) == 3 and all(n["delivered_at"] is not None for n in seen)
+
+
+async def test_no_row_is_locked_while_the_relay_is_called(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    user = await a_reviewer(make_user)
+    items = [note(user, f"Reminder {n}") for n in range(2)]
+    await add(stack, items)
+    keys = [n.key for n in items]
+    relay = Relay(held=True)
+    sending = asyncio.create_task(notifications.deliver(stack.pool, keys, relay))
+    await asyncio.wait_for(relay.holding.wait(), timeout=10)
+    # Mid-send: the rows can be locked by anyone at once (NOWAIT fails on a held lock), and
+    # another delivery is answered at once rather than waiting for this one.
+    async with stack.pool.acquire() as conn, conn.transaction():
+        locked = await conn.fetch(
+            "SELECT id FROM notifications WHERE key = ANY($1::text[]) FOR UPDATE NOWAIT", keys
+        )
+        assert len(locked) == 2
+    with pytest.raises(notifications.StillSending):
+        await asyncio.wait_for(notifications.deliver(stack.pool, keys, Relay()), timeout=5)
+    claims = [(await outbox_row(stack, k))["claimed_at"] for k in keys]
+    assert all(c is not None for c in claims)  # claimed, committed, visible to everyone
+    relay.release()
+    assert await sending == 2
+    assert relay.subjects == ["Reminder 0", "Reminder 1"]
 
 
 # --- what a user reads -----------------------------------------------------------------------

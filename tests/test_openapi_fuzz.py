@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
+from grantflow.api.throttle import RefusalThrottle
 from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
@@ -40,6 +41,9 @@ async def served(stack: Stack) -> AsyncIterator[str]:
     Temporal client live); yields its base URL."""
     port = free_port()
     app = stack.api._transport.app  # type: ignore[attr-defined]
+    # The fuzzer presents a bad token to every operation on purpose, from one address: the
+    # throttle would answer it 429 (as it should; tests/test_tokens.py), so not here.
+    app.state.refusals = RefusalThrottle(limit=1_000_000)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -313,6 +313,88 @@ async def test_an_extension_runs_a_further_period_and_a_new_evaluation(
     await reaches(project.stack, applicant, project.app["id"], "reporting")
 
 
+async def test_an_admin_names_the_evaluator_when_no_independent_expert_is_left(
+    council: Council, applicant: User
+) -> None:
+    members = await council.setup()
+    # Every expert of the specialty but one works at a partner of the applicant; that one
+    # reviews the application, so no expert is left independent enough to evaluate its pilot.
+    reviewer, *partnered = council.reviewers
+    app = await council.reviewed(
+        applicant, 8, partner_institutions=[r.institution_id for r in partnered]
+    )
+    session = await council.session()
+    for member in members:
+        await council.vote(session, member, app, "approve")
+    assert (await council.close(session)).json()[0]["outcome"] == "approved"
+    await agreement(council, applicant, app)
+    base = f"/v1/applications/{app['id']}"
+    accepted = await council.stack.api.post(
+        f"{base}/agreement/acceptance", headers=applicant.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+    await reaches(council.stack, applicant, app["id"], "agreement")
+    project = Project(council, applicant, app)
+    clinic = await project.coordinator()
+    assert (await project.plan(clinic)).status_code == 200
+    await project.site(clinic, "acceptance", status="proposed")
+    assert (await project.report_site(clinic)).status_code == 200
+
+    async def flagged() -> dict[str, Any] | None:
+        pilot = await project.pilot()
+        return pilot if pilot["flag_reason"] else None
+
+    pilot = await eventually(flagged)
+    assert pilot["status"] == "evaluating" and pilot["evaluator_id"] is None
+    assert pilot["flag_reason"] == "no eligible expert is left to evaluate the pilot"
+    attention = [
+        n
+        for n in await notes(project.stack, council.admin)
+        if n["kind"] == "pilot_attention" and n["application_id"] == app["id"]
+    ]
+    assert [n["body"] for n in attention] == [pilot["flag_reason"]]
+
+    # The admin's choice is held to the same rules; the refusal says why.
+    url = f"/v1/admin/applications/{app['id']}/pilot/evaluator"
+    admin = council.admin.headers
+    for refused_expert, why in [
+        (reviewer, "reviewed this application: not independent"),
+        (partnered[0], f"has a conflict of interest: {partnered[0].institution_id}"),
+    ]:
+        refused = await project.stack.api.post(
+            url, params={"evaluator_id": refused_expert.id}, headers=admin
+        )
+        assert refused.status_code == 409 and refused.json()["detail"].endswith(why)
+    by_applicant = await project.stack.api.post(
+        url, params={"evaluator_id": reviewer.id}, headers=applicant.headers
+    )
+    assert by_applicant.status_code == 403
+
+    expert = await council.reviewer()  # joined since: independent, no conflict
+    assigned = await project.stack.api.post(url, params={"evaluator_id": expert.id}, headers=admin)
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["evaluator_id"] == expert.id
+    assert assigned.json()["flag_reason"] is None
+    assert (await project.pilot())["evaluator_id"] == expert.id
+    waiting = await project.stack.api.get("/v1/evaluations", headers=expert.headers)
+    assert waiting.json() == [app["id"]]
+    requested = [n for n in await notes(project.stack, expert) if n["application_id"] == app["id"]]
+    assert [n["kind"] for n in requested] == ["evaluation_requested"]
+    for other in council.reviewers:
+        inbox = await project.stack.api.get("/v1/evaluations", headers=other.headers)
+        assert app["id"] not in inbox.json()
+
+    evaluated = await project.stack.api.post(
+        f"{base}/pilot/evaluation",
+        json={"recommendation": "implement", "comments": "Targets met at the clinic."},
+        headers=expert.headers,
+    )
+    assert evaluated.status_code == 200, evaluated.text
+    assert evaluated.json()["evaluation"]["recommendation"] == "implement"
+    assert (await project.decide("implement")).status_code == 200
+    await reaches(project.stack, applicant, app["id"], "reporting")
+
+
 async def test_a_pilot_is_planned_only_after_acceptance_and_only_at_known_clinics(
     council: Council, applicant: User
 ) -> None:

@@ -25,6 +25,7 @@ from grantflow.api.routes import (
     review,
     users,
 )
+from grantflow.api.throttle import RefusalThrottle
 from grantflow.db import create_pool
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
@@ -34,13 +35,15 @@ DESCRIPTION = """
 grantflow runs innovation grants from application to final report as durable workflows.
 
 Every request carries `Authorization: Bearer <token>` (tokens come from
-`grantflow users create`). Refusals are 401 (no or bad token), 403 (wrong role),
-404 (not found or not yours), 409 (not possible in the current stage, with the reason),
-413 (body too large), 422 (invalid input, every field error listed; NUL characters, lone
-surrogates and non-finite numbers are refused wherever they are), 429 (too many changes
-to one object in flight: retry after `Retry-After` seconds), 503 (a server is down, or no
-worker is processing: retry). An unexpected error is a 500 whose body carries the
-`request_id` (also in the `X-Request-Id` header) to quote when you report it.
+`grantflow users create`; they expire, after 90 days by default, and admins revoke or rotate
+them with `grantflow users token`). Refusals are 401 (no, bad, expired or revoked token, with
+the reason), 403 (wrong role), 404 (not found or not yours), 409 (not possible in the current
+stage, with the reason), 413 (body too large), 422 (invalid input, every field error listed;
+NUL characters, lone surrogates and non-finite numbers are refused wherever they are), 429
+(too many changes to one object in flight, or too many refused tokens from one address: retry
+after `Retry-After` seconds), 503 (a server is down, or no worker is processing: retry). An
+unexpected error is a 500 whose body carries the `request_id` (also in the `X-Request-Id`
+header) to quote when you report it.
 """
 
 
@@ -72,6 +75,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     )
     if resources is not None:
         app.state.resources = resources
+    app.state.refusals = RefusalThrottle()  # refused bearer tokens, per client address
     errors.install(app)
     # The last added runs first: the request id and the 500 safety net around everything,
     # then the size limit (counting the bytes received, so a chunked body is limited too),

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from grantflow import store
+from grantflow.api.throttle import RefusalThrottle
 from grantflow.services.context import Caller as Caller  # routes name it in their signatures
 from grantflow.services.context import Resources
 from grantflow.services.context import require as services_require
@@ -35,22 +36,40 @@ DbConn = Annotated[store.Db, Depends(get_db)]
 _bearer = HTTPBearer(auto_error=False, description="A token from `grantflow users create`.")
 
 
-async def get_caller(
-    conn: DbConn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Caller:
-    unauthorized = HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        "missing or invalid bearer token",
-        headers={"WWW-Authenticate": "Bearer"},
+INVALID = "missing or invalid bearer token"
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, reason, headers={"WWW-Authenticate": "Bearer"}
     )
+
+
+async def get_caller(
+    request: Request,
+    conn: DbConn,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise unauthorized
-    found = await users.actor_for_token(conn, credentials.credentials)
-    if found is None:
-        raise unauthorized
-    actor, org = found
-    structlog.contextvars.bind_contextvars(user_id=actor.user_id, role=actor.role.value)
-    return Caller(actor=actor, organisation_type=OrganisationType(org) if org else None)
+        raise _unauthorized(INVALID)
+    # Refused tokens are counted per client address and throttled before the lookup that
+    # each one would cost (grantflow/api/throttle.py).
+    throttle: RefusalThrottle = request.app.state.refusals
+    address = request.client.host if request.client else "unknown"
+    if (wait := throttle.retry_after(address)) is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many refused bearer tokens from your address; retry after {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    found = await users.token_owner(conn, credentials.credentials)
+    refusal = INVALID if found is None else found.refusal
+    if found is None or refusal is not None:
+        throttle.refused(address)
+        raise _unauthorized(refusal or INVALID)
+    structlog.contextvars.bind_contextvars(user_id=found.actor.user_id, role=found.actor.role.value)
+    org = found.organisation_type
+    return Caller(actor=found.actor, organisation_type=OrganisationType(org) if org else None)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]

@@ -24,10 +24,19 @@ from grantflow.services import export as export_service
 from schemas.admin import AdminApplicationPage, Dataset, ExportFormat
 from schemas.common import OrganisationType, Role, Stage
 from schemas.history import Waiting
-from schemas.users import UserCreate
+from schemas.users import MAX_TOKEN_DAYS, TOKEN_DAYS, UserCreate
 
 users_app = typer.Typer(help=f"Users and their bearer tokens. {AS_ADMIN}", no_args_is_help=True)
+token_app = typer.Typer(
+    help=f"A user's bearer token: rotate, revoke, show. {AS_ADMIN}", no_args_is_help=True
+)
+users_app.add_typer(token_app, name="token")
 applications_app = typer.Typer(help=f"Find applications. {AS_ADMIN}", no_args_is_help=True)
+
+UserId = Annotated[uuid.UUID, typer.Argument(help="The user's id.")]
+ExpiresInDays = Annotated[
+    int, typer.Option(min=1, max=MAX_TOKEN_DAYS, help="Days until the bearer token expires.")
+]
 
 
 @users_app.command("create")
@@ -41,9 +50,11 @@ def users_create(
         OrganisationType, typer.Option(help="The institution's type (when it is new).")
     ] = OrganisationType.medical_institution,
     specialty: Annotated[str | None, typer.Option(help="Reviewers.")] = None,
+    expires_in_days: ExpiresInDays = TOKEN_DAYS,
 ) -> None:
     """Create a user and print its bearer token alone on stdout (shown once, stored only as a
-    hash); what was created goes to stderr. Runs as an admin, with no token."""
+    hash); what was created, and when the token expires, goes to stderr. Runs as an admin,
+    with no token."""
     try:
         new = UserCreate(
             name=name,
@@ -51,12 +62,45 @@ def users_create(
             institution=institution,
             specialty=specialty,
             organisation_type=organisation_type if institution else None,
+            token_expires_in_days=expires_in_days,
         )
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     made = run(lambda res, caller: user.create(res, caller, new))
     messages.print(f"created {made.user.role} {made.user.name} ({made.user.id})", highlight=False)
+    messages.print(f"its token expires {made.token_expires_at:%Y-%m-%d %H:%M %Z}", highlight=False)
     print(made.token)
+
+
+@token_app.command("rotate")
+def token_rotate(user_id: UserId, expires_in_days: ExpiresInDays = TOKEN_DAYS) -> None:
+    """Replace the user's bearer token (revoked or not) and print the new one alone on stdout,
+    shown once; the old one is refused from now on. Runs as an admin, with no token."""
+    made = run(lambda res, caller: user.rotate_token(res, caller, user_id, expires_in_days))
+    messages.print(
+        f"new token for {made.user.name} ({made.user.id}), expires"
+        f" {made.token_expires_at:%Y-%m-%d %H:%M %Z}; the old one no longer works",
+        highlight=False,
+    )
+    print(made.token)
+
+
+@token_app.command("revoke")
+def token_revoke(user_id: UserId) -> None:
+    """Revoke the user's bearer token: refused (401, saying so) until it is rotated. Prints
+    the token's state as JSON on stdout. Runs as an admin, with no token."""
+    found = run(lambda res, caller: user.revoke_token(res, caller, user_id))
+    messages.print(f"revoked the token of {user_id}", highlight=False)
+    print(found.model_dump_json(indent=2))
+
+
+@token_app.command("show")
+def token_show(user_id: UserId) -> None:
+    """The user's bearer token as JSON on stdout (never the token): when it expires, when it
+    was revoked, when it was last used (to the minute). Runs as an admin, with no token."""
+    print(
+        run(lambda res, caller: user.token_status(res, caller, user_id)).model_dump_json(indent=2)
+    )
 
 
 @applications_app.command("list")
