@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     postgres_port: int = 54329
     # Where history entries link to: the embedded dev server's UI unless set (a cluster's UI).
     temporal_ui_url: str | None = None
+    # Where the links in e-mails (confirm, set or reset a password) point: the pages' public
+    # address. Never taken from a request's Host header, which a client chooses.
+    public_url: str | None = None
 
     max_page_size: int = 200
     max_body_bytes: int = 1_000_000
@@ -59,6 +62,11 @@ class Settings(BaseSettings):
     def ui_url(self) -> str:
         """The Temporal Web UI's base URL (`GRANTFLOW_TEMPORAL_UI_URL`, else the dev server's)."""
         return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+
+    @property
+    def pages_url(self) -> str:
+        """The pages' base URL (`GRANTFLOW_PUBLIC_URL`, else the API's own address)."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def runtime_file(self) -> Path:

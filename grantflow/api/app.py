@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
+from grantflow import pages
 from grantflow.api import errors
 from grantflow.api.limits import BodyLimit
 from grantflow.api.routes import (
@@ -87,6 +89,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         inspect,
     ):
         app.include_router(module.router)
+    # The pages for people (`/`, `/sign-in`, `/applications/...`), outside the OpenAPI.
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
 
     @app.middleware("http")
     async def context(

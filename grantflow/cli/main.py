@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from typing import Annotated, Any
 
 import asyncpg
@@ -107,8 +108,16 @@ def users_create(
         OrganisationType, typer.Option(help="The institution's type (when it is new).")
     ] = OrganisationType.medical_institution,
     specialty: Annotated[str | None, typer.Option(help="Reviewers.")] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Staff who use the pages: sends (and prints) a set-password link."),
+    ] = None,
 ) -> None:
-    """Create a user and print its bearer token (shown once, stored only as a hash)."""
+    """Create a user and print its bearer token (shown once, stored only as a hash). With
+    --email, the person also gets a single-use link to choose a password for the pages."""
+    from grantflow.db import create_pool
+    from grantflow.services.account import email_available, invite
+    from grantflow.services.errors import ServiceError
     from grantflow.store.users import create_user
 
     settings = _resolved()
@@ -126,17 +135,24 @@ def users_create(
 
     async def create() -> None:
         assert settings.database_url
-        conn = await asyncpg.connect(settings.database_url)
+        pool = await create_pool(settings.database_url, min_size=1, max_size=2)
         try:
-            made = await create_user(conn, new)
+            if email:  # checked first: a taken or malformed address creates no user
+                await email_available(pool, email)
+            async with pool.acquire() as conn:
+                made = await create_user(conn, new)
+            link = await invite(pool, settings, uuid.UUID(made.user.id), email) if email else None
         finally:
-            await conn.close()
+            await pool.close()
         console.print(f"created {made.user.role} {made.user.name} ({made.user.id})")
-        print(made.token)  # alone on stdout, so scripts can capture it
+        if link:
+            console.print(f"set-password link for {email} (single use, 7 days):")
+            print(link)
+        print(made.token)  # alone on the last line of stdout, so scripts can capture it
 
     try:
         asyncio.run(create())
-    except ValueError as exc:
+    except (ValueError, ServiceError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
 

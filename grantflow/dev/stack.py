@@ -19,14 +19,13 @@ from temporalio.client import Client
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
-from grantflow.dev.demo import create_demo_users
+from grantflow.dev.demo import DemoUser, create_demo_users
 from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
 from grantflow.notify import sender_from_settings
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
 from grantflow.temporal import connect, ensure_search_attributes
-from schemas.users import UserWithToken
 from workers.main import build_worker
 
 log = structlog.get_logger(__name__)
@@ -116,7 +115,7 @@ async def connect_with_retry(address: str, namespace: str, attempts: int = 60) -
     raise AssertionError("unreachable")
 
 
-async def prepare(settings: Settings) -> list[UserWithToken]:
+async def prepare(settings: Settings) -> list[DemoUser]:
     """Migrations, search attributes and (on an empty database) the demo users."""
     assert settings.database_url and settings.temporal_address
     conn = await asyncpg.connect(settings.database_url)
@@ -135,7 +134,7 @@ async def prepare(settings: Settings) -> list[UserWithToken]:
 
 
 async def serve(
-    settings: Settings, *, worker: bool, api: bool, banner: list[UserWithToken] | None = None
+    settings: Settings, *, worker: bool, api: bool, banner: list[DemoUser] | None = None
 ) -> None:
     """Run the worker and/or the API until SIGINT or SIGTERM, then stop the API first (no new
     work), then the worker (in-flight activities finish or go back to the server)."""
@@ -192,10 +191,11 @@ async def serve(
                 await pool.close()
 
 
-def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
+def show_banner(settings: Settings, demo: list[DemoUser]) -> None:
     console = Console()
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"\n[bold green]grantflow is running[/]  (data in {settings.home.resolve()})")
+    console.print(f"  Pages        {base}/  (sign in with a demo e-mail and password below)")
     console.print(f"  API          {base}")
     console.print(f"  API docs     {base}/docs")
     if not os.environ.get("TEMPORAL_ADDRESS"):
@@ -210,8 +210,12 @@ def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
             )
         console.print(table)
         console.print(
-            f"Their tokens, shown only now (and kept in {settings.home / 'demo-tokens.json'}):"
+            "Their e-mails, passwords and tokens, shown only now "
+            f"(and kept in {settings.home / 'demo-tokens.json'}):"
         )
         for d in demo:  # plain lines, never truncated, so they can be copied
-            print(f"  {d.user.role.value:<10} {d.user.name:<18} {d.token}")
+            print(
+                f"  {d.user.role.value:<11} {d.user.name:<18} {d.email:<20} {d.password:<14} "
+                f"{d.token}"
+            )
     console.print("Ctrl-C stops everything; your data stays for the next `make run`.\n")
