@@ -63,5 +63,5 @@ chromium:
 ## translate the new entries in grantflow/locale/ru; the .po files are read as they are)
 messages: $(VENV)/.test-installed
 	$(BIN)/pybabel extract -F grantflow/locale/babel.cfg -k N_ --no-location -o .messages.pot .
-	$(BIN)/pybabel update -i .messages.pot -d grantflow/locale --no-fuzzy-matching --no-location -w 100
+	$(BIN)/pybabel update -i .messages.pot -d grantflow/locale --no-fuzzy-matching -w 100
 	rm -f .messages.pot

@@ -38,7 +38,7 @@ LABELS = {
     "reason": N_("Why do you withdraw it?"),
 }
 DONE = {
-    "submitted": N_("Your application is submitted. It is being checked now."),
+    "submitted": N_("Your application is submitted."),
     "revised": N_("Your changes are sent. The application is being checked again."),
     "withdrawn": N_("The application is withdrawn."),
 }

@@ -235,6 +235,9 @@ TIMELINE = {
 
 
 def timeline_text(kind: str, stage: Stage | None) -> str:
+    if kind in ("screened", "rescreened") and stage is not None:
+        # What the check concluded is the news: "Checked: changes needed".
+        return f"{i18n.gettext(TIMELINE[kind])}: {stage_name(stage).lower()}"
     if kind in TIMELINE:
         return i18n.gettext(TIMELINE[kind])
     if stage is not None:

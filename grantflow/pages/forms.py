@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from grantflow.i18n import gettext as _
+from grantflow.pages.display import N_
 from grantflow.services.errors import Invalid
 from schemas.application import ApplicationContent, ApplicationCreate
 
@@ -162,6 +163,27 @@ def message(error: Mapping[str, Any]) -> str:
     if kind == "too_long":
         return _("Too many entries.")
     return str(error.get("msg", ""))
+
+
+LINE_LABELS = {
+    "item": N_("What it pays for"),
+    "category": N_("Kind of cost"),
+    "year": N_("Project year"),
+    "amount_rub": N_("Amount, roubles"),
+}
+
+
+def summary_labels(errors: Errors, labels: Mapping[str, str]) -> dict[str, str]:
+    """What the error summary calls each field: a budget line's box by its line and column."""
+    named = {}
+    for key in errors:
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "budget_lines" and parts[1].isdigit():
+            line = _("Line %(n)s", n=int(parts[1]) + 1)
+            named[key] = f"{line}, {_(LINE_LABELS.get(parts[2], parts[2])).lower()}"
+        else:
+            named[key] = labels.get(parts[0], "")
+    return named
 
 
 def line_errors(errors: Errors) -> dict[int, dict[str, str]]:

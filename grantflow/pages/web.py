@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jinja2_fragments import render_block
 
 from grantflow import i18n
-from grantflow.pages import display
+from grantflow.pages import display, forms
 from grantflow.services import account as accounts
 from grantflow.services.context import Caller, Resources
 from grantflow.services.errors import Busy, Forbidden, NotFound, ServiceError
@@ -84,6 +84,7 @@ def _environment() -> Environment:
         newstyle=True,
     )
     env.globals.update(display.GLOBALS)
+    env.globals["summary_labels"] = forms.summary_labels
     return env
 
 
