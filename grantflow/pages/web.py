@@ -185,11 +185,19 @@ class PageRoute(APIRoute):
             if ANON_COOKIE not in request.cookies:
                 set_cookie(response, viewer, ANON_COOKIE, viewer.anon_id, 60 * 60 * 24 * 30)
             if request.cookies.get(SESSION_COOKIE) and viewer.account is None:
-                response.delete_cookie(SESSION_COOKIE, path="/")
+                _forget_stale_session(response)
             response.headers.setdefault("cache-control", "no-store")
             return response
 
         return page
+
+
+def _forget_stale_session(response: Response) -> None:
+    """Drop a session cookie that no longer signs anyone in, unless this very answer is the
+    sign-in that sets a new one."""
+    new = f"{SESSION_COOKIE}=".encode()
+    if not any(v.startswith(new) for k, v in response.raw_headers if k == b"set-cookie"):
+        response.delete_cookie(SESSION_COOKIE, path="/")
 
 
 def viewer_of(request: Request) -> Viewer:

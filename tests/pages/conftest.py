@@ -59,7 +59,9 @@ class Site:
     stack: Stack
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, follow_redirects=False, **kwargs)
+        """A browser that asks for English, as the tests read it."""
+        headers = {"accept-language": "en", **kwargs.pop("headers", {})}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, **kwargs)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -161,23 +163,26 @@ class Member:
 
 
 async def with_password(stack: Stack, user: User) -> Member:
-    """Give a test user an e-mail and a confirmed password, as `grantflow dev` does."""
+    """Give a test user an e-mail and a confirmed password, as `grantflow dev` does, and
+    English for the pages (the tests read English unless they say otherwise)."""
     from grantflow.services.account import set_demo_password
+    from grantflow.store.account import set_preferences
 
     email = new_email(user.role.value)
     await set_demo_password(stack.pool, uuid.UUID(user.id), email, PASSWORD)
+    await set_preferences(stack.pool, uuid.UUID(user.id), locale="en")
     return Member(user, email)
 
 
-async def signed_in_client(site: Site, member: Member) -> httpx.AsyncClient:
+@contextlib.asynccontextmanager
+async def signed_in_client(site: Site, member: Member) -> AsyncIterator[httpx.AsyncClient]:
     """A client with a session, signed in through the sign-in form."""
-    client = site.client()
-    token = await csrf(client, "/sign-in")
-    response = await client.post(
-        "/sign-in", data={"email": member.email, "password": member.password, "csrf_token": token}
-    )
-    assert response.status_code == 303, response.text
-    return client
+    async with site.client() as client:
+        token = await csrf(client, "/sign-in")
+        data = {"email": member.email, "password": member.password, "csrf_token": token}
+        response = await client.post("/sign-in", data=data)
+        assert response.status_code == 303, response.text
+        yield client
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
