@@ -199,3 +199,13 @@ async def csrf(client: httpx.AsyncClient, path: str) -> str:
 async def open_programme(stack: Stack, make_user: UserFactory, **overrides: Any) -> dict[str, Any]:
     admin = await make_user(Role.admin)
     return await create_programme(stack, admin, **overrides)
+
+
+def from_address(site: Site, address: str) -> httpx.AsyncClient:
+    """A client whose requests come from `address` (sign-in is throttled per address, so tests
+    that fail sign-ins on purpose keep off 127.0.0.1), asking for English."""
+    app = create_app(site.settings, Resources(site.settings, site.stack.pool, site.stack.client))
+    transport = httpx.ASGITransport(app=app, client=(address, 5000))
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://grantflow.test", headers={"accept-language": "en"}
+    )

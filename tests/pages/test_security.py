@@ -22,6 +22,7 @@ from tests.pages.conftest import (
     Member,
     Site,
     csrf,
+    from_address,
     last_link,
     new_email,
     open_programme,
@@ -115,15 +116,6 @@ async def test_signing_in_gives_a_new_session_id_never_one_the_browser_brought(
     # The planted id signs nobody in.
     async with site.client(cookies={"gf_session": planted}) as client:
         assert (await client.get("/account")).headers["location"].startswith("/sign-in")
-
-
-def from_address(site: Site, address: str) -> httpx.AsyncClient:
-    """A client whose requests come from `address` (the throttle counts per address)."""
-    app = create_app(site.settings, Resources(site.settings, site.stack.pool, site.stack.client))
-    transport = httpx.ASGITransport(app=app, client=(address, 5000))
-    return httpx.AsyncClient(
-        transport=transport, base_url="http://grantflow.test", headers={"accept-language": "en"}
-    )
 
 
 async def sign_in_as(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
