@@ -115,6 +115,7 @@ def users_create(
 ) -> None:
     """Create a user and print its bearer token (shown once, stored only as a hash). With
     --email, the person also gets a single-use link to choose a password for the pages."""
+    from grantflow import i18n
     from grantflow.db import create_pool
     from grantflow.services.account import email_available, invite
     from grantflow.services.errors import ServiceError
@@ -151,7 +152,8 @@ def users_create(
         print(made.token)  # alone on the last line of stdout, so scripts can capture it
 
     try:
-        asyncio.run(create())
+        with i18n.using("en"):  # the command line speaks English, as its other messages do
+            asyncio.run(create())
     except (ValueError, ServiceError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None

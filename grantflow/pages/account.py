@@ -3,6 +3,7 @@ reset a password by link, the language switch and the account's settings."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -130,7 +131,7 @@ def _registration_context(
         "labels": _labels(REGISTRATION_LABELS),
         "focus": next((k for k in REGISTRATION_LABELS if k in errors), None),
         "organisation_types": [(k, _(v)) for k, v in ORGANISATION_TYPES.items()],
-        "time_zones": [(z, z.replace("_", " ")) for z in i18n.time_zone_choices()],
+        "time_zones": i18n.time_zone_options(datetime.now(UTC)),
     }
 
 
@@ -290,7 +291,7 @@ def _account_context(
         "errors": errors or {},
         "labels": _labels(ACCOUNT_LABELS),
         "languages": [(code, i18n.language_name(code)) for code in i18n.LOCALES],
-        "time_zones": [(z, z.replace("_", " ")) for z in i18n.time_zone_choices()],
+        "time_zones": i18n.time_zone_options(datetime.now(UTC)),
         "done": done,
     }
 
