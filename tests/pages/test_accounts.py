@@ -1,4 +1,3 @@
-
 """Accounts as people meet them: staff invited from the command line set their password by a
 link, an unconfirmed address gets a new link instead of a session, "forgot password" says
 the same whether or not the address has an account, sessions end when idle or too old, and
