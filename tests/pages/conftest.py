@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -105,8 +106,13 @@ async def person(
         viewport={"width": width, "height": 900},
     )
     context.set_default_timeout(20_000)
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
     try:
         yield await context.new_page()
+        # No CDN, no font or script from elsewhere: every request went to the site itself.
+        origins = {urlsplit(url).netloc for url in requested if not url.startswith("data:")}
+        assert len(origins) <= 1, f"requests off the site's host: {sorted(origins)}"
     finally:
         await context.close()
 

@@ -9,6 +9,7 @@ import uuid
 from http.cookies import SimpleCookie
 
 import httpx
+import pytest
 from playwright.async_api import Browser
 
 from grantflow.api.app import create_app
@@ -254,3 +255,26 @@ async def test_sign_out_everywhere_ends_every_session(site: Site, make_user: Use
             after = await client.get("/account")
             assert after.status_code == 303 and after.headers["location"].startswith("/sign-in")
     assert await store_account.live_sessions(site.stack.pool, uuid.UUID(member.user.id)) == 0
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example", "/\t/evil.example", "/\\evil.example", "https://evil.example"]
+)
+async def test_after_sign_in_a_person_goes_only_to_a_page_of_this_site(
+    site: Site, make_user: UserFactory, target: str
+) -> None:
+    member = await applicant(site, make_user)
+    async with site.client() as client:
+        token = await csrf(client, "/sign-in")
+        data = {"email": member.email, "password": member.password, "csrf_token": token}
+        signed = await client.post("/sign-in", data={**data, "next": target})
+    assert signed.status_code == 303 and signed.headers["location"] == "/"
+
+
+async def test_pages_load_nothing_from_elsewhere_and_no_site_frames_them(site: Site) -> None:
+    async with site.client() as client:
+        page = await client.get("/sign-in")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    assert '<script src="/static/htmx.min.js"' in page.text  # vendored, not from a CDN
