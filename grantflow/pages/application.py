@@ -312,6 +312,7 @@ async def _revision_page(
     focus: str | None = None,
     block: str | None = None,
     refusal: str | None = None,
+    findings_only: bool = False,
 ) -> Response:
     p = await programme.get(res, viewer.caller, uuid.UUID(app.programme_id))
     context = _form_context(
@@ -325,6 +326,8 @@ async def _revision_page(
         findings=app.findings,
         deadline=app.deadline,
     )
+    # The findings are listed above the form already, with the deadline: no second summary.
+    context["findings_only"] = findings_only
     return render(request, "application_form.html", context, block=block)
 
 
@@ -337,7 +340,10 @@ async def revision_form(
     if app.stage != Stage.revision_requested:
         return redirect(f"/applications/{app.id}")
     values = forms.content_values(app.content)
-    return await _revision_page(request, res, viewer, app, values, _finding_errors(app), focus="")
+    errors = _finding_errors(app)
+    return await _revision_page(
+        request, res, viewer, app, values, errors, focus="", findings_only=True
+    )
 
 
 @router.post("/applications/{application_id}/revision")
@@ -351,6 +357,8 @@ async def revise(request: Request, viewer: SignedIn, res: Res, application_id: s
         return await _revision_page(
             request, res, viewer, app, values, {}, focus=focus, block="lines"
         )
+    if action != "send":  # Enter in a box: the form again, nothing sent
+        return await _revision_page(request, res, viewer, app, values, {}, focus="")
     try:
         content = forms.to_content(values)
         await application.revise(res, viewer.caller, application_id, content)

@@ -65,11 +65,20 @@ def content_values(content: ApplicationContent) -> dict[str, Any]:
     """An application's content as the form shows it (for a revision)."""
     raw = content.model_dump(mode="json")
     return {
-        **{k: str(raw[k]) for k in (*TEXT_FIELDS, *NUMBER_FIELDS)},
+        **{k: raw[k] for k in TEXT_FIELDS},
+        **{k: _grouped(raw[k]) for k in NUMBER_FIELDS},
         "complex_project": content.complex_project,
         "partner_institutions": "\n".join(content.partner_institutions),
-        "budget_lines": [{k: str(line[k]) for k in LINE_FIELDS} for line in raw["budget_lines"]],
+        "budget_lines": [
+            {**{k: str(line[k]) for k in LINE_FIELDS}, "amount_rub": _grouped(line["amount_rub"])}
+            for line in raw["budget_lines"]
+        ],
     }
+
+
+def _grouped(value: int) -> str:
+    """30000000 as "30 000 000": what a person types and reads (and `_number` reads back)."""
+    return f"{value:,}".replace(",", " ")
 
 
 _SPACES = re.compile(r"[\s\u00a0\u202f_]")

@@ -97,13 +97,18 @@ async def browser() -> AsyncIterator[Browser]:
 
 @contextlib.asynccontextmanager
 async def person(
-    browser: Browser, locale: str, timezone_id: str = "Europe/Moscow", width: int = 1024
+    browser: Browser,
+    locale: str,
+    timezone_id: str = "Europe/Moscow",
+    width: int = 1024,
+    javascript: bool = True,
 ) -> AsyncIterator[Page]:
     """A browser of its own (cookies, language, time zone), as one person has."""
     context: BrowserContext = await browser.new_context(
         locale=locale,
         timezone_id=timezone_id,
         viewport={"width": width, "height": 900},
+        java_script_enabled=javascript,
     )
     context.set_default_timeout(20_000)
     requested: list[str] = []
