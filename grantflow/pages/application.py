@@ -16,8 +16,8 @@ from grantflow.pages import forms
 from grantflow.pages.display import N_, finding_field, finding_text, next_step
 from grantflow.pages.web import ApplicantViewer, PageRoute, Res, SignedIn, Viewer, redirect, render
 from grantflow.services import application, draft, programme
+from grantflow.services.draft import Draft
 from grantflow.services.errors import Conflict, Invalid
-from grantflow.store.draft import Draft
 from schemas.application import ApplicationPublic, WithdrawalCreate
 from schemas.common import Role, Stage
 from schemas.programme import ProgrammePublic
@@ -89,7 +89,7 @@ async def start_draft(request: Request, viewer: ApplicantViewer, res: Res) -> Re
 def _lines_total(values: dict[str, Any]) -> int:
     total = 0
     for line in values.get("budget_lines") or []:
-        amount = forms._number(line.get("amount_rub"))
+        amount = forms.number(line.get("amount_rub"))
         total += amount if isinstance(amount, int) else 0
     return total
 
@@ -107,7 +107,7 @@ def _form_context(
     findings: list[Any] | None = None,
     deadline: Any = None,
 ) -> dict[str, Any]:
-    asked = forms._number(values.get("requested_rub"))
+    asked = forms.number(values.get("requested_rub"))
     specialties = [("", _("Choose the specialty"))] + [(s, s) for s in p.specialties]
     return {
         "programme": p,

@@ -84,7 +84,7 @@ def _grouped(value: int) -> str:
 _SPACES = re.compile(r"[\s\u00a0\u202f_]")
 
 
-def _number(value: Any) -> Any:
+def number(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     compact = _SPACES.sub("", value)
@@ -102,7 +102,7 @@ def _filled(values: dict[str, Any]) -> dict[str, Any]:
 
 def _payload(values: Mapping[str, Any]) -> dict[str, Any]:
     payload: dict[str, Any] = {k: str(values.get(k) or "").strip() for k in TEXT_FIELDS}
-    payload.update({k: _number(values.get(k)) for k in NUMBER_FIELDS})
+    payload.update({k: number(values.get(k)) for k in NUMBER_FIELDS})
     payload["complex_project"] = bool(values.get("complex_project"))
     payload["partner_institutions"] = _partners(values.get("partner_institutions") or "")
     payload["budget_lines"] = [
@@ -110,8 +110,8 @@ def _payload(values: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "item": str(line.get("item") or "").strip(),
                 "category": line.get("category"),
-                "year": _number(line.get("year")),
-                "amount_rub": _number(line.get("amount_rub")),
+                "year": number(line.get("year")),
+                "amount_rub": number(line.get("amount_rub")),
             }
         )
         for line in values.get("budget_lines") or []

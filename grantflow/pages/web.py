@@ -27,9 +27,9 @@ from jinja2_fragments import render_block
 from grantflow import i18n
 from grantflow.pages import display, forms
 from grantflow.services import account as accounts
+from grantflow.services.account import Account
 from grantflow.services.context import Caller, Resources
 from grantflow.services.errors import Busy, Forbidden, NotFound, ServiceError
-from grantflow.store.account import Account
 from schemas.common import Role
 
 log = structlog.get_logger(__name__)

@@ -30,7 +30,7 @@ from grantflow.services.context import Caller
 from grantflow.services.errors import Busy, Conflict, Invalid, NotFound
 from grantflow.settings import Settings
 from grantflow.store import Db, account, notifications
-from grantflow.store.account import Account
+from grantflow.store.account import Account as Account  # what the pages show
 from schemas.common import Actor, Input, OrganisationType
 from schemas.notifications import NewNotification, NotificationKind
 

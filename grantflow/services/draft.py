@@ -15,7 +15,7 @@ from grantflow.services.errors import Conflict, NotFound
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from grantflow.services.programme import intake_refusal
 from grantflow.store import draft, programme
-from grantflow.store.draft import Draft
+from grantflow.store.draft import Draft as Draft  # what the pages show
 from schemas.application import ApplicationCreate, ApplicationPublic
 from schemas.common import Role
 
