@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData
 
 from grantflow.i18n import gettext as _
-from grantflow.pages import forms
+from grantflow.pages import display, forms
 from grantflow.pages.display import N_, finding_field, finding_text, next_step
 from grantflow.pages.web import ApplicantViewer, PageRoute, Res, SignedIn, Viewer, redirect, render
 from grantflow.services import application, draft, programme
@@ -35,7 +35,7 @@ LABELS = {
     "budget_lines": N_("Budget lines"),
     "partner_institutions": N_("Partner institutions"),
     "expected_results": N_("Expected results"),
-    "reason": N_("Why do you withdraw it?"),
+    "reason": N_("Reason for withdrawing"),
 }
 DONE = {
     "submitted": N_("Your application is submitted."),
@@ -260,7 +260,8 @@ async def submit_draft(
     try:
         submitted = await draft.submit(res, viewer.caller, draft_id, body)
     except (Conflict, Invalid) as exc:
-        return await _confirm_page(request, res, viewer, found, body, refusal=exc.message)
+        refused = display.refusal(exc.message)
+        return await _confirm_page(request, res, viewer, found, body, refusal=refused)
     return redirect(f"/applications/{submitted.id}?done=submitted")
 
 
@@ -366,7 +367,8 @@ async def revise(request: Request, viewer: SignedIn, res: Res, application_id: s
         errors = forms.field_errors(exc.errors) if exc.errors else {"form": exc.message}
         return await _revision_page(request, res, viewer, app, values, errors)
     except Conflict as exc:
-        return await _revision_page(request, res, viewer, app, values, {}, refusal=exc.message)
+        refused = display.refusal(exc.message)
+        return await _revision_page(request, res, viewer, app, values, {}, refusal=refused)
     return redirect(f"/applications/{application_id}?done=revised")
 
 
@@ -395,5 +397,6 @@ async def withdraw(request: Request, viewer: SignedIn, res: Res, application_id:
         }
         return render(request, "withdraw.html", {**context, "focus": "reason"})
     except Conflict as exc:
-        return render(request, "withdraw.html", {**context, "refusal": exc.message, "focus": None})
+        refused = display.refusal(exc.message)
+        return render(request, "withdraw.html", {**context, "refusal": refused, "focus": None})
     return redirect(f"/applications/{application_id}?done=withdrawn")

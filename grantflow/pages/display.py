@@ -287,9 +287,23 @@ def navigation(role: Role | None) -> list[NavItem]:
     return [NavItem(href, i18n.gettext(label)) for href, label in NAV[role]]
 
 
+# The services' refusals are written for API users, in English; those an applicant meets on
+# these pages are said again in the reader's language (by how they begin).
+REFUSALS = [
+    ("intake for ", " closed at ", N_("The call is closed: late applications are refused.")),
+    ("intake for ", " opens at ", N_("The call is not open for applications yet.")),
+    ("the application is already ", "", N_("The application has already ended.")),
+    ("no revision is expected", "", N_("No changes are asked for now.")),
+    ("only the applicant", "", N_("Only the applicant may do this.")),
+]
+
+
 def refusal(message: str) -> str:
-    """A service's refusal as the page shows it (the services' own words, for now in
-    English only: they are written for API users too)."""
+    """A service's refusal as the page shows it: in the reader's language where it is one an
+    applicant meets, else in the service's own words."""
+    for start, within, said in REFUSALS:
+        if message.startswith(start) and within in message:
+            return i18n.gettext(said)
     return message
 
 

@@ -13,7 +13,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from grantflow import i18n
-from grantflow.pages.display import stage_name, status_bar
+from grantflow.pages.display import refusal, stage_name, status_bar
 from schemas.common import Role, Stage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,3 +109,12 @@ def test_every_text_of_the_pages_is_in_the_russian_catalogue_translated() -> Non
         if m.id and not (all(m.string) if isinstance(m.string, tuple) else m.string)
     ]
     assert not untranslated, f"translate in {path}: {untranslated}"
+
+
+def test_a_refusal_an_applicant_meets_is_said_in_their_language() -> None:
+    closed = "intake for 'Grants 2026' closed at 2026-03-01T00:00:00+00:00: late applications"
+    with i18n.using("ru"):
+        assert refusal(closed) == "Приём заявок закрыт: опоздавшие заявки не принимаются."
+        assert refusal("the application is already withdrawn").startswith("Рассмотрение")
+        # One nobody translated yet keeps the service's own words rather than saying nothing.
+        assert refusal("too many changes in flight") == "too many changes in flight"
