@@ -195,7 +195,7 @@ def show_banner(settings: Settings, demo: list[DemoUser]) -> None:
     console = Console()
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"\n[bold green]grantflow is running[/]  (data in {settings.home.resolve()})")
-    console.print(f"  Pages        {base}/  (sign in with a demo e-mail and password below)")
+    console.print(f"  Pages        {base}/  (demo e-mails and passwords below)")
     console.print(f"  API          {base}")
     console.print(f"  API docs     {base}/docs")
     if not os.environ.get("TEMPORAL_ADDRESS"):
