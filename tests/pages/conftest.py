@@ -113,11 +113,17 @@ async def person(
     context.set_default_timeout(20_000)
     requested: list[str] = []
     context.on("request", lambda request: requested.append(request.url))
+    errors: list[str] = []
+    context.on("weberror", lambda error: errors.append(str(error.error)))
     try:
-        yield await context.new_page()
+        page = await context.new_page()
+        page.on("console", lambda m: errors.append(f"{m.text} at {m.location}") if m.type == "error" else None)
+        yield page
         # No CDN, no font or script from elsewhere: every request went to the site itself.
         origins = {urlsplit(url).netloc for url in requested if not url.startswith("data:")}
         assert len(origins) <= 1, f"requests off the site's host: {sorted(origins)}"
+        # Nor anything the content security policy had to stop, nor a script that failed.
+        assert not errors, errors
     finally:
         await context.close()
 
