@@ -117,7 +117,10 @@ async def person(
     context.on("weberror", lambda error: errors.append(str(error.error)))
     try:
         page = await context.new_page()
-        page.on("console", lambda m: errors.append(f"{m.text} at {m.location}") if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: errors.append(f"{m.text} at {m.location}") if m.type == "error" else None,
+        )
         yield page
         # No CDN, no font or script from elsewhere: every request went to the site itself.
         origins = {urlsplit(url).netloc for url in requested if not url.startswith("data:")}
