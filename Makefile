@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-fast lint typecheck pytest histories clean
+.PHONY: run test test-fast lint typecheck pytest histories clean vendor chromium messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
-pytest: $(VENV)/.test-installed
+pytest: $(VENV)/.test-installed chromium
 	$(BIN)/pytest
 
 ## make histories: re-record the workflow histories the replay tests use (after a patch)
@@ -46,3 +46,29 @@ histories: $(VENV)/.test-installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## make vendor: re-derive the pages' JavaScript from its npm package (no CDN, no build step)
+HTMX_VERSION := 2.0.11
+STATIC       := grantflow/pages/static
+vendor:
+	rm -rf .vendor && mkdir -p .vendor
+	cd .vendor && npm pack --silent htmx.org@$(HTMX_VERSION) && tar xzf htmx.org-$(HTMX_VERSION).tgz
+	cp .vendor/package/dist/htmx.min.js $(STATIC)/htmx.min.js
+	cp .vendor/package/LICENSE $(STATIC)/htmx.LICENSE
+	rm -rf .vendor
+
+## make chromium: the browser the page tests drive (Debian's; Playwright cannot download its own)
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "the page tests need chromium: sudo apt-get install --no-install-recommends chromium"; \
+	  fi; }
+
+## make messages: after changing a page's text, bring the ru/en catalogues up to date (then
+## translate the new entries in grantflow/locale/ru; the .po files are read as they are)
+messages: $(VENV)/.test-installed
+	$(BIN)/pybabel extract -F grantflow/locale/babel.cfg -k N_ --no-location -o .messages.pot .
+	$(BIN)/pybabel update -i .messages.pot -d grantflow/locale --no-fuzzy-matching -w 100
+	rm -f .messages.pot

@@ -7,8 +7,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Signs the pages' CSRF tokens; refused outside development.
+DEV_SECRET = "grantflow-development-secret"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -21,6 +24,7 @@ class Settings(BaseSettings):
     home: Path = Path(".grantflow")
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
+    secret_key: str = DEV_SECRET
 
     temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
@@ -34,6 +38,9 @@ class Settings(BaseSettings):
     postgres_port: int = 54329
     # Where history entries link to: the embedded dev server's UI unless set (a cluster's UI).
     temporal_ui_url: str | None = None
+    # Where the links in e-mails (confirm, set or reset a password) point: the pages' public
+    # address. Never taken from a request's Host header, which a client chooses.
+    public_url: str | None = None
 
     max_body_bytes: int = 1_000_000
     # How long a request waits for a worker to answer its Update before the server is asked
@@ -49,10 +56,21 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = True
 
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.env != "development" and self.secret_key == DEV_SECRET:
+            raise ValueError("GRANTFLOW_SECRET_KEY must be set outside development")
+        return self
+
     @property
     def ui_url(self) -> str:
         """The Temporal Web UI's base URL (`GRANTFLOW_TEMPORAL_UI_URL`, else the dev server's)."""
         return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+
+    @property
+    def pages_url(self) -> str:
+        """The pages' base URL (`GRANTFLOW_PUBLIC_URL`, else the API's own address)."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def runtime_file(self) -> Path:

@@ -21,6 +21,7 @@ class NotificationKind(StrEnum):
     evaluation_requested = "evaluation_requested"
     pilot_attention = "pilot_attention"
     reports_assigned = "reports_assigned"
+    account_link = "account_link"  # confirm an e-mail, set or reset a password
 
 
 class NewNotification(Output):

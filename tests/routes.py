@@ -10,9 +10,21 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from grantflow.pages.web import PageRoute
+
 
 def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
-    """(method, path, route) for every API route, whether the app keeps included routers as
+    """(method, path, route) for every API route (the pages aside: tests/pages walks those)."""
+    return [r for r in all_routes(app) if not isinstance(r[2], PageRoute)]
+
+
+def page_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """(method, path, route) for every page."""
+    return [r for r in all_routes(app) if isinstance(r[2], PageRoute)]
+
+
+def all_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """(method, path, route) for every route, whether the app keeps included routers as
     copies (older FastAPI) or as wrappers around the original router (newer)."""
     found: list[tuple[str, str, APIRoute]] = []
 

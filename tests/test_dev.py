@@ -282,7 +282,10 @@ def serves_stops_cleanly_and_keeps_everything(tmp_path: Path) -> None:
     ):
         demo = demo_tokens(home)
         roles = sorted(d["user"]["role"] for d in demo.values())
-        assert roles == ["admin"] + ["applicant"] * 3 + ["council"] * 3 + ["reviewer"] * 6
+        assert (
+            roles
+            == ["admin"] + ["applicant"] * 3 + ["coordinator"] + ["council"] * 3 + ["reviewer"] * 6
+        )
         admin, anna = demo["Admin"]["token"], demo["Anna Applicant"]["token"]
         assert admin in dev.log.read_text()  # the banner shows them on first start
 

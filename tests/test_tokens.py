@@ -36,7 +36,7 @@ from tests.conftest import (
     fresh_database,
 )
 
-pytestmark = SESSION
+pytestmark = [SESSION, pytest.mark.system]
 DAY = timedelta(days=1)
 
 

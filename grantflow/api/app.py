@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
+from grantflow import pages
 from grantflow.api import errors
 from grantflow.api.context import RequestContext
 from grantflow.api.guard import InputGuard
@@ -98,4 +100,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         inspect,
     ):
         app.include_router(module.router)
+    # The pages for people (`/`, `/sign-in`, `/applications/...`), outside the OpenAPI.
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     return app

@@ -17,14 +17,16 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from grantflow import i18n
 from grantflow.cli.common import AS_ADMIN, data, fail, messages, run
 from grantflow.cli.output import print_check
-from grantflow.services import admin, inspection, user
+from grantflow.services import account, admin, inspection, user
 from grantflow.services import export as export_service
+from grantflow.services.context import Caller, Resources
 from schemas.admin import AdminApplicationPage, Dataset, ExportFormat
 from schemas.common import OrganisationType, Role, Stage
 from schemas.history import Waiting
-from schemas.users import MAX_TOKEN_DAYS, TOKEN_DAYS, UserCreate
+from schemas.users import MAX_TOKEN_DAYS, TOKEN_DAYS, UserCreate, UserWithToken
 
 users_app = typer.Typer(help=f"Users and their bearer tokens. {AS_ADMIN}", no_args_is_help=True)
 token_app = typer.Typer(
@@ -51,9 +53,15 @@ def users_create(
     ] = OrganisationType.medical_institution,
     specialty: Annotated[str | None, typer.Option(help="Reviewers.")] = None,
     expires_in_days: ExpiresInDays = TOKEN_DAYS,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Staff who use the pages: sends (and prints) a set-password link."),
+    ] = None,
 ) -> None:
-    """Create a user and print its bearer token alone on stdout (shown once, stored only as a
-    hash); what was created, and when the token expires, goes to stderr. Runs as an admin,
+    """Create a user and print its bearer token alone on the last line of stdout (shown once,
+    stored only as a hash); what was created, and when the token expires, goes to stderr. With
+    --email, the person also gets a single-use link to choose a password for the pages (sent
+    through the notification outbox and printed on stdout before the token). Runs as an admin,
     with no token."""
     try:
         new = UserCreate(
@@ -66,9 +74,22 @@ def users_create(
         )
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-    made = run(lambda res, caller: user.create(res, caller, new))
+
+    async def create(res: Resources, caller: Caller) -> tuple[UserWithToken, str | None]:
+        if email:  # checked first: a taken or malformed address creates no user
+            await account.email_available(res.pool, email)
+        made = await user.create(res, caller, new)
+        if email is None:
+            return made, None
+        return made, await account.invite(res.pool, res.settings, uuid.UUID(made.user.id), email)
+
+    with i18n.using("en"):  # the command line speaks English, as its other messages do
+        made, link = run(create)
     messages.print(f"created {made.user.role} {made.user.name} ({made.user.id})", highlight=False)
     messages.print(f"its token expires {made.token_expires_at:%Y-%m-%d %H:%M %Z}", highlight=False)
+    if link:
+        messages.print(f"set-password link for {email} (single use, 7 days):", highlight=False)
+        print(link)
     print(made.token)
 
 

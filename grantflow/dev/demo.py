@@ -1,10 +1,23 @@
-"""The demo users `grantflow dev` creates on first start, so a newcomer can try every role."""
+"""The demo users `grantflow dev` creates on first start, so a newcomer can try every role:
+each with a bearer token (the API, the CLI) and an e-mail and password (the pages)."""
 
 from __future__ import annotations
 
+import secrets
+import uuid
+
+from grantflow.services.account import set_demo_password
 from grantflow.store import Conn, users
 from schemas.common import OrganisationType, Role
 from schemas.users import UserCreate, UserWithToken
+
+
+class DemoUser(UserWithToken):
+    """A demo user with its token and, for the pages, its e-mail and password."""
+
+    email: str
+    password: str
+
 
 _MED = OrganisationType.medical_institution
 DEMO_USERS = [
@@ -48,13 +61,26 @@ DEMO_USERS = [
     UserCreate(name="Kirill Council", role=Role.council),
     UserCreate(name="Lidia Council", role=Role.council),
     UserCreate(name="Maxim Council", role=Role.council),
+    UserCreate(name="Nina Coordinator", role=Role.coordinator, institution="City Clinic 5"),
 ]
 
 
-async def create_demo_users(conn: Conn) -> list[UserWithToken]:
-    """Create the demo users if there are no users at all; returns them with their tokens."""
+def demo_email(name: str) -> str:
+    """ "Anna Applicant" -> anna@demo.test (a reserved domain: mail never leaves)."""
+    return f"{name.split()[0].lower()}@demo.test"
+
+
+async def create_demo_users(conn: Conn) -> list[DemoUser]:
+    """Create the demo users if there are no users at all; returns them with their tokens,
+    e-mails and passwords (random: shown once, in the banner and the demo file)."""
     async with conn.transaction():
         await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
         if await users.count_users(conn):
             return []
-        return [await users.create_user(conn, new) for new in DEMO_USERS]
+        made = []
+        for new in DEMO_USERS:
+            created = await users.create_user(conn, new)
+            email, password = demo_email(new.name), secrets.token_urlsafe(9)
+            await set_demo_password(conn, uuid.UUID(created.user.id), email, password)
+            made.append(DemoUser(**created.model_dump(), email=email, password=password))
+        return made

@@ -21,14 +21,13 @@ from temporalio.client import Client
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
-from grantflow.dev.demo import create_demo_users
+from grantflow.dev.demo import DemoUser, create_demo_users
 from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
 from grantflow.notify import sender_from_settings
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
 from grantflow.temporal import connect, ensure_search_attributes
-from schemas.users import UserWithToken
 from workers.main import build_worker
 
 log = structlog.get_logger(__name__)
@@ -168,7 +167,7 @@ def run(settings: Settings) -> None:
             stack.stop()
 
 
-def save_demo_tokens(settings: Settings, demo: list[UserWithToken]) -> None:
+def save_demo_tokens(settings: Settings, demo: list[DemoUser]) -> None:
     tokens = settings.home / "demo-tokens.json"
     # Created 0600: the tokens are never readable by others, not even for a moment.
     fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -205,7 +204,7 @@ async def connect_with_retry(address: str, namespace: str, attempts: int = 60) -
     raise AssertionError("unreachable")
 
 
-async def prepare(settings: Settings) -> list[UserWithToken]:
+async def prepare(settings: Settings) -> list[DemoUser]:
     """Migrations, search attributes and (on an empty database) the demo users."""
     assert settings.database_url and settings.temporal_address
     conn = await asyncpg.connect(settings.database_url)
@@ -228,7 +227,7 @@ async def serve(
     *,
     worker: bool,
     api: bool,
-    banner: list[UserWithToken] | None = None,
+    banner: list[DemoUser] | None = None,
     stop: Stop | None = None,
 ) -> None:
     """Run the worker and/or the API until SIGINT, SIGTERM or SIGHUP, then stop the API first
@@ -250,7 +249,7 @@ async def _serve(
     *,
     worker: bool,
     api: bool,
-    banner: list[UserWithToken] | None,
+    banner: list[DemoUser] | None,
     stop: Stop,
     until: asyncio.Event,
 ) -> None:
@@ -313,10 +312,11 @@ async def _api(server: _Server) -> None:
         raise RuntimeError(f"the API did not start (exit code {exc.code}): see above") from None
 
 
-def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
+def show_banner(settings: Settings, demo: list[DemoUser]) -> None:
     console = Console()
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"\n[bold green]grantflow is running[/]  (data in {settings.home.resolve()})")
+    console.print(f"  Pages        {base}/  (demo e-mails and passwords below)")
     console.print(f"  API          {base}")
     console.print(f"  API docs     {base}/docs")
     if not os.environ.get("TEMPORAL_ADDRESS"):
@@ -331,8 +331,12 @@ def show_banner(settings: Settings, demo: list[UserWithToken]) -> None:
             )
         console.print(table)
         console.print(
-            f"Their tokens, shown only now (and kept in {settings.home / 'demo-tokens.json'}):"
+            "Their e-mails, passwords and tokens, shown only now "
+            f"(and kept in {settings.home / 'demo-tokens.json'}):"
         )
         for d in demo:  # plain lines, never truncated, so they can be copied
-            print(f"  {d.user.role.value:<10} {d.user.name:<18} {d.token}")
+            print(
+                f"  {d.user.role.value:<11} {d.user.name:<18} {d.email:<20} {d.password:<14} "
+                f"{d.token}"
+            )
     console.print("Ctrl-C stops everything; your data stays for the next `make run`.\n")

@@ -1,0 +1,16 @@
+"""The web pages people use: server-rendered (Jinja2, htmx only to enhance), Russian and
+English, on the same service layer as the JSON API. `router` holds every page; `STATIC` is
+what `/static` serves (the CSS and the vendored htmx: no page loads anything off its host)."""
+
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from grantflow.pages import account, application, programme
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+router = APIRouter(include_in_schema=False)
+# One module per stage, as the API's routes; reviewer, council and admin pages join here.
+for module in (account, programme, application):
+    router.include_router(module.router)

@@ -1,0 +1,330 @@
+"""How the pages say things: stage names in plain words for each reader, the lifecycle's
+status bar, what an applicant must do next, the timeline's entries, and the menu per role.
+
+Strings are marked with `N_` here and translated where they are shown, in the reader's
+language. A stage's internal name (`under_review`) never reaches an applicant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from grantflow import i18n
+from schemas.application import ApplicationPublic
+from schemas.common import Role, Stage
+
+
+def N_(message: str) -> str:
+    return message
+
+
+# What an applicant reads (Hypha keeps a staff name and an applicant's name per phase).
+APPLICANT_STAGE = {
+    Stage.submitted: N_("Received"),
+    Stage.screening: N_("Being checked"),
+    Stage.revision_requested: N_("Changes needed"),
+    Stage.under_review: N_("With the experts"),
+    Stage.reviewed: N_("Reviewed, waiting for the council"),
+    Stage.in_council: N_("Before the council"),
+    Stage.deferred: N_("Moved to the next council session"),
+    Stage.approved: N_("Approved"),
+    Stage.agreement: N_("Agreement to accept"),
+    Stage.piloting: N_("Pilot testing in clinics"),
+    Stage.reporting: N_("Reporting"),
+    Stage.closed: N_("Completed"),
+    Stage.rejected: N_("Not funded"),
+    Stage.ineligible: N_("Not eligible"),
+    Stage.withdrawn: N_("Withdrawn"),
+    Stage.expired: N_("Closed: changes not sent in time"),
+    Stage.cancelled: N_("Cancelled"),
+}
+# What staff read (reviewers, council, coordinators, admins): the process's own words.
+STAFF_STAGE = {
+    Stage.submitted: N_("Submitted"),
+    Stage.screening: N_("Screening"),
+    Stage.revision_requested: N_("Revision requested"),
+    Stage.under_review: N_("Under review"),
+    Stage.reviewed: N_("Reviewed"),
+    Stage.in_council: N_("In council"),
+    Stage.deferred: N_("Deferred"),
+    Stage.approved: N_("Approved"),
+    Stage.agreement: N_("Agreement"),
+    Stage.piloting: N_("Piloting"),
+    Stage.reporting: N_("Reporting"),
+    Stage.closed: N_("Closed"),
+    Stage.rejected: N_("Rejected"),
+    Stage.ineligible: N_("Ineligible"),
+    Stage.withdrawn: N_("Withdrawn"),
+    Stage.expired: N_("Expired"),
+    Stage.cancelled: N_("Cancelled"),
+}
+# A stage's tone on the badge: what needs the applicant, what went well, what ended badly.
+TONE = {
+    Stage.revision_requested: "attention",
+    Stage.agreement: "attention",
+    Stage.approved: "good",
+    Stage.closed: "good",
+    Stage.rejected: "ended",
+    Stage.ineligible: "ended",
+    Stage.withdrawn: "ended",
+    Stage.expired: "ended",
+    Stage.cancelled: "ended",
+}
+
+STEPS = [
+    N_("Submitted"),
+    N_("Checked"),
+    N_("Expert review"),
+    N_("Council"),
+    N_("Agreement"),
+    N_("Pilot"),
+    N_("Reports"),
+    N_("Completed"),
+]
+# The step each stage is at; a stage that ended the application early stops the bar there.
+STEP_OF = {
+    Stage.submitted: 0,
+    Stage.screening: 1,
+    Stage.revision_requested: 1,
+    Stage.ineligible: 1,
+    Stage.expired: 1,
+    Stage.under_review: 2,
+    Stage.reviewed: 3,
+    Stage.in_council: 3,
+    Stage.deferred: 3,
+    Stage.rejected: 3,
+    Stage.approved: 4,
+    Stage.agreement: 4,
+    Stage.piloting: 5,
+    Stage.reporting: 6,
+    Stage.closed: 7,
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    state: str  # done, current, attention, ended, todo
+
+
+def stage_name(stage: Stage | str, role: Role | None = Role.applicant) -> str:
+    names = APPLICANT_STAGE if role in (Role.applicant, None) else STAFF_STAGE
+    return i18n.gettext(names[Stage(stage)])
+
+
+def status_bar(stage: Stage | str) -> list[Step]:
+    """The lifecycle's steps, each done, current (or needing attention, or where it ended),
+    or still ahead. A withdrawn or cancelled application has no place on it: empty."""
+    stage = Stage(stage)
+    at = STEP_OF.get(stage)
+    if at is None:
+        return []
+    here = TONE.get(stage, "current")
+    if stage == Stage.closed:
+        here = "done"
+    states = ["done" if i < at else here if i == at else "todo" for i in range(len(STEPS))]
+    return [Step(i18n.gettext(label), state) for label, state in zip(STEPS, states, strict=True)]
+
+
+@dataclass(frozen=True)
+class NextStep:
+    what: str
+    by: datetime | None = None
+    otherwise: str | None = None
+    yours: bool = True  # False: someone else acts; the applicant only waits
+
+
+_WAITING = {
+    Stage.submitted: N_("Nothing to do now: the application is being checked."),
+    Stage.screening: N_("Nothing to do now: the application is being checked."),
+    Stage.under_review: N_("Nothing to do now: independent experts are reviewing it."),
+    Stage.reviewed: N_("Nothing to do now: it goes to the next council session."),
+    Stage.in_council: N_("Nothing to do now: the council is deciding."),
+    Stage.deferred: N_("Nothing to do now: the council decides at its next session."),
+    Stage.approved: N_("Nothing to do now: the agreement is being prepared."),
+    Stage.piloting: N_("Clinics are testing the project; send your reports when they are due."),
+    Stage.reporting: N_("Send your reports when they are due, until the final report."),
+}
+
+
+def next_step(app: ApplicationPublic) -> NextStep | None:
+    """What the applicant must do next, and by when; None once the application has ended."""
+    if app.stage == Stage.revision_requested:
+        return NextStep(
+            i18n.gettext("Fix what the check found and send the application again."),
+            app.deadline,
+            i18n.gettext("Otherwise the application closes."),
+        )
+    if app.stage == Stage.agreement:
+        return NextStep(
+            i18n.gettext("Accept the agreement."),
+            app.deadline,
+            i18n.gettext("Otherwise the approval lapses."),
+        )
+    waiting = _WAITING.get(app.stage)
+    return NextStep(i18n.gettext(waiting), yours=False) if waiting else None
+
+
+# Screening's rules, said for the applicant, and the form field each one is about.
+FINDINGS = {
+    "intake_window": (N_("It arrived outside the call's window."), None),
+    "organisation_type": (N_("Your type of organisation is not admitted to this call."), None),
+    "specialty": (N_("This call does not fund this specialty."), "specialty"),
+    "max_grant": (N_("The amount asked for is over the call's maximum grant."), "requested_rub"),
+    "investment": (
+        N_("The amount asked for is more than the project's total investment."),
+        "total_investment_rub",
+    ),
+    "budget_lines": (
+        N_("The budget lines do not add up to the amount asked for."),
+        "budget_lines",
+    ),
+    "budget_years": (
+        N_("Some budget lines fall after the project's last year."),
+        "budget_lines",
+    ),
+    "complex_share": (
+        N_("A complex project's grant is over the call's share of its total investment."),
+        "requested_rub",
+    ),
+    "complex_annual_cap": (
+        N_("A complex project's grant is over the call's limit for one year."),
+        "budget_lines",
+    ),
+    "complex_costs": (
+        N_("A complex project may fund only direct costs and loan interest."),
+        "budget_lines",
+    ),
+}
+
+
+def finding_text(rule: str) -> str | None:
+    found = FINDINGS.get(rule)
+    return i18n.gettext(found[0]) if found else None
+
+
+def finding_field(rule: str) -> str | None:
+    found = FINDINGS.get(rule)
+    return found[1] if found else None
+
+
+TIMELINE = {
+    "submitted": N_("Application received"),
+    "screened": N_("Checked"),
+    "rescreened": N_("Checked again after changes"),
+    "resubmitted": N_("Changes sent"),
+    "revision_missed": N_("Changes were not sent in time"),
+    "revision_deadline_extended": N_("Deadline for changes extended"),
+    "review_submitted": N_("An expert sent a review"),
+    "review_extra_reviewer": N_("One more expert asked to review"),
+    "reviewed": N_("Expert review complete"),
+    "on_agenda": N_("On the council's agenda"),
+    "council_approved": N_("Approved by the council"),
+    "council_rejected": N_("Not funded by the council"),
+    "council_deferred": N_("Moved to the next council session"),
+    "agreement_accepted": N_("Agreement accepted"),
+    "agreement_declined": N_("Agreement declined"),
+    "agreement_lapsed": N_("Agreement not accepted in time"),
+    "pilot_planned": N_("Pilot planned"),
+    "pilot_implement": N_("Pilot complete: to be implemented"),
+    "project_stopped": N_("Project stopped"),
+    "withdrawn": N_("Withdrawn"),
+    "cancelled": N_("Cancelled"),
+}
+
+
+def timeline_text(kind: str, stage: Stage | None) -> str:
+    if kind in ("screened", "rescreened") and stage is not None:
+        # What the check concluded is the news: "Checked: changes needed".
+        return f"{i18n.gettext(TIMELINE[kind])}: {stage_name(stage).lower()}"
+    if kind in TIMELINE:
+        return i18n.gettext(TIMELINE[kind])
+    if stage is not None:
+        return stage_name(stage)
+    return kind.replace("_", " ").capitalize()
+
+
+ORGANISATION_TYPES = {
+    "medical_institution": N_("Medical institution"),
+    "university": N_("University"),
+    "research_institute": N_("Research institute"),
+    "company": N_("Company"),
+}
+COST_CATEGORIES = {
+    "direct_costs": N_("Direct costs"),
+    "loan_interest": N_("Loan interest (at most the key rate)"),
+    "other": N_("Other"),
+}
+
+
+def organisation_type(value: str) -> str:
+    return i18n.gettext(ORGANISATION_TYPES.get(value, value))
+
+
+def cost_category(value: str) -> str:
+    return i18n.gettext(COST_CATEGORIES.get(value, value))
+
+
+@dataclass(frozen=True)
+class NavItem:
+    href: str
+    label: str
+
+
+# The menu per role. Reviewer, council, coordinator and admin pages add their lines here.
+NAV: dict[Role | None, list[tuple[str, str]]] = {
+    None: [("/sign-in", N_("Sign in")), ("/register", N_("Register"))],
+    Role.applicant: [("/", N_("My applications")), ("/calls", N_("Open calls"))],
+    Role.reviewer: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.council: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.coordinator: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.admin: [("/", N_("Home")), ("/calls", N_("Calls"))],
+}
+
+
+def navigation(role: Role | None) -> list[NavItem]:
+    return [NavItem(href, i18n.gettext(label)) for href, label in NAV[role]]
+
+
+# The services' refusals are written for API users, in English; those an applicant meets on
+# these pages are said again in the reader's language (by how they begin).
+REFUSALS = [
+    ("intake for ", " closed at ", N_("The call is closed: late applications are refused.")),
+    ("intake for ", " opens at ", N_("The call is not open for applications yet.")),
+    ("the application is already ", "", N_("The application has already ended.")),
+    ("no revision is expected", "", N_("No changes are asked for now.")),
+    ("only the applicant", "", N_("Only the applicant may do this.")),
+]
+
+
+def refusal(message: str) -> str:
+    """A service's refusal as the page shows it: in the reader's language where it is one an
+    applicant meets, else in the service's own words."""
+    for start, within, said in REFUSALS:
+        if message.startswith(start) and within in message:
+            return i18n.gettext(said)
+    return message
+
+
+GLOBALS: dict[str, Any] = {
+    "money": i18n.money,
+    "number": i18n.number,
+    "percent": i18n.percent,
+    "when": i18n.when,
+    "day": i18n.day,
+    "relative": i18n.relative,
+    "duration": i18n.duration,
+    "language_name": i18n.language_name,
+    "LOCALES": i18n.LOCALES,
+    "stage_name": stage_name,
+    "status_bar": status_bar,
+    "next_step": next_step,
+    "finding_text": finding_text,
+    "timeline_text": timeline_text,
+    "organisation_type": organisation_type,
+    "cost_category": cost_category,
+    "ORGANISATION_TYPES": ORGANISATION_TYPES,
+    "COST_CATEGORIES": COST_CATEGORIES,
+    "ngettext_": i18n.ngettext,
+}
