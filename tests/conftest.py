@@ -12,6 +12,8 @@ import asyncio
 import functools
 import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -87,11 +89,18 @@ class RecordingSender:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
-    server.start()
-    yield server
-    server.stop()
+def postgres() -> Any:
+    # Not under pytest's basetemp: every pytest session resets /tmp/pytest-of-<user> to 0700,
+    # and as root the server runs as a system user of its own, which then could not reach its
+    # data while another session (a second terminal, `make test-fast`) starts beside this one.
+    home = Path(tempfile.mkdtemp(prefix="grantflow-test-pg-"))
+    server = EmbeddedPostgres(home / "data", free_port(), durable=False)
+    try:
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -266,12 +275,14 @@ WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"""
 
 
 async def table_digests(pool: asyncpg.Pool) -> dict[str, str]:
-    """Every table's rows, hashed: equal digests mean no row was added, changed or deleted."""
+    """Every table's rows, hashed: equal digests mean no row was added, changed or deleted.
+    A token's last use is bookkeeping, not a change: a refused request still used its token."""
     async with pool.acquire() as conn:
         digests = {}
         for (table,) in await conn.fetch(TABLES_SQL):
             # An identifier from the catalog, quoted by quote_ident: no value enters the SQL.
-            rows = "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+            row = "(to_jsonb(t) - 'token_last_used_at')::text"
+            rows = f"md5(coalesce(string_agg({row}, '|' ORDER BY {row}), ''))"
             query = f"SELECT {rows} FROM {table} t"  # noqa: S608
             digests[table] = await conn.fetchval(query)
         return digests
