@@ -2,7 +2,8 @@
 without end. NUL and lone surrogates (which PostgreSQL cannot store), non-finite numbers
 (which JSON cannot carry), deep nesting and huge values are refused at the door with a 422
 that names the field and never echoes the value; an error nobody expected is a JSON 500 with
-the request id, logged in one line; with no worker up, a submission is told so (503)."""
+the request id, logged in one line; with no worker up, a submission or any other action is
+told so (503)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from grantflow.api.context import INTERNAL
 from grantflow.dev.embedded import EmbeddedPostgres
 from grantflow.services import programme as programme_service
 from grantflow.services.context import Resources
-from grantflow.services.updates import NO_WORKER
+from grantflow.services.updates import NO_WORKER, NO_WORKER_SUBMISSION
 from grantflow.settings import Settings
 from schemas.common import Role
 from tests.conftest import (
@@ -37,8 +38,10 @@ from tests.conftest import (
     RecordingSender,
     Stack,
     User,
+    UserFactory,
     application_body,
     create_programme,
+    eventually,
     programme_body,
     user_factory,
 )
@@ -308,7 +311,7 @@ async def test_with_no_worker_up_a_submission_is_told_so_and_its_retry_takes_onc
     headers = {**applicant.headers, "Idempotency-Key": f"down-{uuid.uuid4()}"}
     refused, took = await _timed(down.api.post("/v1/applications", json=body, headers=headers))
     assert refused.status_code == 503, refused.text
-    assert refused.json() == {"detail": NO_WORKER}
+    assert refused.json() == {"detail": NO_WORKER_SUBMISSION}
     assert took < 8  # 1 s without an answer, then two looks a second apart
     async with down.worker():
         retried = await down.api.post("/v1/applications", json=body, headers=headers)
@@ -351,6 +354,38 @@ async def test_with_the_worker_stopped_a_withdrawal_is_told_so_and_takes_when_it
     assert [e["kind"] for e in timeline].count("withdrawn") == 1
     stage = (await down.api.get(url, headers=applicant.headers)).json()["stage"]
     assert stage == "withdrawn"
+
+
+async def test_with_the_worker_stopped_a_reviewers_acceptance_is_told_so_and_takes_when_back(
+    down: DownStack, admin: User, applicant: User, make_user: UserFactory
+) -> None:
+    specialty = f"down-{uuid.uuid4().hex[:6]}"  # only this test's expert matches
+    programme = await create_programme(
+        down.stack, admin, specialties=[specialty], params={"reviews_required": 1}
+    )
+    reviewer = await make_user(Role.reviewer, specialty=specialty)
+
+    async def task_in(status: str) -> dict[str, Any] | None:
+        inbox = await down.api.get("/v1/reviews", headers=reviewer.headers)
+        return next((t for t in inbox.json()["items"] if t["status"] == status), None)
+
+    async with down.worker():
+        body = application_body(programme["id"], specialty=specialty)
+        submitted = await down.api.post("/v1/applications", json=body, headers=applicant.headers)
+        assert submitted.status_code == 201, submitted.text
+        task = await eventually(lambda: task_in("offered"))
+    url = f"/v1/reviews/{task['task_id']}/acceptance"
+    refused, took = await _timed(down.api.post(url, headers=reviewer.headers))
+    assert refused.status_code == 503, refused.text
+    assert refused.json() == {"detail": NO_WORKER}
+    assert "Idempotency-Key" not in NO_WORKER
+    assert took < 8
+    async with down.worker():
+        # The server kept the acceptance: the worker takes it up; the retry finds it done.
+        retried = await down.api.post(url, headers=reviewer.headers)
+        assert retried.status_code in (200, 409), retried.text
+        accepted = await eventually(lambda: task_in("accepted"))
+    assert accepted["task_id"] == task["task_id"]
 
 
 # --- every route, with whatever an attacker sends ---------------------------------------------

@@ -16,6 +16,7 @@ from grantflow.services import application, review
 from grantflow.services.application import Send
 from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import Conflict, Invalid
+from grantflow.services.updates import send
 from grantflow.store import admin
 from schemas.admin import AdminApplicationPage, DeadlineKind, DeadlineMove, DeadlineRequest
 from schemas.application import ApplicationPublic
@@ -86,8 +87,8 @@ def _mover(res: Resources, caller: Caller, body: DeadlineMove) -> Send:
         await review.move_deadline(res, caller, body.task_id, extension, application_id=found.id)
 
     async def revision(found: ApplicationPublic) -> None:
-        await application.workflow(res, found.id).execute_update(
-            ApplicationWorkflow.extend_revision, request
+        await send(
+            res, application.workflow(res, found.id), ApplicationWorkflow.extend_revision, request
         )
 
     async def agreement(found: ApplicationPublic) -> None:
@@ -95,8 +96,11 @@ def _mover(res: Resources, caller: Caller, body: DeadlineMove) -> Send:
             raise Invalid("seq is required for a report, only then")
         if found.stage not in _WITH_AGREEMENT:
             raise Conflict(f"the application has no agreement: it is {found.stage}")
-        await agreement_service.handle(res, uuid.UUID(found.id)).execute_update(
-            AgreementWorkflow.extend_deadline, request
+        await send(
+            res,
+            agreement_service.handle(res, uuid.UUID(found.id)),
+            AgreementWorkflow.extend_deadline,
+            request,
         )
 
     if body.kind == DeadlineKind.review:

@@ -11,7 +11,8 @@ from temporalio.client import WorkflowHandle
 
 from grantflow.services import application
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import NotFound, temporal_refusals
+from grantflow.services.errors import NotFound
+from grantflow.services.updates import send
 from grantflow.store import agreement
 from schemas.agreement import AgreementAction, AgreementOutcome, AgreementState
 from schemas.common import Role
@@ -56,10 +57,12 @@ async def accept(res: Resources, caller: Caller, application_id: uuid.UUID) -> A
     """Accept the agreement before its deadline (its applicant): the first tranche is paid
     at once. Conflict once it is accepted, declined or expired."""
     await own(res, caller, application_id)
-    with temporal_refusals():
-        return await handle(res, application_id).execute_update(
-            AgreementWorkflow.accept, AgreementAction(actor=caller.actor)
-        )
+    return await send(
+        res,
+        handle(res, application_id),
+        AgreementWorkflow.accept,
+        AgreementAction(actor=caller.actor),
+    )
 
 
 async def decline(
@@ -68,7 +71,9 @@ async def decline(
     """Decline the agreement with a reason (its applicant): the approved amount returns to
     the programme's budget. Conflict once it is accepted, declined or expired."""
     await own(res, caller, application_id)
-    with temporal_refusals():
-        return await handle(res, application_id).execute_update(
-            AgreementWorkflow.decline, AgreementAction(actor=caller.actor, reason=reason)
-        )
+    return await send(
+        res,
+        handle(res, application_id),
+        AgreementWorkflow.decline,
+        AgreementAction(actor=caller.actor, reason=reason),
+    )

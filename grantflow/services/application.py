@@ -20,7 +20,7 @@ from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import Conflict, Invalid, NotFound, temporal_refusals
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from grantflow.services.programme import intake_refusal
-from grantflow.services.updates import answered
+from grantflow.services.updates import answered, send
 from grantflow.store import application, audit, programme
 from schemas.admin import AdminAction, RescreenRequest
 from schemas.application import (
@@ -140,6 +140,7 @@ async def submit(
                 ),
             ),
         ),
+        submission=True,
     )
     return Submitted(await get(res, caller, application_id), created=True)
 
@@ -200,14 +201,12 @@ async def revise(
     handle = res.client.get_workflow_handle_for(
         ApplicationWorkflow.run, ids.application(application_id)
     )
-    await answered(
+    await send(
         res,
-        handle.id,
-        handle.execute_update(
-            ApplicationWorkflow.revise,
-            RevisionRequest(
-                actor=caller.actor, content=ContentSpec.model_validate(content.model_dump())
-            ),
+        handle,
+        ApplicationWorkflow.revise,
+        RevisionRequest(
+            actor=caller.actor, content=ContentSpec.model_validate(content.model_dump())
         ),
     )
     return await get(res, caller, application_id)
@@ -222,12 +221,11 @@ async def withdraw(
     handle = res.client.get_workflow_handle_for(
         ApplicationWorkflow.run, ids.application(application_id)
     )
-    await answered(
+    await send(
         res,
-        handle.id,
-        handle.execute_update(
-            ApplicationWorkflow.withdraw, WithdrawalRequest(actor=caller.actor, reason=reason)
-        ),
+        handle,
+        ApplicationWorkflow.withdraw,
+        WithdrawalRequest(actor=caller.actor, reason=reason),
     )
     return await get(res, caller, application_id)
 
@@ -245,15 +243,15 @@ def workflow(res: Resources, application_id: str) -> WorkflowHandle[ApplicationW
 
 
 async def intervene(
-    res: Resources, caller: Caller, application_id: str, send: Send
+    res: Resources, caller: Caller, application_id: str, sender: Send
 ) -> ApplicationPublic:
     """An admin's intervention on an open application (NotFound, or Conflict once it has
-    ended): `send`, given the application, sends the admin's Update, whose refusal is a
+    ended): `sender`, given the application, sends the admin's Update, whose refusal is a
     Conflict with the workflow's reason. Returns the application as it is then."""
     require(caller, Role.admin)
     found = await get_open(res, caller, application_id)
     with temporal_refusals():
-        await send(found)
+        await sender(found)
     return await get(res, caller, application_id)
 
 
@@ -264,13 +262,13 @@ async def rescreen(
     (after a correction), with a reason (admins); the answer shows the new outcome. Refused
     (Conflict) unless a revision is awaited."""
 
-    async def send(found: ApplicationPublic) -> None:
+    async def screen_again(found: ApplicationPublic) -> None:
         start = await programme.get_start(res.pool, uuid.UUID(found.programme_id))
         assert start is not None  # an application's programme is never deleted
         request = RescreenRequest(actor=caller.actor, reason=reason, programme=start)
-        await workflow(res, found.id).execute_update(ApplicationWorkflow.rescreen, request)
+        await send(res, workflow(res, found.id), ApplicationWorkflow.rescreen, request)
 
-    return await intervene(res, caller, application_id, send)
+    return await intervene(res, caller, application_id, screen_again)
 
 
 async def cancel(
@@ -284,5 +282,5 @@ async def cancel(
         res,
         caller,
         application_id,
-        lambda found: workflow(res, found.id).execute_update(ApplicationWorkflow.cancel, request),
+        lambda found: send(res, workflow(res, found.id), ApplicationWorkflow.cancel, request),
     )

@@ -17,6 +17,7 @@ from grantflow.services.application import parse_id
 from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import Invalid, NotFound, temporal_refusals
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
+from grantflow.services.updates import answered, send
 from grantflow.store import council, figures, ledger, programme
 from schemas.common import Actor, Role
 from schemas.council import (
@@ -88,8 +89,10 @@ async def open_session(
         opened_by=caller.actor,
         opened_at=datetime.now(UTC),
     )
-    with temporal_refusals():
-        return await res.client.execute_update_with_start_workflow(
+    return await answered(
+        res,
+        ids.council(session_id),
+        res.client.execute_update_with_start_workflow(
             CouncilSessionWorkflow.opened,
             start_workflow_operation=WithStartWorkflowOperation(
                 CouncilSessionWorkflow.run,
@@ -101,7 +104,8 @@ async def open_session(
                     [SearchAttributePair(PROGRAMME, str(programme_id))]
                 ),
             ),
-        )
+        ),
+    )
 
 
 async def get_session(res: Resources, caller: Caller, session_id: str) -> SessionState:
@@ -117,10 +121,12 @@ async def vote(res: Resources, caller: Caller, session_id: str, body: VoteCreate
     requested), reject or defer, with a reason. Voting again on the same item replaces the
     vote. Returns the item's tally."""
     require(caller, Role.council)
-    with temporal_refusals():
-        return await _session(res, session_id).execute_update(
-            CouncilSessionWorkflow.vote, VoteRequest(actor=caller.actor, **body.model_dump())
-        )
+    return await send(
+        res,
+        _session(res, session_id),
+        CouncilSessionWorkflow.vote,
+        VoteRequest(actor=caller.actor, **body.model_dump()),
+    )
 
 
 async def decide(res: Resources, caller: Caller, session_id: str, application_id: str) -> Decision:
@@ -128,11 +134,12 @@ async def decide(res: Resources, caller: Caller, session_id: str, application_id
     voted. An approval the remaining budget cannot cover is refused (Conflict) with the amount
     left, and the item stays open."""
     require(caller, Role.council, Role.admin)
-    with temporal_refusals():
-        return await _session(res, session_id).execute_update(
-            CouncilSessionWorkflow.decide,
-            DecideRequest(actor=caller.actor, application_id=application_id),
-        )
+    return await send(
+        res,
+        _session(res, session_id),
+        CouncilSessionWorkflow.decide,
+        DecideRequest(actor=caller.actor, application_id=application_id),
+    )
 
 
 async def close(res: Resources, caller: Caller, session_id: str) -> list[Decision]:
@@ -140,10 +147,12 @@ async def close(res: Resources, caller: Caller, session_id: str) -> list[Decisio
     (without the quorum, or when the budget cannot cover it, an item is deferred to the next
     session with the reason). Returns every decision of the session."""
     require(caller, Role.council, Role.admin)
-    with temporal_refusals():
-        return await _session(res, session_id).execute_update(
-            CouncilSessionWorkflow.close, CloseRequest(actor=caller.actor)
-        )
+    return await send(
+        res,
+        _session(res, session_id),
+        CouncilSessionWorkflow.close,
+        CloseRequest(actor=caller.actor),
+    )
 
 
 async def programme_ledger(

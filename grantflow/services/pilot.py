@@ -14,8 +14,9 @@ from temporalio.client import WorkflowHandle
 
 from grantflow.services import application
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import Invalid, NotFound, temporal_refusals
+from grantflow.services.errors import Invalid, NotFound
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
+from grantflow.services.updates import send
 from grantflow.store import pilot, programme
 from schemas.application import ApplicationStatus
 from schemas.common import Role
@@ -65,10 +66,9 @@ async def plan(
     handle = res.client.get_workflow_handle_for(
         ApplicationWorkflow.run, ids.application(application_id)
     )
-    with temporal_refusals():
-        return await handle.execute_update(
-            ApplicationWorkflow.plan_pilot, PilotPlanRequest(actor=caller.actor, plan=body)
-        )
+    return await send(
+        res, handle, ApplicationWorkflow.plan_pilot, PilotPlanRequest(actor=caller.actor, plan=body)
+    )
 
 
 async def get(res: Resources, caller: Caller, application_id: uuid.UUID) -> PilotState:
@@ -99,10 +99,12 @@ async def evaluate(
     found = await pilot.pilot(res.pool, application_id)
     if found is None or found.evaluator_id != caller.actor.user_id:
         raise NotFound("no evaluation of yours here")
-    with temporal_refusals():
-        return await _handle(res, application_id).execute_update(
-            PilotWorkflow.evaluate, EvaluationSubmission(actor=caller.actor, **body.model_dump())
-        )
+    return await send(
+        res,
+        _handle(res, application_id),
+        PilotWorkflow.evaluate,
+        EvaluationSubmission(actor=caller.actor, **body.model_dump()),
+    )
 
 
 async def propose_site(
@@ -112,11 +114,12 @@ async def propose_site(
     Conflict when the site replaced was not declined."""
     require(caller, Role.admin)
     await _clinics_exist(res, [body.plan.clinic_id])
-    with temporal_refusals():
-        return await _handle(res, application_id).execute_update(
-            PilotWorkflow.propose_site,
-            SiteProposal(actor=caller.actor, plan=body.plan, replaces=body.replaces),
-        )
+    return await send(
+        res,
+        _handle(res, application_id),
+        PilotWorkflow.propose_site,
+        SiteProposal(actor=caller.actor, plan=body.plan, replaces=body.replaces),
+    )
 
 
 async def assign_evaluator(
@@ -125,11 +128,12 @@ async def assign_evaluator(
     """Name the evaluator by hand when no eligible expert was found (admins); the same
     conflict-of-interest rules apply (Conflict)."""
     require(caller, Role.admin)
-    with temporal_refusals():
-        return await _handle(res, application_id).execute_update(
-            PilotWorkflow.assign_evaluator,
-            EvaluatorAssignment(actor=caller.actor, evaluator_id=evaluator_id),
-        )
+    return await send(
+        res,
+        _handle(res, application_id),
+        PilotWorkflow.assign_evaluator,
+        EvaluatorAssignment(actor=caller.actor, evaluator_id=evaluator_id),
+    )
 
 
 async def decide(
@@ -140,10 +144,12 @@ async def decide(
     (unpaid tranches are cancelled, the money returns to the budget). Conflict before the
     evaluation is in."""
     require(caller, Role.admin)
-    with temporal_refusals():
-        return await _handle(res, application_id).execute_update(
-            PilotWorkflow.decide, PilotDecision(actor=caller.actor, **body.model_dump())
-        )
+    return await send(
+        res,
+        _handle(res, application_id),
+        PilotWorkflow.decide,
+        PilotDecision(actor=caller.actor, **body.model_dump()),
+    )
 
 
 async def outcomes(res: Resources, caller: Caller, programme_id: uuid.UUID) -> PilotSummary:

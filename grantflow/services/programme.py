@@ -9,7 +9,8 @@ from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import Invalid, NotFound, temporal_refusals
+from grantflow.services.errors import Invalid, NotFound
+from grantflow.services.updates import answered
 from grantflow.store import programme
 from schemas.common import Role
 from schemas.programme import (
@@ -66,12 +67,15 @@ async def create(res: Resources, caller: Caller, body: ProgrammeCreate) -> Progr
     programme_id = str(uuid.uuid4())
     spec = ProgrammeSpec.model_validate(body.model_dump())  # the workflow's lenient payload
     start = ProgrammeStart(programme_id=programme_id, created_by=caller.actor.user_id, spec=spec)
-    with temporal_refusals():
-        await res.client.execute_update_with_start_workflow(
+    await answered(
+        res,
+        ids.programme(programme_id),
+        res.client.execute_update_with_start_workflow(
             ProgrammeWorkflow.registered,
             id="registered",
             start_workflow_operation=_run(res, start),
-        )
+        ),
+    )
     return await get(res, caller, uuid.UUID(programme_id))
 
 
@@ -118,8 +122,10 @@ async def correct(
         raise NotFound(NOT_FOUND)
     correction_id = str(uuid.uuid4())
     changes = ProgrammeChanges.model_validate(body.model_dump(exclude={"reason"}))
-    with temporal_refusals():
-        await res.client.execute_update_with_start_workflow(
+    await answered(
+        res,
+        ids.programme(current.programme_id),
+        res.client.execute_update_with_start_workflow(
             ProgrammeWorkflow.correct,
             ProgrammeCorrection(
                 correction_id=correction_id, actor=caller.actor, reason=body.reason, changes=changes
@@ -129,7 +135,8 @@ async def correct(
             # programme as on record takes it, finds intake closed, and ends once the
             # correction is written.
             start_workflow_operation=_run(res, current),
-        )
+        ),
+    )
     return await get(res, caller, programme_id)
 
 

@@ -10,7 +10,8 @@ import uuid
 
 from grantflow.services import agreement as agreement_service
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import NotFound, temporal_refusals
+from grantflow.services.errors import NotFound
+from grantflow.services.updates import send
 from grantflow.store import agreement
 from schemas.agreement import (
     AgreementState,
@@ -36,11 +37,12 @@ async def submit(
     """Send report `seq`, progress, financial or final (again, if it was returned), as the
     application's applicant. Conflict when that report is not due or already in."""
     await agreement_service.own(res, caller, application_id)
-    with temporal_refusals():
-        return await agreement_service.handle(res, application_id).execute_update(
-            AgreementWorkflow.submit_report,
-            ReportSubmission(actor=caller.actor, seq=seq, body=body.body),
-        )
+    return await send(
+        res,
+        agreement_service.handle(res, application_id),
+        AgreementWorkflow.submit_report,
+        ReportSubmission(actor=caller.actor, seq=seq, body=body.body),
+    )
 
 
 async def decide(
@@ -55,11 +57,12 @@ async def decide(
         await agreement_service.existing(res, application_id)
     elif caller.actor.user_id != await agreement.report_reviewer(res.pool, application_id):
         raise NotFound(NOT_YOURS)
-    with temporal_refusals():
-        return await agreement_service.handle(res, application_id).execute_update(
-            AgreementWorkflow.review_report,
-            ReportReview(actor=caller.actor, seq=seq, **body.model_dump()),
-        )
+    return await send(
+        res,
+        agreement_service.handle(res, application_id),
+        AgreementWorkflow.review_report,
+        ReportReview(actor=caller.actor, seq=seq, **body.model_dump()),
+    )
 
 
 async def assign_reviewer(
@@ -71,11 +74,12 @@ async def assign_reviewer(
     partners, or when no expert is eligible."""
     require(caller, Role.admin)
     await agreement_service.existing(res, application_id)
-    with temporal_refusals():
-        return await agreement_service.handle(res, application_id).execute_update(
-            AgreementWorkflow.assign_report_reviewer,
-            ReportReviewerAssignment(actor=caller.actor, **body.model_dump()),
-        )
+    return await send(
+        res,
+        agreement_service.handle(res, application_id),
+        AgreementWorkflow.assign_report_reviewer,
+        ReportReviewerAssignment(actor=caller.actor, **body.model_dump()),
+    )
 
 
 async def to_review(res: Resources, caller: Caller, limit: int = 50) -> list[ReportToReview]:

@@ -20,7 +20,8 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from grantflow.services.application import parse_id
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import Invalid, NotFound, refused_update, temporal_refusals
+from grantflow.services.errors import Invalid, NotFound, refused_update
+from grantflow.services.updates import answered, send
 from grantflow.store import application, review
 from grantflow.store.review import inbox_item
 from schemas.admin import ReassignCreate, ReassignRequest
@@ -75,7 +76,8 @@ async def _send(
     of refused."""
     workflow_id = ids.review(row["application_id"])
     handle = res.client.get_workflow_handle_for(ReviewWorkflow.run, workflow_id)
-    with temporal_refusals():
+
+    async def retried() -> Task:
         for _ in range(_UNKNOWN_TASK_RETRIES - 1):
             try:
                 return await handle.execute_update(update, request)
@@ -84,6 +86,8 @@ async def _send(
                     raise
             await asyncio.sleep(_UNKNOWN_TASK_PAUSE)
         return await handle.execute_update(update, request)
+
+    return await answered(res, workflow_id, retried())
 
 
 async def _paged(fetch: Awaitable[tuple[list[Item], str | None]]) -> tuple[list[Item], str | None]:
@@ -227,13 +231,12 @@ async def add_reviewer(
     if await application.flag(res.pool, app_id) is None:
         raise NotFound(APPLICATION_NOT_FOUND)
     handle = res.client.get_workflow_handle_for(ReviewWorkflow.run, ids.review(app_id))
-    with temporal_refusals():
-        task = await handle.execute_update(
-            ReviewWorkflow.add_reviewer,
-            AddReviewerRequest(
-                actor=caller.actor, reviewer_id=body.reviewer_id, reason=body.reason
-            ),
-        )
+    task = await send(
+        res,
+        handle,
+        ReviewWorkflow.add_reviewer,
+        AddReviewerRequest(actor=caller.actor, reviewer_id=body.reviewer_id, reason=body.reason),
+    )
     row = await review.task(res.pool, uuid.UUID(task.task_id))
     assert row is not None  # the update returns once the task is on record
     return inbox_item(row, with_reviewer=True)

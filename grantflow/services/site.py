@@ -9,7 +9,8 @@ from __future__ import annotations
 from temporalio.client import WorkflowHandle
 
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import NotFound, temporal_refusals
+from grantflow.services.errors import NotFound
+from grantflow.services.updates import send
 from grantflow.store import pilot
 from schemas.common import Role
 from schemas.pilot import SiteAnswer, SiteReport, SiteReportCreate, SiteState
@@ -42,8 +43,7 @@ async def own(res: Resources, caller: Caller, site_id: str) -> SiteState:
 
 async def _answer(res: Resources, caller: Caller, site_id: str, answer: SiteAnswer) -> SiteState:
     await own(res, caller, site_id)
-    with temporal_refusals():
-        return await _handle(res, site_id).execute_update(PilotSiteWorkflow.answer, answer)
+    return await send(res, _handle(res, site_id), PilotSiteWorkflow.answer, answer)
 
 
 async def accept(res: Resources, caller: Caller, site_id: str) -> SiteState:
@@ -64,7 +64,9 @@ async def report(res: Resources, caller: Caller, site_id: str, body: SiteReportC
     metric's measured value. Conflict before the period ends, for a missing or unplanned
     metric, or once reported."""
     await own(res, caller, site_id)
-    with temporal_refusals():
-        return await _handle(res, site_id).execute_update(
-            PilotSiteWorkflow.report, SiteReport(actor=caller.actor, **body.model_dump())
-        )
+    return await send(
+        res,
+        _handle(res, site_id),
+        PilotSiteWorkflow.report,
+        SiteReport(actor=caller.actor, **body.model_dump()),
+    )

@@ -7,32 +7,51 @@ taken up the workflow's task; if none has, the caller is told so (Unavailable, 5
 that is merely slow (a long screening, a loaded machine) keeps its caller waiting as before.
 
 The Update stays with the server and takes effect once a worker is back, so the caller's retry
-is safe: a submission's retry with its Idempotency-Key finds the same application."""
+is safe: a submission's retry with its Idempotency-Key finds the same application. Every
+service sends its Updates this way (`send`, or `answered` for an update-with-start)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.workflow import UpdateMethodMultiParam
 
 from grantflow.services.context import Resources
 from grantflow.services.errors import Unavailable, temporal_refusals
 
 T = TypeVar("T")
+W = TypeVar("W")
+A = TypeVar("A")
 
-NO_WORKER = (
+NO_WORKER = "no worker is processing this action; try again shortly"
+NO_WORKER_SUBMISSION = (
     "no worker is processing applications; try again — your Idempotency-Key makes the retry safe"
 )
 _WAITING = PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED
 
 
-async def answered(res: Resources, workflow_id: str, update: Awaitable[T]) -> T:
+async def send(
+    res: Resources,
+    handle: WorkflowHandle[W, Any],
+    update: UpdateMethodMultiParam[[W, A], T],
+    arg: A,
+) -> T:
+    """The answer to the Update `update` with `arg` on the workflow of `handle`, as `answered`
+    gives it."""
+    return await answered(res, handle.id, handle.execute_update(update, arg))
+
+
+async def answered(
+    res: Resources, workflow_id: str, update: Awaitable[T], *, submission: bool = False
+) -> T:
     """The answer to `update`, an Update (or update-with-start) of the workflow `workflow_id`,
     with Temporal's refusals mapped as `temporal_refusals` does; Unavailable when no worker
-    takes it up."""
+    takes it up (for a `submission`, with the hint that its Idempotency-Key makes the retry
+    safe)."""
     pending = asyncio.ensure_future(update)
     try:
         with temporal_refusals():
@@ -41,7 +60,7 @@ async def answered(res: Resources, workflow_id: str, update: Awaitable[T]) -> T:
                 if done:
                     return pending.result()
                 if await no_worker(res.client, workflow_id):
-                    raise Unavailable(NO_WORKER)
+                    raise Unavailable(NO_WORKER_SUBMISSION if submission else NO_WORKER)
     finally:
         await _abandon(pending)
 
