@@ -16,8 +16,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from grantflow.store import in_transaction, refusal
+from grantflow.notify import Sender
+from grantflow.store import Conn, in_transaction, notifications, refusal
 from grantflow.store.application import flag_refused
+from schemas.notifications import NewNotification
 
 log = structlog.get_logger(__name__)
 
@@ -100,3 +102,21 @@ def _application_of(arg: object) -> str | None:
         if isinstance(found, str):
             return found
     return None
+
+
+class Recorder:
+    """Activities bound to the worker's pool and notification sender: a record activity
+    writes its change and the notifications it causes in one transaction, then delivers them
+    (at least once, each keyed: a retried activity finds those already sent marked)."""
+
+    def __init__(self, pool: asyncpg.Pool, sender: Sender) -> None:
+        self._pool = pool
+        self._sender = sender
+
+    async def _record(self, write: Callable[[Conn], Awaitable[list[NewNotification]]]) -> None:
+        notes = await in_transaction(self._pool, write)
+        await self._deliver([n.key for n in notes])
+
+    async def _deliver(self, keys: list[str]) -> None:
+        if keys:
+            await notifications.deliver(self._pool, keys, self._sender)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import functools
 
-import asyncpg
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import refuses_bad_data
-from grantflow.notify import Sender
+from activities import Recorder, refuses_bad_data
 from grantflow.store import Conn, agreement, audit, in_transaction, ledger, notifications, review
 from schemas.agreement import AgreementChange, ReportReviewerFound, ReportReviewerRequest
 from schemas.council import Reservation
@@ -19,12 +17,8 @@ from schemas.notifications import NewNotification
 log = structlog.get_logger(__name__)
 
 
-class AgreementActivities:
+class AgreementActivities(Recorder):
     """Bound to the worker's connection pool."""
-
-    def __init__(self, pool: asyncpg.Pool, sender: Sender) -> None:
-        self._pool = pool
-        self._sender = sender
 
     @activity.defn
     @refuses_bad_data
@@ -37,9 +31,7 @@ class AgreementActivities:
         Idempotent: the row only moves forward (its `version` must be below the change's),
         the event key is `<workflow id>:<version>`, notifications are keyed, and delivery
         sends each notification at least once, skipping those marked sent."""
-        notes = await in_transaction(self._pool, functools.partial(_write, change))
-        if notes:
-            await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
+        await self._record(functools.partial(_write, change))
 
     @activity.defn
     async def find_report_reviewer(self, request: ReportReviewerRequest) -> ReportReviewerFound:

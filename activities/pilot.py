@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import functools
 
-import asyncpg
 import structlog
 from temporalio import activity
 
-from activities import refuses_bad_data
-from grantflow.notify import Sender
+from activities import Recorder, refuses_bad_data
 from grantflow.store import Conn, audit, in_transaction, notifications, pilot, review
 from schemas.notifications import NewNotification
 from schemas.pilot import EvaluatorFound, EvaluatorRequest, PilotChange, SiteChange
@@ -19,12 +17,8 @@ from workflows import ids
 log = structlog.get_logger(__name__)
 
 
-class PilotActivities:
+class PilotActivities(Recorder):
     """Bound to the worker's connection pool and notification sender."""
-
-    def __init__(self, pool: asyncpg.Pool, sender: Sender) -> None:
-        self._pool = pool
-        self._sender = sender
 
     @activity.defn
     @refuses_bad_data
@@ -34,8 +28,7 @@ class PilotActivities:
 
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `<site id>:<version>`, and notifications are keyed."""
-        notes = await in_transaction(self._pool, functools.partial(_write_site, change))
-        await self._deliver(notes)
+        await self._record(functools.partial(_write_site, change))
         log.info("site change", site_id=change.state.site_id, kind=change.kind)
 
     @activity.defn
@@ -45,8 +38,7 @@ class PilotActivities:
 
         Idempotent: the row only moves forward (its `version` must be below the change's), the
         event key is `pilot-<application id>:<version>`, and notifications are keyed."""
-        notes = await in_transaction(self._pool, functools.partial(_write_pilot, change))
-        await self._deliver(notes)
+        await self._record(functools.partial(_write_pilot, change))
         log.info("pilot change", application_id=change.state.application_id, kind=change.kind)
 
     @activity.defn
@@ -59,10 +51,6 @@ class PilotActivities:
             self._pool, lambda conn: pilot.find_evaluator(conn, request)
         )
         return EvaluatorFound(evaluator=evaluator, refusal=refusal)
-
-    async def _deliver(self, notes: list[NewNotification]) -> None:
-        if notes:
-            await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
 
 
 async def _write_site(change: SiteChange, conn: Conn) -> list[NewNotification]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import functools
 
-import asyncpg
 import structlog
 from temporalio import activity
 
-from activities import refuses_bad_data
-from grantflow.notify import Sender
+from activities import Recorder, refuses_bad_data
 from grantflow.store import Conn, audit, in_transaction, notifications, review
 from schemas.common import Actor
 from schemas.notifications import NewNotification, NotificationKind
@@ -18,12 +16,8 @@ from schemas.review import Offered, OfferRequest, ReviewChange
 log = structlog.get_logger(__name__)
 
 
-class ReviewActivities:
+class ReviewActivities(Recorder):
     """Bound to the worker's connection pool and notification sender."""
-
-    def __init__(self, pool: asyncpg.Pool, sender: Sender) -> None:
-        self._pool = pool
-        self._sender = sender
 
     @activity.defn
     @refuses_bad_data
@@ -36,7 +30,7 @@ class ReviewActivities:
         reviewer, refusal = await in_transaction(self._pool, functools.partial(_offer, request))
         if reviewer is None:
             return Offered(reviewer=None, refusal=refusal)
-        await notifications.deliver(self._pool, [_offered_key(request)], self._sender)
+        await self._deliver([_offered_key(request)])
         log.info(
             "review offered",
             application_id=request.application_id,
@@ -54,9 +48,7 @@ class ReviewActivities:
         Idempotent: the task only moves when its version is below the change's, the review's
         key is its task, the event key is `<workflow id>:<version>`, notifications are keyed,
         and delivery sends each at least once, skipping those marked sent."""
-        notes = await in_transaction(self._pool, functools.partial(_record, change))
-        if notes:
-            await notifications.deliver(self._pool, [n.key for n in notes], self._sender)
+        await self._record(functools.partial(_record, change))
         log.info(
             "review change",
             application_id=change.application_id,
