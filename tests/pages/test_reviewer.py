@@ -38,6 +38,7 @@ SAYS: dict[str, dict[str, str]] = {
         "submitted": "Ваша рецензия отправлена.",
         "others": "Другие рецензии",
         "past": "Мои прошлые рецензии",
+        "ended": "Недавно завершённые",
     },
     "en": {
         "sign_in": "Sign in",
@@ -59,6 +60,7 @@ SAYS: dict[str, dict[str, str]] = {
         "submitted": "Your review is submitted.",
         "others": "The other reviews",
         "past": "My past reviews",
+        "ended": "Ended lately",
     },
 }
 
@@ -149,6 +151,8 @@ async def test_a_reviewer_declines_accepts_drafts_and_submits_in_the_browser(
         await page.get_by_role("button", name=says["decline"]).click()
         await page.wait_for_url("**/reviews?done=declined")
         await expect(page.get_by_text(says["declined"])).to_be_visible()
+        # The declined task stays in sight, said as ended, rather than vanishing.
+        await expect(page.get_by_role("heading", name=says["ended"])).to_be_visible()
         await visit(page)
         row = await stack.pool.fetchrow(
             "SELECT status, conflict_declared FROM review_tasks WHERE id = $1", uuid.UUID(first)
