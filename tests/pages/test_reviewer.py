@@ -157,6 +157,7 @@ async def test_a_reviewer_declines_accepts_drafts_and_submits_in_the_browser(
         row = await stack.pool.fetchrow(
             "SELECT status, conflict_declared FROM review_tasks WHERE id = $1", uuid.UUID(first)
         )
+        assert row is not None
         assert (row["status"], row["conflict_declared"]) == ("declined", True)
 
         # Accepting asks for the declaration first, beside its box.
