@@ -13,7 +13,15 @@ from playwright.async_api import Browser, Page, expect
 from grantflow.store.account import set_preferences
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, UserFactory, application_body, eventually
-from tests.pages.conftest import Member, Site, open_programme, person, visit, with_password
+from tests.pages.conftest import (
+    Member,
+    Site,
+    open_programme,
+    person,
+    signed_in_client,
+    visit,
+    with_password,
+)
 
 pytestmark = [SESSION, pytest.mark.slow]  # a real browser: Chromium through Playwright
 
@@ -216,3 +224,36 @@ async def test_a_reviewer_declines_accepts_drafts_and_submits_in_the_browser(
         await page.get_by_role("link", name=says["past"]).first.click()
         await expect(page.get_by_role("link", name="AI triage of X-rays")).to_be_visible()
         await visit(page, f"{lang}-reviewer-08-past")
+
+
+@pytest.mark.timeout(120)
+async def test_the_inbox_says_overdue_and_keeps_a_task_taken_away_in_sight(
+    site: Site, stack: Stack, make_user: UserFactory
+) -> None:
+    spec = f"oncology-{uuid.uuid4().hex[:6]}"
+    programme = await open_programme(stack, make_user, specialties=[spec])
+    me = await with_password(stack, await make_user(Role.reviewer, specialty=spec))
+    late = await apply(stack, make_user, programme["id"], spec, "Late one")
+    taken = await apply(stack, make_user, programme["id"], spec, "Taken one")
+    late_task = await task_of(stack, me.user, late)
+    taken_task = await task_of(stack, me.user, taken)
+    # The record says the deadline passed (the workflow's own timer is days away).
+    await stack.pool.execute(
+        "UPDATE review_tasks SET deadline = now() - interval '1 day' WHERE id = $1",
+        uuid.UUID(late_task),
+    )
+    await make_user(Role.reviewer, specialty=spec)  # someone to take the other task over
+    admin = await make_user(Role.admin)
+    moved = await stack.api.post(
+        f"/v1/admin/reviews/{taken_task}/reassignment",
+        json={"reason": "The reviewer is on leave."},
+        headers=admin.headers,
+    )
+    assert moved.status_code == 200, moved.text
+
+    async with signed_in_client(site, me) as client:
+        inbox = (await client.get("/reviews")).text
+    assert "1 application waits for you" in inbox
+    assert 'class="deadline overdue"' in inbox and "Overdue" in inbox
+    assert "Ended lately" in inbox and "Taken away from you" in inbox
+    assert "The reviewer is on leave." in inbox
