@@ -55,6 +55,8 @@ def labels() -> dict[str, str]:
 async def home(request: Request, viewer: SignedIn, res: Res, cursor: str | None = None) -> Response:
     """An applicant's applications and drafts, what each needs and by when; other roles'
     start pages come with their pages."""
+    if viewer.role == Role.reviewer:
+        return redirect("/reviews")
     if viewer.role != Role.applicant:
         return render(request, "staff_home.html")
     found = await application.page(res, viewer.caller, cursor=cursor, limit=50)

@@ -276,7 +276,7 @@ class NavItem:
 NAV: dict[Role | None, list[tuple[str, str]]] = {
     None: [("/sign-in", N_("Sign in")), ("/register", N_("Register"))],
     Role.applicant: [("/", N_("My applications")), ("/calls", N_("Open calls"))],
-    Role.reviewer: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.reviewer: [("/reviews", N_("My tasks")), ("/reviews/past", N_("My past reviews"))],
     Role.council: [("/", N_("Home")), ("/calls", N_("Calls"))],
     Role.coordinator: [("/", N_("Home")), ("/calls", N_("Calls"))],
     Role.admin: [("/", N_("Home")), ("/calls", N_("Calls"))],

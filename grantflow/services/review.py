@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
-from typing import TypeVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import WorkflowUpdateFailedError
@@ -20,9 +22,11 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from grantflow.services.application import parse_id
 from grantflow.services.context import Caller, Resources, require
-from grantflow.services.errors import Invalid, NotFound, refused_update
+from grantflow.services.errors import Conflict, Invalid, NotFound, refused_update
 from grantflow.services.updates import answered, send
 from grantflow.store import application, review
+from grantflow.store.review import ClosedTask as ClosedTask  # what the pages show
+from grantflow.store.review import ReviewDraft as ReviewDraft
 from grantflow.store.review import inbox_item
 from schemas.admin import ReassignCreate, ReassignRequest
 from schemas.common import Role
@@ -176,6 +180,58 @@ async def submit(res: Resources, caller: Caller, task_id: str, body: ReviewCreat
     request = SubmitRequest(actor=caller.actor, task_id=task_id, review=body)
     task = await _send(res, row, ReviewWorkflow.submit, request)
     return review.answered(row, task, with_reviewer=caller.is_admin)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A task's dates: answer by `respond_by`; the review is due `review_period` after
+    accepting, by `review_by` once accepted."""
+
+    respond_by: datetime
+    review_by: datetime | None
+    review_period: timedelta
+
+
+async def schedule(res: Resources, caller: Caller, task_id: str) -> Schedule:
+    """The task's schedule (its reviewer and admins; anyone else's task is NotFound)."""
+    require(caller, Role.reviewer, Role.admin)
+    row = await _own_task(res, caller, task_id)
+    period = review.task_params(row).review_deadline
+    return Schedule(respond_by=row["accept_by"], review_by=row["due_by"], review_period=period)
+
+
+async def closed(res: Resources, caller: Caller, limit: int = 50) -> list[ClosedTask]:
+    """The reviewer's tasks that ended (reviewed, declined, expired, cancelled or reassigned),
+    the latest first, each with its reason: a task taken away shows as such rather than
+    vanishing. Reviewers only."""
+    require(caller, Role.reviewer)
+    return await review.closed(res.pool, uuid.UUID(caller.actor.user_id), limit)
+
+
+MAX_DRAFT_CHARS = 100_000
+
+
+async def draft(res: Resources, caller: Caller, task_id: str) -> ReviewDraft:
+    """The review the reviewer is writing, as last saved (empty if none). Its reviewer only."""
+    require(caller, Role.reviewer)
+    row = await _own_task(res, caller, task_id)
+    return await review.review_draft(res.pool, row["id"], uuid.UUID(caller.actor.user_id))
+
+
+async def save_draft(
+    res: Resources, caller: Caller, task_id: str, content: dict[str, Any]
+) -> ReviewDraft:
+    """Keep what the rubric form holds, valid or not (its reviewer, while the task is open).
+    Conflict once the task has ended; Invalid when it is too big to be a form."""
+    require(caller, Role.reviewer)
+    row = await _own_task(res, caller, task_id)
+    if row["status"] not in ("offered", "accepted"):
+        raise Conflict("the task is no longer open; its review cannot be changed")
+    if len(str(content)) > MAX_DRAFT_CHARS:
+        raise Invalid("the draft is too long")
+    reviewer_id = uuid.UUID(caller.actor.user_id)
+    await review.save_review_draft(res.pool, row["id"], reviewer_id, content)
+    return await review.review_draft(res.pool, row["id"], reviewer_id)
 
 
 # --- what admins see -------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -107,7 +109,7 @@ LIMIT $3"""
 TASK_SQL = """
 SELECT t.id, t.application_id, t.programme_id, a.content->>'title' AS title, a.specialty, t.status,
        t.deadline, t.offered_at, t.reviewer_id, u.name AS reviewer_name,
-       t.deadline < now() AS overdue, p.params AS programme_params
+       t.deadline < now() AS overdue, p.params AS programme_params, t.accept_by, t.due_by
 FROM review_tasks t
 JOIN applications a ON a.id = t.application_id
 JOIN users u ON u.id = t.reviewer_id
@@ -120,6 +122,20 @@ SELECT r.task_id, r.reviewer_id, u.name AS reviewer_name, r.scores, r.score, r.r
 FROM reviews r JOIN users u ON u.id = r.reviewer_id
 WHERE r.application_id = $1
 ORDER BY r.submitted_at, r.task_id"""
+# A reviewer's tasks that ended (reviewed, declined, expired, taken away), the latest first.
+CLOSED_SQL = (
+    _INBOX_COLUMNS.replace("AS overdue", "AS overdue, t.reason, t.updated_at")
+    + """
+WHERE t.reviewer_id = $1 AND t.status NOT IN ('offered', 'accepted')
+ORDER BY t.updated_at DESC, t.id
+LIMIT $2"""
+)
+REVIEW_DRAFT_SQL = """
+SELECT content, updated_at FROM review_drafts WHERE task_id = $1 AND reviewer_id = $2"""
+SAVE_REVIEW_DRAFT_SQL = """
+INSERT INTO review_drafts (task_id, reviewer_id, content) VALUES ($1, $2, $3::jsonb)
+ON CONFLICT (task_id) DO UPDATE SET content = excluded.content, updated_at = now()
+WHERE review_drafts.reviewer_id = excluded.reviewer_id"""
 FLAGGED_SQL = """
 SELECT id, programme_id, content->>'title' AS title, specialty, stage, flag_reason, flagged_at
 FROM applications
@@ -410,3 +426,41 @@ async def pick_expert(
         institution_id=row["institution_id"],
     )
     return expert, None
+
+
+@dataclass(frozen=True)
+class ClosedTask:
+    """A task that ended, with when and why (a reassignment's or a decline's reason)."""
+
+    item: InboxItem
+    closed_at: datetime
+    reason: str | None
+
+
+async def closed(db: Db, reviewer_id: uuid.UUID, limit: int) -> list[ClosedTask]:
+    """A reviewer's ended tasks, the latest first."""
+    return [
+        ClosedTask(inbox_item(r, with_reviewer=False), r["updated_at"], r["reason"])
+        for r in await db.fetch(CLOSED_SQL, reviewer_id, limit)
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewDraft:
+    """What a reviewer's rubric form holds, saved as typed."""
+
+    content: dict[str, Any]
+    updated_at: datetime | None
+
+
+async def review_draft(db: Db, task_id: uuid.UUID, reviewer_id: uuid.UUID) -> ReviewDraft:
+    row = await db.fetchrow(REVIEW_DRAFT_SQL, task_id, reviewer_id)
+    if row is None:
+        return ReviewDraft({}, None)
+    return ReviewDraft(json.loads(row["content"]), row["updated_at"])
+
+
+async def save_review_draft(
+    db: Db, task_id: uuid.UUID, reviewer_id: uuid.UUID, content: dict[str, Any]
+) -> None:
+    await db.execute(SAVE_REVIEW_DRAFT_SQL, task_id, reviewer_id, json.dumps(content))

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from schemas.common import Role
-from tests.conftest import SESSION, UserFactory, application_body
+from tests.conftest import SESSION, UserFactory, application_body, eventually
 from tests.pages.conftest import (
     Member,
     Site,
@@ -48,7 +48,12 @@ def owner_or_admin(owner: int) -> Expect:
     return each(404, stranger=303, owner=owner, admin=owner)
 
 
+def reviewers_only(reviewer: int) -> Expect:
+    return each(403, stranger=303, reviewer=reviewer)
+
+
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
+TASK = "/reviews/{task_id}"
 PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/sign-in"): each(303, stranger=200),
     ("GET", "/register"): each(303, stranger=200),
@@ -57,7 +62,7 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/set-password"): each(404),
     ("GET", "/reset-password"): each(404),
     ("GET", "/account"): signed_in(200),
-    ("GET", "/"): signed_in(200),
+    ("GET", "/"): each(200, stranger=303, reviewer=303),  # a reviewer's start is the inbox
     ("GET", "/calls"): signed_in(200),
     ("GET", "/calls/{programme_id}"): signed_in(200),
     ("GET", DRAFT): applicants_only(200),
@@ -65,6 +70,11 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", APP): owner_or_admin(200),
     ("GET", f"{APP}/revision"): owner_or_admin(303),  # not asked for: back to the application
     ("GET", f"{APP}/withdraw"): owner_or_admin(200),
+    ("GET", "/reviews"): reviewers_only(200),
+    ("GET", "/reviews/past"): reviewers_only(200),
+    ("GET", TASK): reviewers_only(200),
+    ("GET", f"{TASK}/review"): reviewers_only(303),  # not accepted yet: back to the task
+    ("GET", f"{TASK}/confirm"): reviewers_only(303),
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -77,6 +87,10 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{DRAFT}/submit"): applicants_only(200),  # still incomplete: the form again
     ("POST", f"{APP}/revision"): owner_or_admin(200),  # a line added: the form again
     ("POST", f"{APP}/withdraw"): owner_or_admin(200),  # no reason: asked for one
+    ("POST", f"{TASK}/accept"): reviewers_only(200),  # no declaration: asked for it
+    ("POST", f"{TASK}/decline"): reviewers_only(200),  # no reason: asked for one
+    ("POST", f"{TASK}/review"): reviewers_only(303),  # the draft saved
+    ("POST", f"{TASK}/submit"): reviewers_only(200),  # the draft incomplete: the form again
     # What ends something comes last, in this order.
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
@@ -93,6 +107,8 @@ BODIES: dict[str, dict[str, str]] = {
     DRAFT: {"action": "save", "title": "Draft of the owner"},
     f"{APP}/revision": {"action": "add_line"},
     f"{APP}/withdraw": {"reason": ""},
+    f"{TASK}/decline": {"reason": ""},
+    f"{TASK}/review": {"action": "save", "score_novelty": "5"},
 }
 
 
@@ -111,14 +127,17 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
         "coordinator": Role.coordinator,
         "admin": Role.admin,
     }
+    specialty = f"cardiology-{uuid.uuid4().hex[:6]}"  # its only reviewer gets the task
     members = {
         key: await with_password(
             site.stack,
-            await make_user(role, specialty="cardiology" if role == Role.reviewer else None),
+            await make_user(role, specialty=specialty if role == Role.reviewer else None),
         )
         for key, role in roles.items()
     }
-    programme = await open_programme(site.stack, make_user)
+    programme = await open_programme(
+        site.stack, make_user, specialties=["cardiology", "radiology", specialty]
+    )
     owner = members["owner"]
     created = await site.stack.api.post(
         "/v1/applications", json=application_body(programme["id"]), headers=owner.user.headers
@@ -130,12 +149,35 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
         uuid.UUID(owner.user.id),
         uuid.UUID(programme["id"]),
     )
+    reviewed = await site.stack.api.post(
+        "/v1/applications",
+        json=application_body(programme["id"], specialty=specialty),
+        headers=owner.user.headers,
+    )
+    assert reviewed.status_code == 201, reviewed.text
+    task_id = await _task_of(site, members["reviewer"], reviewed.json()["id"])
     values = {
+        "task_id": task_id,
         "programme_id": programme["id"],
         "application_id": created.json()["id"],
         "draft_id": str(draft_id),
     }
     return World(members, values)
+
+
+async def _task_of(site: Site, reviewer: Member, application_id: str) -> str:
+    """The review task offered to the world's reviewer, moments after screening."""
+
+    async def offered() -> uuid.UUID | None:
+        found: uuid.UUID | None = await site.stack.pool.fetchval(
+            "SELECT id FROM review_tasks WHERE reviewer_id = $1 AND application_id = $2",
+            uuid.UUID(reviewer.user.id),
+            uuid.UUID(application_id),
+        )
+        return found
+
+    await eventually(offered, within=30, interval=0.2)
+    return str(await offered())
 
 
 async def client_of(site: Site, world: World, role: str, n: int) -> httpx.AsyncClient:
