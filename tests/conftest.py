@@ -27,7 +27,7 @@ from temporalio.worker import Replayer
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
-from grantflow.dev.embedded import EmbeddedPostgres, find_binary, free_port
+from grantflow.dev.embedded import TEMPORAL_SERVER_ARGS, EmbeddedPostgres, find_binary, free_port
 from grantflow.notify import Recipient
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
@@ -79,6 +79,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=[STAGE, PROGRAMME],
         dev_server_log_level="error",
+        dev_server_extra_args=list(TEMPORAL_SERVER_ARGS),
     )
     yield env
     await env.shutdown()

@@ -27,7 +27,7 @@ from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
 from grantflow.temporal import connect, ensure_search_attributes
 from schemas.users import UserWithToken
-from workers.main import build_worker
+from workers.main import build_worker, warn_unless_drains
 
 log = structlog.get_logger(__name__)
 DATABASE = "grantflow"
@@ -145,6 +145,8 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+    if worker:
+        await warn_unless_drains(client)
     # One pool each, as in production where they are separate processes: a burst of requests
     # can never starve the activities that the requests are waiting on.
     api_pool = await create_pool(settings.database_url) if api else None
