@@ -15,9 +15,10 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,16 @@ from tests.conftest import (
     fresh_database,
     user_factory,
 )
-from tests.fault_evidence import install_slow_writes
+from tests.fault_evidence import Fault, install_slow_writes, slow_writes, writes_in_flight
 from tests.test_council import Council
 from workers.main import build_worker
 from workflows.review import UNKNOWN_TASK
 
 GRANTFLOW = Path(sys.executable).parent / "grantflow"
 WITHIN = 120.0  # bounded waits: longer than an activity's timeout after a crash (30 s)
+IN_PROCESS_WORKER = "worker-0"
+WRITE_SECONDS = 0.6  # how long a write lasts while a fault waits for one to strike in
+CAUGHT_WITHIN = 0.3  # a write started less than this ago is still running when the fault lands
 
 
 @asynccontextmanager
@@ -70,15 +74,17 @@ async def own_stack(
         database_url=database_url,
         temporal_address=client.service_client.config.target_host,
     )
+    # The in-process worker's connections are named as a worker's, for fault_evidence.py.
+    urls = [database_url, f"{database_url}?application_name={IN_PROCESS_WORKER}"]
     pools = [
         await create_pool(
-            database_url,
+            url,
             min_size=2,
             max_size=size,
             command_timeout=command_timeout,
             acquire_timeout=acquire_timeout,
         )
-        for size in (20, 10)
+        for url, size in zip(urls, (20, 10), strict=True)
     ]
     pool, worker_pool = pools
     await install_slow_writes(pool)
@@ -193,6 +199,46 @@ async def until(check: Any, *, within: float = WITHIN, what: str = "", every: fl
             return last
         await asyncio.sleep(every)
     raise AssertionError(f"{what} not reached within {within}s; last: {last!r}")
+
+
+Target = Callable[[list[str], list[str]], list[str]]
+
+
+def any_write(writing: list[str], _: list[str]) -> list[str]:
+    return writing
+
+
+async def strike_amid_write(
+    stack: Stack,
+    cohort: Cohort,
+    writer: str,
+    strike: Callable[[], object],
+    what: str,
+    *,
+    target: Target = any_write,
+    identity: str = "",
+) -> Fault:
+    """Slow the writes of the worker whose connections are named `writer` down, wait for one
+    that `target` picks (from the workflows written and the users' writes awaited), then
+    `strike` at once, while that write is still running. The writes stay slow: the caller
+    calls `slow_writes(pool, 0)` once the database answers again."""
+    await slow_writes(stack.pool, WRITE_SECONDS)
+    loop = asyncio.get_running_loop()
+
+    async def caught() -> Fault | None:
+        writing = await writes_in_flight(stack.pool, writer, CAUGHT_WITHIN)
+        awaited = [a for a in cohort.awaited.values() if a.startswith("POST")]
+        if not (picked := target(writing, awaited)):
+            return None
+        return Fault(what, datetime.now(UTC), loop.time(), identity, picked, awaited)
+
+    try:
+        fault: Fault = await until(caught, what=f"a write for {what} by {writer}", every=0.05)
+    except BaseException:
+        await slow_writes(stack.pool, 0)
+        raise
+    await asyncio.to_thread(strike)
+    return fault
 
 
 @dataclass

@@ -11,8 +11,6 @@ session's in-process worker never takes its work."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -28,16 +26,18 @@ from tests.fault_evidence import (
     interruptions,
     slow_writes,
     task_queue_histories,
-    writes_in_flight,
 )
 from tests.faults import (
     Cohort,
+    Target,
     WorkerProcess,
+    any_write,
     duplicates,
     final_state,
     own_stack,
     settled,
     stages,
+    strike_amid_write,
     until,
 )
 from workers.main import drains_on_shutdown
@@ -45,11 +45,7 @@ from workers.main import drains_on_shutdown
 pytestmark = SESSION
 SEED = 8
 APPLICATIONS = 18
-WRITE_SECONDS = 0.6  # how long a write lasts while a fault waits for one to strike in
-CAUGHT_WITHIN = 0.3  # a write started less than this ago is still running when the fault lands
 WRITE_TIMEOUT = 30.0  # workflows/options.py: how long a crashed worker's activity is waited for
-
-Target = Callable[[list[str], list[str]], list[str]]
 
 
 def updating(writing: list[str], awaited: list[str]) -> list[str]:
@@ -85,29 +81,17 @@ KILLS: list[tuple[str, Target]] = [
 async def strike_while_writing(
     stack: Stack, worker: WorkerProcess, cohort: Cohort, what: str, target: Target, signal: str
 ) -> Fault:
-    """Once the worker polls, slow its writes down and wait for one `target` picks; then deal
-    the fault (SIGKILL or SIGTERM) at once, while that write is still running."""
+    """Once the worker polls, deal it the fault (SIGKILL or SIGTERM) amid a write `target`
+    picks."""
     queue = stack.settings.task_queue
     await until(lambda: worker.polling(stack.client, queue), what=f"{worker.name} polling")
-    await slow_writes(stack.pool, WRITE_SECONDS)
+    deal = worker.kill if signal == "SIGKILL" else worker.send_sigterm
     try:
-
-        async def caught() -> Fault | None:
-            writing = await writes_in_flight(stack.pool, worker.name, CAUGHT_WITHIN)
-            awaited = [a for a in cohort.awaited.values() if a.startswith("POST")]
-            if not (picked := target(writing, awaited)):
-                return None
-            now = asyncio.get_running_loop().time()
-            return Fault(what, datetime.now(UTC), now, worker.identity, picked, awaited)
-
-        fault: Fault = await until(caught, what=f"a write of {what} by {worker.name}", every=0.05)
-        if signal == "SIGKILL":
-            worker.kill()
-        else:
-            worker.send_sigterm()
+        return await strike_amid_write(
+            stack, cohort, worker.name, deal, what, target=target, identity=worker.identity
+        )
     finally:
         await slow_writes(stack.pool, 0)
-    return fault
 
 
 async def cohort_run(
@@ -195,7 +179,7 @@ async def test_sigterm_drains_the_worker_and_a_restart_finishes_with_no_timeout(
             cohort = Cohort(stack, SEED + 1, 8)
             running = asyncio.create_task(cohort.run())
             fault = await strike_while_writing(
-                stack, worker, cohort, "any work", lambda w, _: w, "SIGTERM"
+                stack, worker, cohort, "any work", any_write, "SIGTERM"
             )
             assert not running.done(), "the cohort finished before the worker was stopped"
             code = await asyncio.to_thread(worker.wait, 15.0)  # graceful timeout: 10 s
