@@ -1,7 +1,8 @@
 """What the fault tests share: a grantflow of their own (database, task queue, API) on servers of
 the session or of the test, a worker in a process of its own that can be killed, a seeded cohort
-of applications driven through the lifecycle by its users, and the final state it leaves,
-without the ids that differ from run to run."""
+of applications driven through the lifecycle by its users, a fault dealt amid one of the
+worker's writes (tests/fault_evidence.py then tells what it cut short), and the final state the
+cohort leaves, without the ids that differ from run to run."""
 
 from __future__ import annotations
 
