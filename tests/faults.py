@@ -1,21 +1,25 @@
 """What the fault tests share: a grantflow of their own (database, task queue, API) on servers of
 the session or of the test, a worker in a process of its own that can be killed, a seeded cohort
-of applications driven through the lifecycle by its users, and the final state it leaves,
-without the ids that differ from run to run."""
+of applications driven through the lifecycle by its users, a fault dealt amid one of the
+worker's writes (tests/fault_evidence.py then tells what it cut short), and the final state the
+cohort leaves, without the ids that differ from run to run."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor
 
 from grantflow.api.app import create_app
-from grantflow.db import create_pool
+from grantflow.db import ACQUIRE_TIMEOUT, COMMAND_TIMEOUT, create_pool
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from schemas.common import Role
@@ -40,12 +44,16 @@ from tests.conftest import (
     fresh_database,
     user_factory,
 )
+from tests.fault_evidence import Fault, install_slow_writes, slow_writes, writes_in_flight
 from tests.test_council import Council
 from workers.main import build_worker
 from workflows.review import UNKNOWN_TASK
 
 GRANTFLOW = Path(sys.executable).parent / "grantflow"
 WITHIN = 120.0  # bounded waits: longer than an activity's timeout after a crash (30 s)
+IN_PROCESS_WORKER = "worker-0"
+WRITE_SECONDS = 0.6  # how long a write lasts while a fault waits for one to strike in
+CAUGHT_WITHIN = 0.3  # a write started less than this ago is still running when the fault lands
 
 
 @asynccontextmanager
@@ -55,17 +63,32 @@ async def own_stack(
     *,
     worker: bool = True,
     interceptors: Sequence[Interceptor] = (),
+    command_timeout: float = COMMAND_TIMEOUT,
+    acquire_timeout: float = ACQUIRE_TIMEOUT,
 ) -> AsyncIterator[Stack]:
-    """A fresh database on `server_url`, a task queue of its own, the API in-process and
-    (unless the test runs its own) an in-process worker."""
+    """A fresh database on `server_url` (with tests/fault_evidence.py's trigger, unarmed), a
+    task queue of its own, the API in-process and (unless the test runs its own) an
+    in-process worker; their pools bounded by `command_timeout` and `acquire_timeout`."""
     database_url = await fresh_database(server_url, f"faults_{uuid.uuid4().hex[:10]}")
     settings = Settings(
         task_queue=f"tq-faults-{uuid.uuid4()}",
         database_url=database_url,
         temporal_address=client.service_client.config.target_host,
     )
-    pool = await create_pool(database_url, min_size=2, max_size=20)
-    worker_pool = await create_pool(database_url, min_size=2, max_size=10)
+    # The in-process worker's connections are named as a worker's, for fault_evidence.py.
+    urls = [database_url, f"{database_url}?application_name={IN_PROCESS_WORKER}"]
+    pools = [
+        await create_pool(
+            url,
+            min_size=2,
+            max_size=size,
+            command_timeout=command_timeout,
+            acquire_timeout=acquire_timeout,
+        )
+        for url, size in zip(urls, (20, 10), strict=True)
+    ]
+    pool, worker_pool = pools
+    await install_slow_writes(pool)
     sender = RecordingSender()
     app = create_app(settings, Resources(settings, pool, client))
     transport = httpx.ASGITransport(app=app)
@@ -87,33 +110,43 @@ async def own_stack(
 
 class WorkerProcess:
     """`grantflow worker` in a process of its own, on the stack's database and task queue, as
-    production runs it; its output goes to a file of the test's."""
+    production runs it; its output goes to a file of the test's. Each start names its
+    database connections `worker-<n>` (tests/fault_evidence.py watches their writes)."""
 
     def __init__(self, stack: Stack, log: Path) -> None:
         self.log = log
+        self.database_url = str(stack.settings.database_url)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("GRANTFLOW_")},
             "TEMPORAL_ADDRESS": str(stack.settings.temporal_address),
-            "DATABASE_URL": str(stack.settings.database_url),
             "GRANTFLOW_TASK_QUEUE": stack.settings.task_queue,
             "GRANTFLOW_HOME": str(log.parent / "home"),
             "GRANTFLOW_LOG_FORMAT": "json",
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.name = ""
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None
+        self.starts += 1
+        self.name = f"worker-{self.starts}"
+        url = f"{self.database_url}?application_name={self.name}"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(GRANTFLOW), "worker"],
-                env=self.env,
+                env={**self.env, "DATABASE_URL": url},
                 cwd=self.log.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        self.starts += 1
+
+    @property
+    def identity(self) -> str:
+        """The identity the SDK gives the worker by default, which its history events carry."""
+        assert self.process is not None
+        return f"{self.process.pid}@{socket.gethostname()}"
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish anything or to tell the server."""
@@ -121,15 +154,18 @@ class WorkerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def terminate(self, within: float) -> int:
-        """SIGTERM, as an orchestrator stops a worker; its exit code."""
+    def send_sigterm(self) -> None:
+        """SIGTERM, as an orchestrator stops a worker (see `wait`)."""
         assert self.process is not None and self.process.poll() is None, self.output()
         self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, within: float) -> int:
+        """Its exit code, once it exited."""
+        assert self.process is not None
         return self.process.wait(within)
 
     async def polling(self, client: Client, task_queue: str) -> bool:
-        """Whether this process's worker polls the task queue for activities yet (the default
-        identity of a worker is `<pid>@<host>`)."""
+        """Whether this process's worker polls the task queue for activities yet."""
         assert self.process is not None
         request = DescribeTaskQueueRequest(
             namespace=client.namespace,
@@ -137,7 +173,7 @@ class WorkerProcess:
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
         )
         described = await client.workflow_service.describe_task_queue(request)
-        return any(p.identity.startswith(f"{self.process.pid}@") for p in described.pollers)
+        return any(p.identity == self.identity for p in described.pollers)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -153,16 +189,68 @@ class WorkerProcess:
 PLANS = ("approve", "reject", "defer", "withdraw", "decline")
 
 
-async def until(check: Any, *, within: float = WITHIN, what: str = "") -> Any:
-    """Poll `check` (an async callable) until truthy; fail with `what` and its last value."""
+async def until(check: Any, *, within: float = WITHIN, what: str = "", every: float = 0.2) -> Any:
+    """Poll `check` (an async callable) every `every` s until truthy; fail with `what` and its
+    last value."""
     deadline = asyncio.get_running_loop().time() + within
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
         last = await check()
         if last:
             return last
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
     raise AssertionError(f"{what} not reached within {within}s; last: {last!r}")
+
+
+Target = Callable[[list[str], list[str]], list[str]]
+
+
+def any_write(writing: list[str], _: list[str]) -> list[str]:
+    return writing
+
+
+async def strike_amid_write(
+    stack: Stack,
+    cohort: Cohort,
+    writer: str,
+    strike: Callable[[], object],
+    what: str,
+    *,
+    target: Target = any_write,
+    identity: str = "",
+) -> Fault:
+    """Slow the writes of the worker whose connections are named `writer` down, wait for one
+    that `target` picks (from the workflows written and the users' writes awaited), then
+    `strike` at once, while that write is still running. The writes stay slow: the caller
+    calls `slow_writes(pool, 0)` once the database answers again."""
+    await slow_writes(stack.pool, WRITE_SECONDS)
+    loop = asyncio.get_running_loop()
+
+    async def caught() -> Fault | None:
+        writing = await writes_in_flight(stack.pool, writer, CAUGHT_WITHIN)
+        awaited = [a for a in cohort.awaited.values() if a.startswith("POST")]
+        if not (picked := target(writing, awaited)):
+            return None
+        return Fault(what, datetime.now(UTC), loop.time(), identity, picked, awaited)
+
+    try:
+        fault: Fault = await until(caught, what=f"a write for {what} by {writer}", every=0.05)
+    except BaseException:
+        await slow_writes(stack.pool, 0)
+        raise
+    await asyncio.to_thread(strike)
+    return fault
+
+
+@dataclass
+class Answer:
+    """One answer the API gave: to what, when it was asked (event loop time), how long it
+    took and its status."""
+
+    request: str
+    asked: float
+    took: float
+    status: int
 
 
 @dataclass
@@ -179,7 +267,11 @@ class Cohort:
     applicants: list[User] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     unavailable: list[str] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    awaited: dict[int, str] = field(default_factory=dict)  # the requests not answered yet
+    _asked: Iterator[int] = field(default_factory=itertools.count)
     started: asyncio.Event = field(default_factory=asyncio.Event)  # users made, programme open
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # the council session closes
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -208,8 +300,13 @@ class Cohort:
         # One member's votes one after the other: a workflow takes 10 updates in flight at most.
         await asyncio.gather(*(self._votes(session, m, voted) for m in members))
         closed = f"/v1/council-sessions/{session['session_id']}/close"
+        self.closing.set()
         await self._call("post", closed, 200, admin)
         await asyncio.gather(*(self._after_council(i) for i in voted))
+
+    def answered_across(self, clock: float) -> list[Answer]:
+        """The answers to the requests that were awaited at `clock` (event loop time)."""
+        return [a for a in self.answers if a.asked <= clock <= a.asked + a.took]
 
     def _sessions(self) -> str:
         return f"/v1/programmes/{self.council.programme['id']}/council-sessions"
@@ -232,15 +329,24 @@ class Cohort:
 
     async def request(self, method: str, url: str, user: User, **kw: Any) -> httpx.Response:
         """As a client does: a 503 ("try again shortly") is tried again, for a bounded time.
-        Every status is kept, so that a test can tell that no request got a 500."""
-        deadline = asyncio.get_running_loop().time() + WITHIN
+        Every answer is kept (its status, when it was asked, how long it took), so that a
+        test can tell that no request got a 500 nor waited past a bound; and what is awaited
+        at any moment, so that a test can tell a fault struck while users waited."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WITHIN
         headers = {**user.headers, **kw.pop("headers", {})}
         unavailable = False
         while True:
-            response = await self.stack.api.request(method, url, headers=headers, **kw)
+            asked, n, what = loop.time(), next(self._asked), f"{method.upper()} {url}"
+            self.awaited[n] = what
+            try:
+                response = await self.stack.api.request(method, url, headers=headers, **kw)
+            finally:
+                del self.awaited[n]
             self.statuses[response.status_code] += 1
+            self.answers.append(Answer(what, asked, loop.time() - asked, response.status_code))
             response.extensions["after_503"] = unavailable
-            if response.status_code != 503 or asyncio.get_running_loop().time() > deadline:
+            if response.status_code != 503 or loop.time() > deadline:
                 return response
             unavailable = True
             self.unavailable.append(response.json()["detail"])

@@ -18,7 +18,7 @@ import asyncpg
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from grantflow.dev.embedded import find_binary
+from grantflow.dev.embedded import TEMPORAL_SERVER_ARGS, find_binary
 from grantflow.store.migrations import migrate
 from grantflow.store.users import create_user
 from schemas.common import OrganisationType, Role
@@ -50,6 +50,7 @@ async def start_temporal() -> WorkflowEnvironment:
         data_converter=pydantic_data_converter,
         search_attributes=[STAGE, PROGRAMME],
         dev_server_log_level="error",
+        dev_server_extra_args=list(TEMPORAL_SERVER_ARGS),  # as `grantflow dev` runs it
     )
 
 

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
+import structlog
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Interceptor, Worker
 
 from activities.agreement import AgreementActivities
@@ -24,6 +27,8 @@ from workflows.pilot import PilotWorkflow
 from workflows.programme import ProgrammeWorkflow
 from workflows.review import ReviewWorkflow
 from workflows.site import PilotSiteWorkflow
+
+log = structlog.get_logger(__name__)
 
 WORKFLOWS = [
     ApplicationWorkflow,
@@ -48,9 +53,14 @@ def build_worker(
     """A worker for every workflow and activity; SIGTERM handling is the caller's.
     `interceptors` are for tests (tests/test_fault_commit.py injects faults with one).
 
-    `graceful_shutdown_timeout` lets in-flight activities finish (they are short database
-    writes) before the worker hands its tasks back to the server. Workflows run in the SDK's
-    sandbox, made cheaper to start by workers/sandbox.py."""
+    Its `shutdown()` drains it: it tells the server (ShutdownWorker) that its sticky queue is
+    gone, so the next tasks of the workflows it cached go to the shared queue where its
+    successor polls; it finishes the workflow tasks it holds, with their local activities;
+    `graceful_shutdown_timeout` gives its activities (short database writes) time to finish
+    before they are cancelled. One race is the server's to close: a task handed to a poll the
+    stopping worker is cancelling is lost until its timeout, unless the server completes
+    those polls itself (see `drains_on_shutdown`). Workflows run in the SDK's sandbox, made
+    cheaper to start by workers/sandbox.py."""
     apps, progs = ApplicationActivities(pool), ProgrammeActivities(pool)
     revs = ReviewActivities(pool, sender or LogSender())
     council = CouncilActivities(pool)
@@ -87,3 +97,31 @@ def build_worker(
         max_cached_workflows=max_cached_workflows,
         interceptors=interceptors,  # tests only (a fault injected on purpose); never set here
     )
+
+
+async def drains_on_shutdown(client: Client) -> bool:
+    """Whether the server completes a stopping worker's open polls (empty) when the worker
+    says it stops, rather than leaving the worker to cancel them: a cancel can cross a task on
+    its way, which then waits out its timeout (10 s for a workflow task) before another worker
+    gets it. Only then does a SIGTERM hand every task back. The server's dynamic config
+    `frontend.enableCancelWorkerPollsOnShutdown` turns it on (off by default in Temporal 1.31;
+    the embedded server has it, grantflow.dev.embedded.TEMPORAL_SERVER_ARGS)."""
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    return described.namespace_info.capabilities.worker_poll_complete_on_shutdown
+
+
+async def warn_unless_drains(client: Client) -> None:
+    """Say at start, once, when a SIGTERM would not drain this worker cleanly."""
+    try:
+        drains = await drains_on_shutdown(client)
+    except RPCError as exc:  # not allowed to describe the namespace: nothing to tell
+        log.info("cannot tell whether the server drains a stopping worker", error=exc.message)
+        return
+    if not drains:
+        log.warning(
+            "the Temporal server does not complete a stopping worker's polls: after a SIGTERM"
+            " a workflow task may wait out its timeout",
+            setting="frontend.enableCancelWorkerPollsOnShutdown",
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from typing import Any
 
 import asyncpg
@@ -125,11 +127,48 @@ def install(app: FastAPI) -> None:
 
     # PostgreSQL unreachable, starting, shutting down or restarted under an open connection
     # (08xxx, 57xxx, and asyncpg's state errors on a connection the server dropped mid-query).
-    @app.exception_handler(OSError)
     @app.exception_handler(asyncpg.exceptions.InterfaceError)
     @app.exception_handler(asyncpg.exceptions.InternalClientError)
     @app.exception_handler(asyncpg.exceptions.PostgresConnectionError)
     @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable", error=str(exc))
-        return _detail(503, "the database is unavailable; try again shortly")
+        return _detail(503, DATABASE_DOWN)
+
+    # Only the OSErrors of a connection that cannot be made or was lost: any other (a file, a
+    # bad argument) is a bug, and a 503 would hide it. A TimeoutError (an OSError too) is a
+    # statement or a wait for a connection over grantflow.db's bounds: a hung database.
+    @app.exception_handler(OSError)
+    async def _connection(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OSError)
+        if isinstance(exc, TimeoutError):
+            log.warning("database timed out", error=repr(exc))
+            return _detail(503, DATABASE_HUNG)
+        if not _lost_connection(exc):
+            raise exc
+        log.warning("database unavailable", error=str(exc))
+        return _detail(503, DATABASE_DOWN)
+
+
+DATABASE_DOWN = "the database is unavailable; try again shortly"
+DATABASE_HUNG = "the database did not answer in time; try again shortly"
+_CONNECTION_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EADDRNOTAVAIL,
+}
+
+
+def _lost_connection(exc: OSError) -> bool:
+    """Refused, reset, unreachable or unresolvable; asyncio reports a host name whose every
+    address refused as one plain OSError, "Multiple exceptions: ..."."""
+    return (
+        isinstance(exc, ConnectionError | socket.gaierror)
+        or exc.errno in _CONNECTION_ERRNOS
+        or str(exc).startswith("Multiple exceptions: ")
+    )

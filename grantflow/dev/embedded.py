@@ -18,6 +18,9 @@ from pathlib import Path
 from grantflow.temporal import SEARCH_ATTRIBUTES
 
 PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+# The Temporal server completes a stopping worker's open polls, so that a SIGTERM hands every
+# task back (workers/main.py, drains_on_shutdown).
+TEMPORAL_SERVER_ARGS = ("--dynamic-config-value", "frontend.enableCancelWorkerPollsOnShutdown=true")
 
 
 def find_binary(name: str) -> str:
@@ -274,6 +277,7 @@ class EmbeddedTemporal(ManagedProcess):
         argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for name in SEARCH_ATTRIBUTES:
             argv += ["--search-attribute", f"{name}=Keyword"]
+        argv += TEMPORAL_SERVER_ARGS
         self._spawn(argv)
         self._wait_ready(lambda: port_open(self.port), timeout)
         return self.address

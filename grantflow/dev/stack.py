@@ -28,7 +28,7 @@ from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
 from grantflow.temporal import connect, ensure_search_attributes
-from workers.main import build_worker
+from workers.main import build_worker, warn_unless_drains
 
 log = structlog.get_logger(__name__)
 DATABASE = "grantflow"
@@ -255,6 +255,8 @@ async def _serve(
 ) -> None:
     assert settings.database_url and settings.temporal_address
     client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+    if worker:
+        await warn_unless_drains(client)
     # One pool each, as in production where they are separate processes: a burst of requests
     # can never starve the activities that the requests are waiting on.
     api_pool = await create_pool(settings.database_url) if api else None
