@@ -52,7 +52,7 @@ class ProgrammeWorkflow:
                 await workflow.sleep(wait, summary=f"intake {state.value}")
             await self._record(state)
         # A correction may arrive at any time; after intake closed it starts a fresh run of
-        # this workflow (grantflow/api/routes/admin.py), which ends once the correction is on
+        # this workflow (services/programme.py `correct`), which ends once the correction is on
         # record.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return IntakeState.closed
