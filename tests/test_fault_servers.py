@@ -187,6 +187,10 @@ def assert_everything_completed(cohort: Cohort, state: list[dict[str, Any]]) -> 
 
 
 @pytest.mark.timeout(240)
+# A strike must land on work in flight, and where it lands is the scheduler's to decide on a
+# loaded machine: a run whose strike the histories show missed (or cut short what it must not)
+# fails, and runs again, at most twice.
+@pytest.mark.flaky(reruns=2)
 async def test_temporal_restarted_then_killed_mid_lifecycle(
     postgres: EmbeddedPostgres, tmp_path: Path
 ) -> None:
@@ -244,6 +248,10 @@ def crash(server: EmbeddedPostgres) -> None:
 
 
 @pytest.mark.timeout(240)
+# A strike must land on work in flight, and where it lands is the scheduler's to decide on a
+# loaded machine: a run whose strike the histories show missed (or cut short what it must not)
+# fails, and runs again, at most twice.
+@pytest.mark.flaky(reruns=2)
 async def test_postgres_restarted_killed_and_hung_mid_lifecycle(
     temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
