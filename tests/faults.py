@@ -75,19 +75,19 @@ async def own_stack(
         database_url=database_url,
         temporal_address=client.service_client.config.target_host,
     )
-    # The in-process worker's connections are named as a worker's, for fault_evidence.py.
-    urls = [database_url, f"{database_url}?application_name={IN_PROCESS_WORKER}"]
-    pools = [
-        await create_pool(
+
+    async def pool_of(url: str, size: int) -> asyncpg.Pool:
+        return await create_pool(
             url,
             min_size=2,
             max_size=size,
             command_timeout=command_timeout,
             acquire_timeout=acquire_timeout,
         )
-        for url, size in zip(urls, (20, 10), strict=True)
-    ]
-    pool, worker_pool = pools
+
+    pool = await pool_of(database_url, 20)
+    # The in-process worker's connections are named as a worker's, for fault_evidence.py.
+    worker_pool = await pool_of(f"{database_url}?application_name={IN_PROCESS_WORKER}", 10)
     await install_slow_writes(pool)
     sender = RecordingSender()
     app = create_app(settings, Resources(settings, pool, client))

@@ -278,6 +278,8 @@ async def test_postgres_restarted_killed_and_hung_mid_lifecycle(
                 ),
             ]
             dealt, created = await outages_during(stack, cohort, outages, database=True)
+            # The kill was a crash: PostgreSQL replayed its WAL on the way back.
+            assert "automatic recovery in progress" in server.log_path.read_text(errors="replace")
             lost = await interruptions(stack.client, stack.settings.task_queue)
             for d in dealt:
                 assert_refused_while_down(d, database=True)
