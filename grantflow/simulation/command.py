@@ -217,5 +217,11 @@ def show(figures: dict[str, Any]) -> None:
     for name, value in rows:
         money.add_row(name, str(value))
     console.print(money)
+    kinds = Table(title="HTTP latency by kind of request", title_justify="left")
+    for column in ("kind", "requests", "p50, ms", "p99, ms"):
+        kinds.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, row in figures["http_by_kind"].items():
+        kinds.add_row(kind, str(row["requests"]), str(row["p50_ms"]), str(row["p99_ms"]))
+    console.print(kinds)
     if figures["disagreements"]:
         console.print(figures["disagreements"])

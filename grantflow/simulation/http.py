@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,33 @@ from typing import Any
 import httpx
 
 RETRIES = 5
+
+# Which kind of request a path is, so that the slow kind is named, not just the slowest request.
+# First match wins; GETs are all "read".
+KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("submit", re.compile(r"^/v1/applications$")),
+    ("revise or withdraw", re.compile(r"^/v1/applications/[^/]+/(revision|withdrawal)$")),
+    ("review action", re.compile(r"^/v1/reviews/")),
+    ("vote", re.compile(r"^/v1/council-sessions/[^/]+/votes$")),
+    ("council session", re.compile(r"/council-sessions")),
+    ("admin action", re.compile(r"^/v1/admin/")),
+    ("agreement, pilot, report", re.compile(r"/(agreement|pilot|sites|reports)")),
+)
+
+
+def kind_of(method: str, url: str) -> str:
+    """The kind of request a simulated person made: read, submit, review action, vote..."""
+    if method == "GET":
+        return "read"
+    path = url.split("?", 1)[0]
+    return next((kind for kind, pattern in KINDS if pattern.search(path)), "set-up")
+
+
+def percentile_ms(latencies: list[float], share: float) -> float:
+    if not latencies:
+        return 0.0
+    ordered = sorted(latencies)
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 1)
 
 
 @dataclass(frozen=True)
@@ -38,6 +66,7 @@ class Api:
     client: httpx.AsyncClient
     concurrency: int = 16
     latencies: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._looks = asyncio.Semaphore(self.concurrency)
@@ -68,7 +97,9 @@ class Api:
                         raise
                     await asyncio.sleep(0.5 * (attempt + 1))
                     continue
-                self.latencies.append(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                self.latencies.append(took)
+                self.by_kind.setdefault(kind_of(method, url), []).append(took)
             busy = response.status_code in (429, 503)
             if busy and attempt < RETRIES - 1:
                 after = float(response.headers.get("Retry-After", 0.5 * (attempt + 1)))
@@ -94,7 +125,16 @@ class Api:
         return response.json()
 
     def percentile_ms(self, share: float) -> float:
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 1)
+        return percentile_ms(self.latencies, share)
+
+    def by_kind_ms(self) -> dict[str, dict[str, float]]:
+        """Requests, p50 and p99 per kind of request, slowest p99 first."""
+        rows = {
+            kind: {
+                "requests": len(times),
+                "p50_ms": percentile_ms(times, 0.50),
+                "p99_ms": percentile_ms(times, 0.99),
+            }
+            for kind, times in self.by_kind.items()
+        }
+        return dict(sorted(rows.items(), key=lambda row: -row[1]["p99_ms"]))

@@ -240,6 +240,7 @@ async def _figures(
         "http_requests": len(world.api.latencies),
         "http_p50_ms": world.api.percentile_ms(0.50),
         "http_p99_ms": world.api.percentile_ms(0.99),
+        "http_by_kind": world.api.by_kind_ms(),
         "events_per_application": round(sum(events) / len(events), 1) if events else 0.0,
         "consistent": consistency.consistent,
         "disagreements": consistency.as_json()["disagreements"],
