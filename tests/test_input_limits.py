@@ -363,6 +363,38 @@ async def test_a_wrong_method_is_told_every_method_the_path_serves(
     assert response.headers["allow"] == "GET, POST"
 
 
+async def test_a_workflow_retrying_a_failed_task_answers_503_not_502(
+    stack: Stack, admin: User, applicant: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a workflow's last task keeps failing, Temporal refuses Updates with
+    FAILED_PRECONDITION: the caller is told to try again (503), not shown a 502 as for a bug
+    in the API, and nothing changes."""
+    programme = await create_programme(stack, admin)
+    submitted = await stack.api.post(
+        "/v1/applications", json=application_body(programme["id"]), headers=applicant.headers
+    )
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+
+    async def failing(*_: Any, **__: Any) -> Any:
+        raise RPCError(
+            "Unable to perform workflow execution update due to Workflow Task in failed state.",
+            RPCStatusCode.FAILED_PRECONDITION,
+            b"",
+        )
+
+    monkeypatch.setattr(WorkflowHandle, "execute_update", failing)
+    refused = await stack.api.post(
+        f"/v1/applications/{application_id}/withdrawal",
+        json={"reason": "moving abroad"},
+        headers=applicant.headers,
+    )
+    assert refused.status_code == 503, refused.text
+    assert "retrying a failed step" in refused.json()["detail"]
+    monkeypatch.undo()
+    assert await stage_of(stack, applicant, application_id) == "under_review"
+
+
 async def test_more_changes_in_flight_than_temporal_takes_are_told_to_retry(
     stack: Stack, admin: User, applicant: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:

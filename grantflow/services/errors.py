@@ -93,6 +93,11 @@ def from_temporal(exc: WorkflowUpdateFailedError | RPCError) -> ServiceError | N
         # Temporal takes 10 Updates in flight per workflow (e.g. a council session's votes);
         # the client has already retried, so the caller is the one to come back.
         return Busy("too many changes to this object in flight; try again in a second")
+    if exc.status == RPCStatusCode.FAILED_PRECONDITION and "failed state" in exc.message:
+        # The workflow's last task failed three times running (a worker starved of CPU past
+        # the deadlock timeout, or a bug): the server takes no Update or Query until a retry
+        # of that task succeeds. Nothing was changed, and the server keeps retrying.
+        return Unavailable("this object's workflow is retrying a failed step; try again shortly")
     return None
 
 
