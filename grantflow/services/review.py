@@ -10,6 +10,7 @@ enters the history, and the refusal is a Conflict. Another reviewer's task is No
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -74,22 +75,33 @@ async def _send(
     row: asyncpg.Record,
     update: UpdateMethodMultiParam[[ReviewWorkflow, Request], Task],
     request: Request,
+    action: str | None = None,
 ) -> Task:
     """Send an Update on the task in `row`; returns the task as the workflow answered. An
     Update that arrives before the workflow has taken the offer in is retried briefly instead
-    of refused."""
+    of refused.
+
+    A reviewer's `action` makes the Update's id: its kind, the task and what was sent. The same
+    action sent again (a double click, or a retry after a 503 whose Update the server kept and
+    ran later) joins the first one and gets its answer, instead of being refused as a second
+    accept or a second review of the task; a different review of a submitted task is still
+    refused."""
     workflow_id = ids.review(row["application_id"])
     handle = res.client.get_workflow_handle_for(ReviewWorkflow.run, workflow_id)
+    update_id = None
+    if action is not None:
+        sent = request.model_dump_json(exclude={"actor"}).encode()
+        update_id = f"{action}-{hashlib.sha256(sent).hexdigest()[:32]}"
 
     async def retried() -> Task:
         for _ in range(_UNKNOWN_TASK_RETRIES - 1):
             try:
-                return await handle.execute_update(update, request)
+                return await handle.execute_update(update, request, id=update_id)
             except WorkflowUpdateFailedError as exc:
                 if refused_update(exc) != UNKNOWN_TASK:
                     raise
             await asyncio.sleep(_UNKNOWN_TASK_PAUSE)
-        return await handle.execute_update(update, request)
+        return await handle.execute_update(update, request, id=update_id)
 
     return await answered(res, workflow_id, retried())
 
@@ -149,7 +161,7 @@ async def accept(res: Resources, caller: Caller, task_id: str) -> InboxItem:
     require(caller, Role.reviewer)
     row = await _own_task(res, caller, task_id)
     request = TaskAction(actor=caller.actor, task_id=task_id)
-    task = await _send(res, row, ReviewWorkflow.accept, request)
+    task = await _send(res, row, ReviewWorkflow.accept, request, "accept")
     return review.answered(row, task, with_reviewer=caller.is_admin)
 
 
@@ -164,7 +176,7 @@ async def decline(res: Resources, caller: Caller, task_id: str, body: DeclineCre
         reason=body.reason,
         conflict_of_interest=body.conflict_of_interest,
     )
-    task = await _send(res, row, ReviewWorkflow.decline, request)
+    task = await _send(res, row, ReviewWorkflow.decline, request, "decline")
     return review.answered(row, task, with_reviewer=caller.is_admin)
 
 
@@ -178,7 +190,7 @@ async def submit(res: Resources, caller: Caller, task_id: str, body: ReviewCreat
     if problems := review_problems(body, params.rubric, params.score_min, params.score_max):
         raise Invalid(problems)
     request = SubmitRequest(actor=caller.actor, task_id=task_id, review=body)
-    task = await _send(res, row, ReviewWorkflow.submit, request)
+    task = await _send(res, row, ReviewWorkflow.submit, request, "submit")
     return review.answered(row, task, with_reviewer=caller.is_admin)
 
 
