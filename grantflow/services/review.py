@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
+from pydantic import BaseModel
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.workflow import UpdateMethodMultiParam
 
@@ -57,7 +58,7 @@ APPLICATION_NOT_FOUND = "application not found"
 _UNKNOWN_TASK_RETRIES = 20
 _UNKNOWN_TASK_PAUSE = 0.05
 
-Request = TypeVar("Request")
+Request = TypeVar("Request", bound=BaseModel)
 Item = TypeVar("Item")
 
 
