@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,9 +71,21 @@ def _dev_stack() -> Iterator[Settings]:
             with _process(home, "worker", settings), _process(home, "api", settings):
                 _wait_ready(settings)
                 yield settings
+        except BaseException:
+            _keep_logs(home)
+            raise
         finally:
             for server in reversed(servers):
                 server.stop()
+
+
+def _keep_logs(home: Path) -> None:
+    """The simulation failed: its servers' and processes' logs outlive the folder, so that
+    what went wrong in the worker or the API can be read."""
+    kept = Path(tempfile.mkdtemp(prefix="grantflow-simulate-logs-"))
+    for log in home.glob("*.log"):
+        shutil.copy2(log, kept / log.name)
+    Console(stderr=True).print(f"The worker's, the API's and Temporal's logs are kept in {kept}")
 
 
 def _servers(home: Path, servers: list[ManagedProcess]) -> Settings:
