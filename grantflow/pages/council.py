@@ -39,6 +39,7 @@ from schemas.council import (
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 POLL_SECONDS = 3  # how often an open session's standing is looked at again
+MAX_AMOUNT = 10**13  # schemas.common.Roubles' limit: anything above is no amount at all
 
 
 def member(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
@@ -189,8 +190,8 @@ async def _session_page(
     """The whole agenda, or (for htmx) the item `at` with the standing swapped beside it."""
     standing = await _standing(res, viewer, session_id)
     context = _context(**standing, at=at, errors=errors or {}, values=values or {}, done=done)
-    if at is not None and is_htmx(request):
-        row = next(r for r in standing["rows"] if r.item.application_id == at)
+    row = next((r for r in standing["rows"] if r.item.application_id == at), None)
+    if row is not None and is_htmx(request):
         return render(request, "council_vote_answer.html", {**context, "row": row})
     return render(request, "council_session.html", context)
 
@@ -235,6 +236,8 @@ def to_vote(values: dict[str, str]) -> VoteCreate | forms.Errors:
         errors["amount"] = _("Enter a whole number of roubles, digits only.")
     elif isinstance(amount, int) and amount <= 0:
         errors["amount"] = _("Must be more than %(n)s.", n=0)
+    elif isinstance(amount, int) and amount > MAX_AMOUNT:
+        errors["amount"] = _("Must be at most %(n)s.", n=money(MAX_AMOUNT))
     if not values["reason"]:
         errors["reason"] = _("Say why, in a sentence or two.")
     elif len(values["reason"]) > 2_000:
