@@ -61,6 +61,14 @@ def status_name(status: SiteStatus | str) -> str:
     return _(STATUS[SiteStatus(status)])
 
 
+def state_name(found: SiteState) -> str:
+    """The site's status, with a running site whose period is over said as waiting for its
+    report (the workflow calls it running until the report is in)."""
+    if found.status == SiteStatus.running and found.ends_at <= datetime.now(UTC):
+        return _("Period over: the report is due")
+    return status_name(found.status)
+
+
 def metric_name(m: MetricSpec) -> str:
     """ "minutes_saved" as "Minutes saved": a plan's metric names are slugs."""
     return m.name.replace("_", " ").capitalize()
@@ -100,6 +108,7 @@ def refusal(message: str, found: SiteState, viewer: Viewer) -> str:
 def _context(**values: Any) -> dict[str, Any]:
     return {
         "status_name": status_name,
+        "state_name": state_name,
         "metric_name": metric_name,
         "metric_label": metric_label,
         "target_text": target_text,
