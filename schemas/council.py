@@ -204,3 +204,29 @@ class SessionPublic(Output):
     agenda: list[AgendaItem]
     tallies: dict[str, Tally]
     decisions: list[Decision]
+
+
+class SessionListItem(Output):
+    """A council session as its member's list shows it: how far the agenda has come and how
+    much of it the member has voted on."""
+
+    session_id: str
+    programme_id: str
+    programme_name: str
+    name: str
+    open: bool
+    opened_at: datetime
+    items: int
+    decided: int
+    my_votes: int
+
+
+class SessionBudget(Output):
+    """The budget of a session's programme as the council decides under it: the whole budget,
+    what approvals hold (reservations less releases) and what is left."""
+
+    programme_id: str
+    programme_name: str
+    budget_rub: int
+    reserved_rub: int
+    remaining_rub: int

@@ -48,6 +48,10 @@ def labels() -> dict[str, str]:
     return {k: _(v) for k, v in LABELS.items()}
 
 
+# Other roles' start pages, where "/" (and signing in) takes them.
+START = {Role.council: "/council", Role.coordinator: "/sites"}
+
+
 # --- my applications ---------------------------------------------------------------------
 
 
@@ -57,6 +61,8 @@ async def home(request: Request, viewer: SignedIn, res: Res, cursor: str | None 
     start pages come with their pages."""
     if viewer.role == Role.reviewer:
         return redirect("/reviews")
+    if viewer.role in START:
+        return redirect(START[viewer.role])
     if viewer.role != Role.applicant:
         return render(request, "staff_home.html")
     found = await application.page(res, viewer.caller, cursor=cursor, limit=50)

@@ -277,8 +277,8 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     None: [("/sign-in", N_("Sign in")), ("/register", N_("Register"))],
     Role.applicant: [("/", N_("My applications")), ("/calls", N_("Open calls"))],
     Role.reviewer: [("/reviews", N_("My tasks")), ("/reviews/past", N_("My past reviews"))],
-    Role.council: [("/", N_("Home")), ("/calls", N_("Calls"))],
-    Role.coordinator: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.council: [("/council", N_("My council sessions")), ("/calls", N_("Calls"))],
+    Role.coordinator: [("/sites", N_("My clinic's pilots")), ("/calls", N_("Calls"))],
     Role.admin: [("/", N_("Home")), ("/calls", N_("Calls"))],
 }
 

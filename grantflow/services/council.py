@@ -25,12 +25,15 @@ from schemas.council import (
     DecideRequest,
     Decision,
     LedgerBalance,
+    SessionBudget,
     SessionCreate,
+    SessionListItem,
     SessionStart,
     SessionState,
     Tally,
     VoteCreate,
     VoteRequest,
+    VoteSpec,
 )
 from schemas.figures import ProgrammeFigures
 from workflows import ids
@@ -114,6 +117,32 @@ async def get_session(res: Resources, caller: Caller, session_id: str) -> Sessio
     require(caller, Role.council, Role.admin)
     with temporal_refusals():
         return await _session(res, session_id).query(CouncilSessionWorkflow.state)
+
+
+async def my_sessions(res: Resources, caller: Caller, limit: int = 100) -> list[SessionListItem]:
+    """The council sessions the calling member sits on, open ones first, each with its
+    programme, how many items it has, how many are decided and how many the member has
+    voted on. Council members only."""
+    require(caller, Role.council)
+    return await council.member_sessions(res.pool, uuid.UUID(caller.actor.user_id), limit)
+
+
+async def my_votes(res: Resources, caller: Caller, session_id: str) -> list[VoteSpec]:
+    """The calling member's latest vote on each item of the session (none for a session the
+    caller does not sit on). Council members only."""
+    require(caller, Role.council)
+    found = parse_id(session_id, NOT_FOUND)
+    return await council.member_votes(res.pool, found, uuid.UUID(caller.actor.user_id))
+
+
+async def session_budget(res: Resources, caller: Caller, session_id: str) -> SessionBudget:
+    """The budget of the session's programme as it stands: the whole budget, what approvals
+    hold and what is left for the items still to decide (council members and admins)."""
+    require(caller, Role.council, Role.admin)
+    found = await council.session_budget(res.pool, parse_id(session_id, NOT_FOUND))
+    if found is None:
+        raise NotFound(NOT_FOUND)
+    return found
 
 
 async def vote(res: Resources, caller: Caller, session_id: str, body: VoteCreate) -> Tally:

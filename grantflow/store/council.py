@@ -12,7 +12,17 @@ import asyncpg
 
 from grantflow.store import Conn, Db, audit
 from schemas.common import Actor, Role
-from schemas.council import AgendaItem, Decision, ReviewSummary, SessionStart, VoteRecord
+from schemas.council import (
+    AgendaItem,
+    Choice,
+    Decision,
+    ReviewSummary,
+    SessionBudget,
+    SessionListItem,
+    SessionStart,
+    VoteRecord,
+    VoteSpec,
+)
 
 COUNCIL_MEMBERS_SQL = """
 SELECT id, name, role, institution_id FROM users WHERE role = 'council' ORDER BY id"""
@@ -164,3 +174,69 @@ async def record_decision(conn: Conn, d: Decision) -> None:
 
 async def close_session(conn: Conn, session_id: str, at: datetime) -> None:
     await conn.execute(CLOSE_SESSION_SQL, uuid.UUID(session_id), at)
+
+
+# The sessions a member sits on, open ones first, with how far each agenda has come.
+MEMBER_SESSIONS_SQL = """
+SELECT s.id, s.programme_id, p.name AS programme_name, s.name, s.status = 'open' AS open,
+       s.opened_at,
+       (SELECT count(*) FROM council_items i WHERE i.session_id = s.id) AS items,
+       (SELECT count(*) FROM decisions d WHERE d.session_id = s.id) AS decided,
+       (SELECT count(*) FROM votes v WHERE v.session_id = s.id AND v.member_id = $1) AS my_votes
+FROM council_sessions s JOIN programmes p ON p.id = s.programme_id
+WHERE $1 = ANY (s.members)
+ORDER BY s.status = 'open' DESC, s.opened_at DESC
+LIMIT $2"""
+MEMBER_VOTES_SQL = """
+SELECT application_id, choice, amount_rub, reason FROM votes
+WHERE session_id = $1 AND member_id = $2"""
+SESSION_BUDGET_SQL = """
+SELECT p.id, p.name, p.budget_rub,
+       coalesce((SELECT sum(CASE e.kind WHEN 'reserve' THEN e.amount_rub
+                                        WHEN 'release' THEN -e.amount_rub ELSE 0 END)
+                 FROM ledger_entries e WHERE e.programme_id = p.id), 0)::bigint AS reserved
+FROM council_sessions s JOIN programmes p ON p.id = s.programme_id
+WHERE s.id = $1"""
+
+
+async def member_sessions(db: Db, member_id: uuid.UUID, limit: int) -> list[SessionListItem]:
+    return [
+        SessionListItem(
+            session_id=str(r["id"]),
+            programme_id=str(r["programme_id"]),
+            programme_name=r["programme_name"],
+            name=r["name"],
+            open=r["open"],
+            opened_at=r["opened_at"],
+            items=r["items"],
+            decided=r["decided"],
+            my_votes=r["my_votes"],
+        )
+        for r in await db.fetch(MEMBER_SESSIONS_SQL, member_id, limit)
+    ]
+
+
+async def member_votes(db: Db, session_id: uuid.UUID, member_id: uuid.UUID) -> list[VoteSpec]:
+    """The member's latest vote on each item of the session."""
+    return [
+        VoteSpec(
+            application_id=str(r["application_id"]),
+            choice=Choice(r["choice"]),
+            amount_rub=r["amount_rub"],
+            reason=r["reason"],
+        )
+        for r in await db.fetch(MEMBER_VOTES_SQL, session_id, member_id)
+    ]
+
+
+async def session_budget(db: Db, session_id: uuid.UUID) -> SessionBudget | None:
+    r = await db.fetchrow(SESSION_BUDGET_SQL, session_id)
+    if r is None:
+        return None
+    return SessionBudget(
+        programme_id=str(r["id"]),
+        programme_name=r["name"],
+        budget_rub=r["budget_rub"],
+        reserved_rub=r["reserved"],
+        remaining_rub=r["budget_rub"] - r["reserved"],
+    )

@@ -52,8 +52,17 @@ def reviewers_only(reviewer: int) -> Expect:
     return each(403, stranger=303, reviewer=reviewer)
 
 
+def council_only(council: int) -> Expect:
+    return each(403, stranger=303, council=council)
+
+
+def coordinators_only(coordinator: int) -> Expect:
+    return each(403, stranger=303, coordinator=coordinator)
+
+
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
 TASK = "/reviews/{task_id}"
+SESSION_PAGE, SITE = "/council/{session_id}", "/sites/{site_id}"
 PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/sign-in"): each(303, stranger=200),
     ("GET", "/register"): each(303, stranger=200),
@@ -62,7 +71,8 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/set-password"): each(404),
     ("GET", "/reset-password"): each(404),
     ("GET", "/account"): signed_in(200),
-    ("GET", "/"): each(200, stranger=303, reviewer=303),  # a reviewer's start is the inbox
+    # A reviewer's start is the inbox; a council member's, its sessions; a coordinator's, sites.
+    ("GET", "/"): each(200, stranger=303, reviewer=303, council=303, coordinator=303),
     ("GET", "/calls"): signed_in(200),
     ("GET", "/calls/{programme_id}"): signed_in(200),
     ("GET", DRAFT): applicants_only(200),
@@ -75,6 +85,11 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", TASK): reviewers_only(200),
     ("GET", f"{TASK}/review"): reviewers_only(303),  # not accepted yet: back to the task
     ("GET", f"{TASK}/confirm"): reviewers_only(303),
+    ("GET", "/council"): council_only(200),
+    ("GET", SESSION_PAGE): council_only(200),
+    ("GET", f"{SESSION_PAGE}/standing"): council_only(200),
+    ("GET", "/sites"): coordinators_only(200),
+    ("GET", SITE): coordinators_only(404),  # another clinic's site, or none, is not found
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -91,6 +106,10 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{TASK}/decline"): reviewers_only(200),  # no reason: asked for one
     ("POST", f"{TASK}/review"): reviewers_only(303),  # the draft saved
     ("POST", f"{TASK}/submit"): reviewers_only(200),  # the draft incomplete: the form again
+    ("POST", f"{SESSION_PAGE}/votes"): council_only(303),  # not on the agenda: back to it
+    ("POST", f"{SITE}/accept"): coordinators_only(404),
+    ("POST", f"{SITE}/decline"): coordinators_only(404),
+    ("POST", f"{SITE}/report"): coordinators_only(404),
     # What ends something comes last, in this order.
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
@@ -109,6 +128,11 @@ BODIES: dict[str, dict[str, str]] = {
     f"{APP}/withdraw": {"reason": ""},
     f"{TASK}/decline": {"reason": ""},
     f"{TASK}/review": {"action": "save", "score_novelty": "5"},
+    f"{SESSION_PAGE}/votes": {
+        "application_id": "{application_id}",
+        "choice": "approve",
+        "reason": "Sound plan.",
+    },
 }
 
 
@@ -156,7 +180,15 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
     )
     assert reviewed.status_code == 201, reviewed.text
     task_id = await _task_of(site, members["reviewer"], reviewed.json()["id"])
+    session = await site.stack.api.post(
+        f"/v1/programmes/{programme['id']}/council-sessions",
+        json={"name": "World session", "member_ids": [members["council"].user.id]},
+        headers=members["admin"].user.headers,
+    )
+    assert session.status_code == 201, session.text
     values = {
+        "session_id": session.json()["session_id"],
+        "site_id": f"site-{uuid.uuid4()}-1",
         "task_id": task_id,
         "programme_id": programme["id"],
         "application_id": created.json()["id"],
