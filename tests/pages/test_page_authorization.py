@@ -54,6 +54,7 @@ def reviewers_only(reviewer: int) -> Expect:
 
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
 TASK = "/reviews/{task_id}"
+REPORT, EVALUATION = "/report-reviews/{application_id}/{seq}", "/evaluations/{application_id}"
 PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/sign-in"): each(303, stranger=200),
     ("GET", "/register"): each(303, stranger=200),
@@ -75,6 +76,9 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", TASK): reviewers_only(200),
     ("GET", f"{TASK}/review"): reviewers_only(303),  # not accepted yet: back to the task
     ("GET", f"{TASK}/confirm"): reviewers_only(303),
+    # Only the expert assigned to them; the world's reviewer is not, and its pilot has none.
+    ("GET", REPORT): reviewers_only(404),
+    ("GET", EVALUATION): reviewers_only(404),
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -91,6 +95,8 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{TASK}/decline"): reviewers_only(200),  # no reason: asked for one
     ("POST", f"{TASK}/review"): reviewers_only(303),  # the draft saved
     ("POST", f"{TASK}/submit"): reviewers_only(200),  # the draft incomplete: the form again
+    ("POST", REPORT): reviewers_only(404),
+    ("POST", EVALUATION): reviewers_only(404),
     # What ends something comes last, in this order.
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
@@ -161,6 +167,7 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
         "programme_id": programme["id"],
         "application_id": created.json()["id"],
         "draft_id": str(draft_id),
+        "seq": "1",
     }
     return World(members, values)
 
