@@ -549,6 +549,30 @@ async def test_users_read_only_their_own_notifications_page_by_page(
     assert [n["subject"] for n in theirs["items"]] == [f"Mine {n}" for n in reversed(range(5))]
 
 
+async def test_account_links_reach_the_mailbox_but_never_the_notifications_list(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    """A reset link read with the account's bearer token would let whoever holds the token
+    (a script, a leaked CLI config) set the password: the list leaves those e-mails out."""
+    from grantflow.services.account import request_password_reset, set_demo_password
+
+    user = await a_reviewer(make_user)
+    email = f"links-{uuid.uuid4().hex[:8]}@clinic.example"
+    await set_demo_password(stack.pool, uuid.UUID(user.id), email, "correct horse battery")
+    await add(stack, [note(user, "Before")])
+    await request_password_reset(stack.pool, stack.settings, email, client_addr="10.0.0.1")
+    await add(stack, [note(user, "After")])
+    outbox = await stack.pool.fetch(
+        "SELECT kind, body FROM notifications WHERE user_id = $1 ORDER BY id", uuid.UUID(user.id)
+    )
+    assert [r["kind"] for r in outbox] == ["reminder", "account_link", "reminder"]
+    assert "/reset-password?token=" in outbox[1]["body"]  # the mailbox has it
+    listed = await all_seen_by(stack, user, limit=1)  # the link would sit on its own page
+    assert [n["subject"] for n in listed] == ["After", "Before"]
+    assert all(n["kind"] != "account_link" for n in listed)
+    assert all("token=" not in (n["body"] or "") for n in listed)
+
+
 async def test_notifications_need_a_valid_token_and_valid_paging(
     stack: Stack, make_user: UserFactory
 ) -> None:

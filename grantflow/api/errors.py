@@ -11,12 +11,15 @@ import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from grantflow.pages import web
 from grantflow.services.errors import (
     Busy,
     Invalid,
@@ -100,14 +103,23 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         return validation_answer(exc)
 
+    # An address no route serves: a page in the reader's language, but under /v1 (and for
+    # the files and the docs) the API's JSON.
+    @app.exception_handler(404)
+    async def _not_found(request: Request, exc: Exception) -> Response:
+        if web.is_page(request):
+            return await web.page_error(request, 404, {})
+        assert isinstance(exc, HTTPException)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(405)
-    async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+    async def _method_not_allowed(request: Request, _: Exception) -> Response:
         # Starlette answers with the Allow of the first route matching the path only, so
         # `OPTIONS /v1/programmes` said `Allow: POST` although GET is there too.
-        allowed = ", ".join(_allowed_methods(app, request.scope))
-        return JSONResponse(
-            {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allowed}
-        )
+        allowed = {"Allow": ", ".join(_allowed_methods(app, request.scope))}
+        if web.is_page(request):
+            return await web.page_error(request, 405, allowed)
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=allowed)
 
     @app.exception_handler(ServiceError)
     async def _service_refused(_: Request, exc: ServiceError) -> JSONResponse:

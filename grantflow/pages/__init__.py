@@ -6,11 +6,20 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from grantflow.pages import account, application, council, programme, review, site
+from grantflow.pages import (
+    account,
+    application,
+    council,
+    pilot,
+    programme,
+    reporting,
+    review,
+    site,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter(include_in_schema=False)
 # One module per stage, as the API's routes; reviewer, council and admin pages join here.
-for module in (account, programme, application, review, council, site):
+for module in (account, programme, application, review, reporting, pilot, council, site):
     router.include_router(module.router)

@@ -65,7 +65,9 @@ async def home(request: Request, viewer: SignedIn, res: Res, cursor: str | None 
         return redirect(START[viewer.role])
     if viewer.role != Role.applicant:
         return render(request, "staff_home.html")
-    found = await application.page(res, viewer.caller, cursor=cursor, limit=50)
+    # A page of 20, newest first, and a link to older ones (keyset): a busy applicant's
+    # dashboard stays quick however many it has sent.
+    found = await application.page(res, viewer.caller, cursor=cursor, limit=20)
     drafts = await draft.mine(res, viewer.caller)
     names = await _programme_names(res, viewer, {d.programme_id for d in drafts})
     todo = sum(1 for a in found.items if (s := next_step(a)) is not None and s.yours)

@@ -6,6 +6,7 @@ language. A stage's internal name (`under_review`) never reaches an applicant.""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -298,12 +299,93 @@ REFUSALS = [
 ]
 
 
+SERVER_DOWN = N_("A server is down, so nothing was changed. Try again in a minute.")
+# The rest of the refusals a page can show (the services' and the workflows' validators'), by
+# their whole wording; a number they name ("report 2") is said again in the translation.
+REFUSAL_PATTERNS = [
+    (
+        r"too many changes to this object in flight.*",
+        N_("Too many changes at once. Try again in a second."),
+    ),
+    (r"the workflow service is unavailable.*", SERVER_DOWN),
+    (r"this needs the role .*", N_("Your role may not do this.")),
+    (
+        r"your account has no institution",
+        N_("Your account names no institution: ask the operator to add it."),
+    ),
+    (
+        r"this draft was submitted; it can no longer be changed",
+        N_("This draft was submitted: it can no longer be changed."),
+    ),
+    (
+        r"this draft was submitted; it can no longer be deleted",
+        N_("This draft was submitted: it can no longer be deleted."),
+    ),
+    (
+        r"a draft is submitted to its own programme",
+        N_("A draft is submitted to the call it was started for."),
+    ),
+    (r"no such review task|no such task on this application", N_("There is no such task.")),
+    (r"this review task is not yours", N_("This task is not yours.")),
+    (r"this review task is \w+", N_("This task is no longer open.")),
+    (r"this review has already been submitted", N_("This review has already been submitted.")),
+    (
+        r"accept the task before submitting a review",
+        N_("Accept the task before submitting a review."),
+    ),
+    (
+        r"the task is no longer open; its review cannot be changed",
+        N_("The task is no longer open: its review cannot be changed."),
+    ),
+    (r"the draft is too long", N_("The draft is too long.")),
+    (
+        r"(missing scores|unknown criteria|scores must be) .*",
+        N_("Some scores are missing or out of range: check the form."),
+    ),
+    (
+        r"report (?P<seq>\d+) is \w+, not submitted",
+        N_("Report %(seq)s is not waiting for a decision."),
+    ),
+    (r"report (?P<seq>\d+) is \w+", N_("Report %(seq)s cannot change now.")),
+    (r"there is no report (?P<seq>\d+)", N_("There is no report %(seq)s.")),
+    (
+        r"report (?P<seq>\d+) must be accepted before the final one",
+        N_("Report %(seq)s must be accepted before the final one."),
+    ),
+    (
+        r"accepting the final report needs the project's outcome",
+        N_("To accept the final report, say how the project ends."),
+    ),
+    (
+        r"only accepting the final report sets the outcome",
+        N_("Only accepting the final report says how the project ends."),
+    ),
+    (
+        r"only an admin or the assigned expert can review a report",
+        N_("Only the expert assigned to these reports (or an admin) may decide on them."),
+    ),
+    (r"the agreement is \w+", N_("The agreement is not in force, so its reports cannot change.")),
+    (
+        r"only the pilot's evaluator can evaluate it",
+        N_("Only the pilot's evaluator may evaluate it."),
+    ),
+    (
+        r"the pilot is \w+, not being evaluated",
+        N_("The pilot is not waiting for an evaluation now."),
+    ),
+]
+_PATTERNS = [(re.compile(pattern), said) for pattern, said in REFUSAL_PATTERNS]
+
+
 def refusal(message: str) -> str:
-    """A service's refusal as the page shows it: in the reader's language where it is one an
-    applicant meets, else in the service's own words."""
+    """A service's refusal as the page shows it, in the reader's language; one not in the
+    catalogue stays in the service's own words."""
     for start, within, said in REFUSALS:
         if message.startswith(start) and within in message:
             return i18n.gettext(said)
+    for pattern, said in _PATTERNS:
+        if found := pattern.fullmatch(message):
+            return i18n.gettext(said, **found.groupdict())
     return message
 
 

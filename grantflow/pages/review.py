@@ -5,6 +5,7 @@ function as the JSON API; the other reviews show only once the reviewer's own is
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ def reviewer(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
 
 ReviewerViewer = Annotated[Viewer, Depends(reviewer)]
 
+PAST = 50  # ended tasks read for "my past reviews": each costs a card with a date
 RECENT = timedelta(days=14)  # how long an ended task stays in the inbox, said as ended
 STATUS = {
     TaskStatus.offered: N_("Offered to you"),
@@ -62,6 +64,9 @@ DONE = {
     "declined": N_("You declined the task. The application goes to another expert."),
     "accepted": N_("You accepted the task. Your review is due by the date below."),
     "submitted": N_("Your review is submitted. Thank you."),
+    "report_accepted": N_("The report is accepted. The applicant is told."),
+    "report_returned": N_("The report is returned to the applicant with your comment."),
+    "evaluated": N_("Your evaluation is sent. The programme's staff decide on the pilot."),
 }
 
 
@@ -119,22 +124,31 @@ async def inbox(request: Request, viewer: ReviewerViewer, res: Res) -> Response:
         if t.closed_at > since and t.item.status != TaskStatus.submitted
     ]
     reports = await reporting.to_review(res, viewer.caller)
-    pilots = await pilot.evaluations(res, viewer.caller)
+    pilots = await _pilots(res, viewer)
     context = _context(
         tasks=found.items, ended=ended, reports=reports, pilots=pilots, done=_done(request)
     )
     return render(request, "review_inbox.html", context)
 
 
+async def _pilots(res: Res, viewer: Viewer) -> list[tuple[str, str]]:
+    """The pilots waiting for the viewer's evaluation, each with its project's title."""
+    found = []
+    for application_id in await pilot.evaluations(res, viewer.caller):
+        state = await pilot.get(res, viewer.caller, uuid.UUID(application_id))
+        found.append((application_id, state.sites[0].title if state.sites else application_id))
+    return found
+
+
 @router.get("/reviews/past")
 async def past(request: Request, viewer: ReviewerViewer, res: Res) -> Response:
-    """The reviews I submitted, the latest first."""
+    """The reviews I submitted, the latest first (the last PAST of my ended tasks)."""
     done = [
         t
-        for t in await review.closed(res, viewer.caller, limit=200)
+        for t in await review.closed(res, viewer.caller, limit=PAST)
         if t.item.status == TaskStatus.submitted
     ]
-    return render(request, "review_past.html", _context(tasks=done))
+    return render(request, "review_past.html", _context(tasks=done, limit=PAST))
 
 
 # --- a task ----------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jinja2_fragments import render_block
 
 from grantflow import i18n
+from grantflow.api.context import one_line, raised_at
 from grantflow.pages import display, forms
+from grantflow.pages.display import N_
 from grantflow.services import account as accounts
 from grantflow.services.account import Account
 from grantflow.services.context import Caller, Resources
@@ -50,6 +52,22 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
+}
+
+
+# The JSON API, its documentation and the files keep their own answers; any other address is
+# a page's, and its errors are pages in the viewer's language.
+NOT_PAGES = ("/v1/", "/static/", "/healthz", "/docs", "/redoc", "/openapi.json")
+STATUS_MESSAGES = {
+    404: N_("There is no such page, or it is not yours."),
+    405: N_("This page cannot be reached that way. Go back and use its links and buttons."),
+    422: N_("The address of this page is not valid. Go back and use its links."),
+    500: N_(
+        "Something went wrong on our side. Try again; if it happens again, tell us this "
+        "number: %(request_id)s."
+    ),
+    502: display.SERVER_DOWN,
+    503: display.SERVER_DOWN,
 }
 
 
@@ -111,6 +129,14 @@ def _csrf_for(secret: str, binding: str) -> str:
     return hmac.new(secret.encode(), f"csrf:{binding}".encode(), hashlib.sha256).hexdigest()
 
 
+def _locale_before_sign_in(request: Request) -> str:
+    """The language chosen on the page (a cookie), else the browser's Accept-Language."""
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in i18n.LOCALES:
+        return chosen
+    return i18n.negotiate(request.headers.get("accept-language"))
+
+
 async def _viewer(request: Request, res: Resources) -> Viewer:
     session_id = request.cookies.get(SESSION_COOKIE)
     found = await accounts.session(res.pool, session_id) if session_id else None
@@ -118,13 +144,7 @@ async def _viewer(request: Request, res: Resources) -> Viewer:
     if found is not None:
         locale, zone = found.locale, found.time_zone
     else:
-        chosen = request.cookies.get(LANG_COOKIE)
-        locale = (
-            chosen
-            if chosen in i18n.LOCALES
-            else i18n.negotiate(request.headers.get("accept-language"))
-        )
-        zone = i18n.DEFAULT_TIME_ZONE
+        locale, zone = _locale_before_sign_in(request), i18n.DEFAULT_TIME_ZONE
     binding = session_id if found is not None and session_id else anon_id
     return Viewer(
         account=found,
@@ -193,6 +213,8 @@ class PageRoute(APIRoute):
                     response = RedirectResponse(f"/sign-in?next={target}", status_code=303)
                 except ServiceError as exc:
                     response = refusal_page(request, exc)
+                except Exception as exc:  # a fault: a page, in the viewer's language
+                    response = await _fault_page(request, exc)
             if ANON_COOKIE not in request.cookies:
                 set_cookie(response, viewer, ANON_COOKIE, viewer.anon_id, 60 * 60 * 24 * 30)
             if request.cookies.get(SESSION_COOKIE) and viewer.account is None:
@@ -202,6 +224,79 @@ class PageRoute(APIRoute):
             return response
 
         return page
+
+
+async def _fault_page(request: Request, exc: Exception) -> HTMLResponse:
+    """What the JSON API would answer (a 503 for a server that is down, a 422 for a bad
+    address), said as a page; anything unexpected is a 500 logged in one line, as the API's
+    safety net logs it, with the request id to quote."""
+    handler = next(
+        (
+            request.app.exception_handlers[cls]
+            for cls in type(exc).__mro__
+            if cls in request.app.exception_handlers
+        ),
+        None,
+    )
+    if handler is not None:
+        try:
+            answered: Response = await handler(request, exc)
+            return error_answer(request, answered.status_code)
+        except Exception as again:  # the handler passed it on: it is a fault after all
+            exc = again
+    log.error(
+        "unexpected error",
+        method=request.method,
+        path=ascii(request.url.path)[1:-1][:200],
+        error=one_line(f"{type(exc).__name__}: {exc}"),
+        at=raised_at(exc.__traceback__),
+    )
+    return error_answer(request, 500)
+
+
+def error_answer(request: Request, status: int) -> HTMLResponse:
+    """The error page for `status`, in the viewer's language."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id", "")
+    said = STATUS_MESSAGES.get(status, STATUS_MESSAGES[500] if status >= 500 else None)
+    message = i18n.gettext(said, request_id=request_id) if said else ""
+    return error_page(request, status, message)
+
+
+def is_page(request: Request) -> bool:
+    """Whether the address is a page's (its errors are pages) rather than the API's."""
+    path = request.url.path
+    return path != "/v1" and not path.startswith(NOT_PAGES)
+
+
+async def page_error(request: Request, status: int, headers: Mapping[str, str]) -> Response:
+    """An error page for an address no page route served (no such page, a method it does
+    not take): the viewer found as a page finds it, and the page's headers."""
+    res = resources(request)
+    try:
+        viewer = await _viewer(request, res)
+    except Exception:  # the database is down: still a page, for a stranger
+        log.warning("error page without the session", path=request.url.path)
+        viewer = _stranger(request, res)
+    request.state.viewer = viewer
+    i18n.set_locale(viewer.locale)
+    response = error_answer(request, status)
+    response.headers.update(headers)
+    response.headers.setdefault("cache-control", "no-store")
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _stranger(request: Request, res: Resources) -> Viewer:
+    anon_id = request.cookies.get(ANON_COOKIE) or secrets.token_urlsafe(24)
+    return Viewer(
+        account=None,
+        session_id=None,
+        anon_id=anon_id,
+        locale=_locale_before_sign_in(request),
+        time_zone=i18n.DEFAULT_TIME_ZONE,
+        csrf=_csrf_for(res.settings.secret_key, anon_id),
+        secure=res.settings.env != "development",
+    )
 
 
 def _forget_stale_session(response: Response) -> None:

@@ -58,7 +58,7 @@ LIMIT $1"""
 PAGE_SQL = """
 SELECT id, kind, subject, body, application_id, task_id, created_at, delivered_at
 FROM notifications
-WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2)
+WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2) AND kind <> ALL($4::text[])
 ORDER BY id DESC
 LIMIT $3"""
 
@@ -186,16 +186,22 @@ async def deliver_pending(
 
 
 async def page(
-    db: Db, user_id: uuid.UUID, *, cursor: str | None, limit: int
+    db: Db,
+    user_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+    hidden: Sequence[NotificationKind] = (),
 ) -> tuple[list[NotificationPublic], str | None]:
-    """A user's notifications, newest first; the cursor is the last id of the page."""
+    """A user's notifications, newest first, but for the `hidden` kinds; the cursor is the
+    last id of the page."""
     try:
         before = int(cursor) if cursor else None
     except ValueError:
         raise ValueError("invalid cursor") from None
     if before is not None and not 0 < before < 2**63:  # an id is a positive bigint
         raise ValueError("invalid cursor")
-    rows = await db.fetch(PAGE_SQL, user_id, before, limit + 1)
+    rows = await db.fetch(PAGE_SQL, user_id, before, limit + 1, [k.value for k in hidden])
     items = [_public(r) for r in rows[:limit]]
     return items, str(items[-1].id) if len(rows) > limit else None
 

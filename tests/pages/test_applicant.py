@@ -25,6 +25,7 @@ from tests.pages.conftest import (
     open_programme,
     person,
     shoot,
+    signed_in_client,
     visit,
     with_password,
 )
@@ -323,3 +324,33 @@ async def test_without_javascript_a_draft_is_written_saved_and_kept_across_sign_
         await expect(
             page.get_by_role("link", name="Tele-rehabilitation after stroke")
         ).to_be_visible()
+
+
+@pytest.mark.timeout(60)
+async def test_an_address_with_no_page_is_a_page_in_the_readers_language_but_the_api_stays_json(
+    site: Site, stack: Stack, make_user: UserFactory
+) -> None:
+    async with site.client(headers={"accept-language": "ru"}) as stranger:
+        missing = await stranger.get("/no-such-page")
+        wrong_method = await stranger.delete("/sign-in")
+        api = await stranger.get("/v1/no-such-thing")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert '<html lang="ru">' in missing.text
+    assert "Такой страницы нет, или она не ваша." in missing.text
+    assert missing.headers["content-security-policy"].startswith("default-src 'self'")
+    assert wrong_method.status_code == 405
+    assert "Так эту страницу открыть нельзя." in wrong_method.text
+    assert "POST" in wrong_method.headers["allow"]
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+    reviewer = await make_user(Role.reviewer, specialty=f"nowhere-{uuid.uuid4().hex[:6]}")
+    member = await with_password(stack, reviewer)  # reads English
+    async with signed_in_client(site, member) as client:
+        bad_address = await client.get("/report-reviews/nothing/first")  # a report's number
+        no_page = await client.get("/applications/first/nowhere")
+    assert bad_address.status_code == 422
+    assert "The address of this page is not valid." in bad_address.text
+    assert no_page.status_code == 404
+    assert "There is no such page, or it is not yours." in no_page.text
+    assert '<html lang="en">' in no_page.text

@@ -63,6 +63,7 @@ def coordinators_only(coordinator: int) -> Expect:
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
 TASK = "/reviews/{task_id}"
 SESSION_PAGE, SITE = "/council/{session_id}", "/sites/{site_id}"
+REPORT, EVALUATION = "/report-reviews/{application_id}/{seq}", "/evaluations/{application_id}"
 PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/sign-in"): each(303, stranger=200),
     ("GET", "/register"): each(303, stranger=200),
@@ -90,6 +91,9 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", f"{SESSION_PAGE}/standing"): council_only(200),
     ("GET", "/sites"): coordinators_only(200),
     ("GET", SITE): coordinators_only(404),  # another clinic's site, or none, is not found
+    # Only the expert assigned to them; the world's reviewer is not, and its pilot has none.
+    ("GET", REPORT): reviewers_only(404),
+    ("GET", EVALUATION): reviewers_only(404),
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -110,6 +114,8 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{SITE}/accept"): coordinators_only(404),
     ("POST", f"{SITE}/decline"): coordinators_only(404),
     ("POST", f"{SITE}/report"): coordinators_only(404),
+    ("POST", REPORT): reviewers_only(404),
+    ("POST", EVALUATION): reviewers_only(404),
     # What ends something comes last, in this order.
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
@@ -193,6 +199,7 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
         "programme_id": programme["id"],
         "application_id": created.json()["id"],
         "draft_id": str(draft_id),
+        "seq": "1",
     }
     return World(members, values)
 

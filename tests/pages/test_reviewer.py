@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Russian is what these tests read: its letters are meant
 """A reviewer's work in the browser, in Russian and in English: the inbox by deadline, one task
 declined for a conflict of interest, another accepted after the declaration, the review written
 and kept as a draft across a sign-out, checked (the error beside its field) and submitted; the
@@ -16,12 +17,16 @@ from tests.conftest import SESSION, Stack, User, UserFactory, application_body, 
 from tests.pages.conftest import (
     Member,
     Site,
+    csrf,
     open_programme,
     person,
     signed_in_client,
     visit,
     with_password,
 )
+from tests.test_agreement import agreement
+from tests.test_council import Council
+from tests.test_pilot import Project
 
 pytestmark = [SESSION, pytest.mark.slow]  # a real browser: Chromium through Playwright
 
@@ -257,3 +262,143 @@ async def test_the_inbox_says_overdue_and_keeps_a_task_taken_away_in_sight(
     assert 'class="deadline overdue"' in inbox and "Overdue" in inbox
     assert "Ended lately" in inbox and "Taken away from you" in inbox
     assert "The reviewer is on leave." in inbox
+
+    # The workflow's refusal reaches the page in the reader's language.
+    await set_preferences(stack.pool, uuid.UUID(me.user.id), locale="ru")
+    async with signed_in_client(site, me) as client:
+        token = await csrf(client, f"/reviews/{taken_task}")
+        refused = await client.post(
+            f"/reviews/{taken_task}/accept", data={"no_conflict": "on", "csrf_token": token}
+        )
+    assert refused.status_code == 200
+    assert "Это задание уже закрыто." in refused.text
+    assert "this review task is" not in refused.text
+
+
+# --- report reviews and pilot evaluations ------------------------------------------------------
+
+REPORT_SAYS = {
+    "ru": {
+        "reports": "Отчёты на оценку",
+        "pilots": "Пилотные испытания на оценку",
+        "decision_error": "Выберите один из вариантов.",
+        "fill": "Заполните это поле.",
+        "returned": "Отчёт возвращён заявителю с вашим комментарием.",
+        "return": "Вернуть на доработку",
+        "implement": "Внедрить в клиниках",
+        "send_decision": "Отправить решение",
+        "send_evaluation": "Отправить оценку",
+        "evaluated": "Ваша оценка отправлена.",
+        "language": "English",
+    },
+    "en": {
+        "reports": "Reports to assess",
+        "pilots": "Pilots to evaluate",
+        "decision_error": "Choose one of the options.",
+        "fill": "Fill this in.",
+        "returned": "The report is returned to the applicant with your comment.",
+        "return": "Return it for changes",
+        "implement": "Implement it in the clinics",
+        "send_decision": "Send the decision",
+        "send_evaluation": "Send the evaluation",
+        "evaluated": "Your evaluation is sent.",
+        "language": "Русский",
+    },
+}
+
+
+async def sign_in_any(page: Page, site: Site, member: Member) -> None:
+    await page.goto(f"{site.url}/sign-in")
+    await page.locator("#f-email").fill(member.email)
+    await page.locator("#f-password").fill(member.password)
+    await page.locator("main form button[type=submit]").click()
+    await page.wait_for_url(f"{site.url}/reviews")
+
+
+async def switch_language(page: Page, to: str) -> None:
+    """The language button in the page's header (remembered for the signed-in user)."""
+    await page.get_by_role("button", name=to).click()
+    await page.wait_for_load_state("load")
+
+
+@pytest.mark.timeout(300)
+async def test_an_expert_returns_a_report_and_evaluates_a_pilot_in_both_languages(
+    site: Site, stack: Stack, make_user: UserFactory, browser: Browser
+) -> None:
+    """The report is read in Russian (its errors beside their fields) and returned in English;
+    the pilot is read in English and evaluated in Russian."""
+    admin = await make_user(Role.admin)
+    applicant = await make_user(Role.applicant)
+    council = Council(stack, admin, make_user)
+    project = await Project.accepted(
+        council, applicant, tranche_interval=3600, report_interval=1800
+    )
+    assigned = await stack.api.post(
+        f"/v1/admin/applications/{project.app['id']}/reports/reviewer",
+        json={"reason": "The admins are short of time."},
+        headers=admin.headers,
+    )
+    assert assigned.status_code == 200, assigned.text
+    chosen = assigned.json()["report_reviewer"]["user_id"]
+    expert = next(r for r in council.reviewers if r.id == chosen)
+    member = await with_password(stack, expert)
+    await set_preferences(stack.pool, uuid.UUID(expert.id), locale="ru")
+    assert (await project.report(1, "Quarter one: 40 000 studies labelled.")).status_code == 200
+
+    async with person(browser, locale="ru") as page:
+        ru, en = REPORT_SAYS["ru"], REPORT_SAYS["en"]
+        await sign_in_any(page, site, member)
+        await expect(page.get_by_role("heading", name=ru["reports"])).to_be_visible()
+        await page.locator(f'a[href="/report-reviews/{project.app["id"]}/1"]').click()
+        await expect(page.get_by_text("Quarter one: 40 000 studies labelled.")).to_be_visible()
+        await visit(page, "ru-reviewer-09-report")
+        await page.get_by_role("button", name=ru["send_decision"]).click()
+        await expect(page.locator("#f-decision-error")).to_contain_text(ru["decision_error"])
+        await expect(page.locator("#f-comment-error")).to_contain_text(ru["fill"])
+        await expect(page.locator("#f-decision-accept")).to_be_focused()
+        await visit(page, "ru-reviewer-10-report-errors")
+        await page.locator("#f-comment").fill("Please add the numbers per clinic.")
+        await switch_language(page, ru["language"])
+        # The language button reloads the page: the form again, in English, as it was.
+        await page.get_by_label(en["return"]).check()
+        await page.locator("#f-comment").fill("Please add the numbers per clinic.")
+        await visit(page, "en-reviewer-09-report")
+        await page.get_by_role("button", name=en["send_decision"]).click()
+        await page.wait_for_url("**/reviews?done=report_returned")
+        await expect(page.get_by_text(en["returned"])).to_be_visible()
+        await visit(page)
+    state = await agreement(council, applicant, project.app)
+    assert state["reports"][0]["status"] == "returned"
+    assert state["reports"][0]["comment"] == "Please add the numbers per clinic."
+
+    # The pilot: one clinic, its report in, then the evaluator's page.
+    clinic = await project.coordinator()
+    assert (await project.plan(clinic)).status_code == 200
+    assert (await project.site(clinic, "acceptance", status="proposed")).status_code == 200
+    assert (await project.report_site(clinic)).status_code == 200
+    await project.status("evaluating")
+    evaluator = await project.evaluator()
+    judge = member if evaluator.id == expert.id else await with_password(stack, evaluator)
+    await set_preferences(stack.pool, uuid.UUID(evaluator.id), locale="en")
+    async with person(browser, locale="en") as page:
+        ru, en = REPORT_SAYS["ru"], REPORT_SAYS["en"]
+        await sign_in_any(page, site, judge)
+        await expect(page.get_by_role("heading", name=en["pilots"])).to_be_visible()
+        await page.locator(f'a[href="/evaluations/{project.app["id"]}"]').click()
+        await expect(page.get_by_role("cell", name="patients").first).to_be_visible()
+        await visit(page, "en-reviewer-10-evaluation")
+        await page.get_by_role("button", name=en["send_evaluation"]).click()
+        await expect(page.locator("#f-recommendation-error")).to_contain_text(en["decision_error"])
+        await expect(page.locator("#f-comments-error")).to_contain_text(en["fill"])
+        await visit(page)
+        await switch_language(page, en["language"])
+        await page.get_by_label(ru["implement"]).check()
+        await page.locator("#f-comments").fill("Оба показателя достигнуты.")
+        await visit(page, "ru-reviewer-11-evaluation")
+        await page.get_by_role("button", name=ru["send_evaluation"]).click()
+        await page.wait_for_url("**/reviews?done=evaluated")
+        await expect(page.get_by_text(ru["evaluated"])).to_be_visible()
+        await visit(page)
+    pilot = await project.pilot()
+    assert pilot["status"] == "deciding"
+    assert pilot["evaluation"]["recommendation"] == "implement"
