@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from grantflow.dev import embedded
 from grantflow.dev.embedded import EmbeddedPostgres, free_port, postgres_bindir
-from grantflow.dev.startup import StartupError, home_lock
+from grantflow.dev.startup import StartupError, home_lock, require_servers
 from tests.conftest import SESSION
 
 pytestmark = [
@@ -157,6 +157,14 @@ def test_a_temporal_address_where_nobody_answers(place: Path) -> None:
         "refused): start that Temporal server or correct TEMPORAL_ADDRESS (unset, grantflow "
         "uses its own)"
     )
+
+
+def test_urls_a_tcp_probe_cannot_try_are_left_to_the_driver() -> None:
+    """A Unix socket or several hosts: no false refusal (the driver says what is wrong)."""
+    require_servers(None, "postgresql:///grantflow?host=/nonexistent/socket-dir")
+    require_servers(None, f"postgresql://u@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/x")
+    with pytest.raises(StartupError, match="where nobody answers"):
+        require_servers(None, f"postgresql://u@127.0.0.1:{free_port()}/x")
 
 
 @SESSION

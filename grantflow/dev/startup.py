@@ -93,12 +93,10 @@ def require_answering(
 def require_servers(temporal_address: str | None, database_url: str | None) -> None:
     """The real servers the environment names answer (the embedded ones are started instead
     when it names none)."""
-    if database_url:
-        url = urlsplit(database_url)
+    if database_url and (address := _tcp_address(database_url)):
         require_answering(
             "DATABASE_URL",
-            url.hostname,
-            url.port or 5432,
+            *address,
             "start that PostgreSQL or correct DATABASE_URL (unset, grantflow uses its own)",
         )
     if temporal_address:
@@ -110,6 +108,16 @@ def require_servers(temporal_address: str | None, database_url: str | None) -> N
             "start that Temporal server or correct TEMPORAL_ADDRESS (unset, grantflow uses "
             "its own)",
         )
+
+
+def _tcp_address(database_url: str) -> tuple[str, int] | None:
+    """The one host and port a URL names; None for what a TCP probe cannot try (a Unix
+    socket, several hosts), which is left to the driver."""
+    try:
+        url = urlsplit(database_url)
+        return (url.hostname, url.port or 5432) if url.hostname else None
+    except ValueError:  # several hosts: "h1:5432,h2:5432" is no port
+        return None
 
 
 @contextlib.contextmanager
