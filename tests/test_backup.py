@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from grantflow.dev import backup as backups
+from grantflow.settings import Settings
 from tests.conftest import SESSION, application_body, programme_body
 from tests.test_dev import (
     GRANTFLOW,
@@ -29,7 +31,7 @@ from tests.test_dev import (
 )
 
 # Blocking work (subprocesses, polling) runs in a thread, as in tests/test_dev.py.
-pytestmark = [SESSION, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 WITHIN = 30.0
 # Second-scale where nothing should lapse meanwhile: one review each, the council's three.
 PARAMS = {
@@ -139,6 +141,7 @@ def consistent(env: dict[str, str]) -> bool:
     return checked.returncode == 0 and "workflows and rows agree" in checked.stdout
 
 
+@SESSION
 @pytest.mark.timeout(2 * START_WITHIN + 4 * STOP_WITHIN + 240)
 async def test_a_backup_restores_every_application_where_it_was(place: Path) -> None:
     await asyncio.to_thread(backup_restores_every_application_where_it_was, place)
@@ -204,3 +207,22 @@ def backup_restores_every_application_where_it_was(tmp_path: Path) -> None:
         people.reaches(heard, "approved")
         until(lambda: consistent(restored_env), "check --all consistent after moving on")
         stop(dev, times=2)  # the restore's own PostgreSQL stopped once in this home already
+
+
+def test_a_backup_needs_the_running_embedded_stack(place: Path) -> None:
+    home = place / "home"
+    refusal = backups.BackupError
+    with pytest.raises(refusal) as none_running:
+        backups.backup(Settings(home=home), place / "out", lambda *_: None)
+    assert str(none_running.value) == (
+        f"no running grantflow stack under {home}: start it with `make run` (a backup is taken "
+        "from the running stack)"
+    )
+    real = Settings(home=home, database_url="postgresql://db/grantflow")
+    with pytest.raises(refusal) as of_real_servers:
+        backups.backup(real, place / "out", lambda *_: None)
+    assert str(of_real_servers.value) == (
+        "`grantflow backup` works on the embedded stack, but DATABASE_URL names a real server: "
+        "unset it, or back up the real servers as docs/operations.md says"
+    )
+    assert not (place / "out").exists()

@@ -114,8 +114,9 @@ def _refuse_real_servers(settings: Settings, what: str) -> None:
     ]
     if named:
         raise BackupError(
-            f"`grantflow {what}` works on the embedded stack, but {' and '.join(named)} name "
-            "real servers: unset them, or back those up as docs/operations.md says"
+            f"`grantflow {what}` works on the embedded stack, but {' and '.join(named)} "
+            f"{'name real servers' if len(named) > 1 else 'names a real server'}: unset it, or "
+            "back up the real servers as docs/operations.md says"
         )
 
 
