@@ -1,12 +1,10 @@
-"""The shape of docker-compose.yml (and the Dockerfile it builds).
+"""The shape of docker-compose.yml (and the Dockerfile and deploy/ files it mounts).
 
 No Docker engine runs where this project is developed or tested, so `docker compose config` or
 `up` cannot catch a broken file. It is kept honest instead by this test, which checks the
-wiring between services (names, URLs, ports, start order, secrets), and by reading the images'
-own documentation for their environment variables: the names allowed below come from
-temporalio/docker-builds (docker-readme/auto-setup.md, docker-readme/server.md,
-docker/auto-setup.sh), temporalio/ui (server/docker/config-template.yaml) and
-docker-library/docs (postgres/content.md).
+wiring between services (names, URLs, ports, start order, secrets, mounted files), and by
+reading the images' own documentation for their environment variables: each list of allowed
+names below says where it comes from.
 """
 
 from __future__ import annotations
@@ -30,23 +28,46 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 
-TEMPORAL_SERVICES = {"temporal-db", "temporal", "temporal-ui"}
+TEMPORAL_SERVICES = {
+    "temporal-db",
+    "temporal-schema",
+    "temporal",
+    "temporal-namespace",
+    "temporal-ui",
+}
 APP_SERVICES = {"migrate", "worker", "api"}
-EXPECTED_SERVICES = TEMPORAL_SERVICES | APP_SERVICES | {"app-db"}
+OPERATOR_SERVICES = {"proxy", "prometheus", "grafana"}
+EXPECTED_SERVICES = TEMPORAL_SERVICES | APP_SERVICES | OPERATOR_SERVICES | {"app-db"}
 APP_ENV = {"GRANTFLOW_ENV", "GRANTFLOW_LOG_FORMAT", "GRANTFLOW_SECRET_KEY"}
+# The first Temporal release with frontend.enableCancelWorkerPollsOnShutdown
+# (common/dynamicconfig/constants.go in temporalio/temporal: absent at v1.30.6, present at
+# v1.31.0), which grantflow's worker drain relies on.
+DRAIN_SETTING = "frontend.enableCancelWorkerPollsOnShutdown"
+FIRST_TEMPORAL_WITH_DRAIN = (1, 31, 0)
 
-# The temporalio/auto-setup variables this file may set: documented in docker-readme/ and read
-# by docker/auto-setup.sh or the server's config template (LOG_LEVEL, NUM_HISTORY_SHARDS). A
-# misspelt name is silently ignored by the image, so it must fail here instead.
-AUTO_SETUP_ENV = {
-    "DB", "DB_PORT", "DBNAME", "VISIBILITY_DBNAME", "SKIP_SCHEMA_SETUP", "SKIP_DB_CREATE",
+# The temporalio/server variables this file may set, read by the server's embedded config
+# template (common/config/config_template_embedded.yaml in temporalio/temporal, v1.31: the
+# PostgreSQL, listening, logging and metrics ones) and by the image's entrypoint
+# (docker/scripts/sh/entrypoint.sh: BIND_ON_IP, TEMPORAL_BROADCAST_ADDRESS). A misspelt name is
+# silently ignored by the image, so it must fail here instead.
+SERVER_ENV = {
+    "DB", "DB_PORT", "DBNAME", "VISIBILITY_DBNAME", "VISIBILITY_DB_PORT",
     "POSTGRES_SEEDS", "POSTGRES_USER", "POSTGRES_PWD",
-    "POSTGRES_TLS_ENABLED", "POSTGRES_TLS_DISABLE_HOST_VERIFICATION", "POSTGRES_TLS_CERT_FILE",
-    "POSTGRES_TLS_KEY_FILE", "POSTGRES_TLS_CA_FILE", "POSTGRES_TLS_SERVER_NAME",
-    "TEMPORAL_ADDRESS", "SKIP_DEFAULT_NAMESPACE_CREATION", "DEFAULT_NAMESPACE",
-    "DEFAULT_NAMESPACE_RETENTION", "SKIP_ADD_CUSTOM_SEARCH_ATTRIBUTES",
-    "DYNAMIC_CONFIG_FILE_PATH", "BIND_ON_IP", "TEMPORAL_BROADCAST_ADDRESS", "LOG_LEVEL",
-    "NUM_HISTORY_SHARDS",
+    "VISIBILITY_POSTGRES_SEEDS", "VISIBILITY_POSTGRES_USER", "VISIBILITY_POSTGRES_PWD",
+    "SQL_TLS_ENABLED", "SQL_CA", "SQL_CERT", "SQL_CERT_KEY", "SQL_HOST_VERIFICATION",
+    "SQL_HOST_NAME", "SQL_MAX_CONNS", "SQL_MAX_IDLE_CONNS", "SQL_MAX_CONN_TIME",
+    "SQL_VIS_MAX_CONNS", "SQL_VIS_MAX_IDLE_CONNS", "SQL_VIS_MAX_CONN_TIME",
+    "BIND_ON_IP", "TEMPORAL_BROADCAST_ADDRESS", "DYNAMIC_CONFIG_FILE_PATH", "LOG_LEVEL",
+    "NUM_HISTORY_SHARDS", "PROMETHEUS_ENDPOINT", "PROMETHEUS_TIMER_TYPE",
+    "FRONTEND_GRPC_PORT", "FRONTEND_HTTP_PORT", "PUBLIC_FRONTEND_ADDRESS",
+}  # fmt: skip
+# temporalio/admin-tools: temporal-sql-tool's flags that read the environment (tools/sql/main.go
+# in temporalio/temporal, `EnvVar:`); the image sets none of its own (docker/targets/
+# admin-tools.Dockerfile).
+ADMIN_TOOLS_ENV = {
+    "SQL_HOST", "SQL_PORT", "SQL_USER", "SQL_PASSWORD", "SQL_DATABASE", "SQL_PLUGIN",
+    "SQL_CONNECT_ATTRIBUTES", "SQL_TLS", "SQL_TLS_CERT_FILE", "SQL_TLS_KEY_FILE",
+    "SQL_TLS_CA_FILE", "SQL_TLS_SERVER_NAME", "SQL_TLS_DISABLE_HOST_VERIFICATION",
 }  # fmt: skip
 UI_ENV = {
     "TEMPORAL_ADDRESS", "TEMPORAL_UI_PORT", "TEMPORAL_CORS_ORIGINS", "TEMPORAL_UI_PUBLIC_PATH",
@@ -54,6 +75,17 @@ UI_ENV = {
     "TEMPORAL_DISABLE_WRITE_ACTIONS",
 }  # fmt: skip
 POSTGRES_ENV = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_INITDB_ARGS"}
+# grafana/grafana: GF_<SECTION>_<KEY> overrides a key of grafana.ini ("Override configuration
+# with environment variables", grafana.com/docs/grafana/latest/setup-grafana/
+# configure-grafana/); these are [security] admin_user and admin_password, [users]
+# allow_sign_up and [auth.anonymous] enabled.
+GRAFANA_ENV = {
+    "GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD", "GF_USERS_ALLOW_SIGN_UP",
+    "GF_AUTH_ANONYMOUS_ENABLED",
+}  # fmt: skip
+# Read by uvicorn itself, not by grantflow's settings: which peers' X-Forwarded-For it trusts
+# (uvicorn/config.py, `FORWARDED_ALLOW_IPS`; uvicorn.org/settings, --forwarded-allow-ips).
+UVICORN_ENV = {"FORWARDED_ALLOW_IPS"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -191,27 +223,110 @@ def test_app_services_reach_postgres_and_temporal_by_service_name() -> None:
 
 def test_the_app_services_set_only_settings_grantflow_reads() -> None:
     """A variable no setting reads is ignored without a word (the settings ignore extras), yet
-    compose may refuse to start without it."""
+    compose may refuse to start without it. The API also runs uvicorn, which reads its own."""
     settings = Settings.model_fields.items()
     read = {str(f.validation_alias or f"GRANTFLOW_{name}").upper() for name, f in settings}
     for name in APP_SERVICES:
-        unread = set(_env(_services()[name])) - read
+        unread = set(_env(_services()[name])) - read - (UVICORN_ENV if name == "api" else set())
         assert not unread, f"{name} sets {sorted(unread)}, which no setting reads"
+
+
+def _version(image: str) -> tuple[int, ...]:
+    tag = _interpolate(image.partition(":")[2])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"pin a release of {image}, not {tag!r}"
+    return tuple(int(part) for part in tag.split("."))
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """A service's bind mounts of this checkout's files, by path inside the container."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("./"):
+            found[target] = ROOT / source
+    return found
+
+
+def _mounted(service: dict[str, Any], inside: str) -> Path:
+    """The file of this checkout that a service sees at `inside` (mounted itself, or within a
+    mounted directory); it must exist."""
+    for target, source in _mounts(service).items():
+        if inside == target or inside.startswith(target.rstrip("/") + "/"):
+            path = source / inside[len(target) :].lstrip("/") if inside != target else source
+            assert path.exists(), f"{inside} is mounted from {path}, which does not exist"
+            return path
+    raise AssertionError(f"nothing of this checkout is mounted at {inside}")
 
 
 def test_temporal_persists_in_the_temporal_db_service() -> None:
     services = _services()
     temporal, db = services["temporal"], services["temporal-db"]
-    assert str(temporal["image"]).startswith("temporalio/auto-setup:")
+    assert str(temporal["image"]).startswith("temporalio/server:")  # auto-setup is deprecated
     env, db_env = _env(temporal), _env(db)
-    unknown = set(env) - AUTO_SETUP_ENV
-    assert not unknown, f"not read by temporalio/auto-setup: {sorted(unknown)}"
+    unknown = set(env) - SERVER_ENV
+    assert not unknown, f"not read by temporalio/server: {sorted(unknown)}"
     assert env["DB"] == "postgres12"
     assert env["POSTGRES_SEEDS"] == "temporal-db"
-    assert env["DB_PORT"] == "5432"  # auto-setup.sh defaults it to MySQL's 3306
+    assert env.get("DB_PORT", "5432") == "5432"
     assert env["POSTGRES_USER"] == db_env["POSTGRES_USER"]
     assert _REQUIRED.findall(env["POSTGRES_PWD"]) == _REQUIRED.findall(db_env["POSTGRES_PASSWORD"])
-    assert _depends_on(temporal).get("temporal-db") == "service_healthy"
+    # Without it the entrypoint binds the container's own address only, and the healthcheck's
+    # localhost finds nothing.
+    assert env["BIND_ON_IP"] == "0.0.0.0"  # noqa: S104
+    deps = _depends_on(temporal)
+    assert deps.get("temporal-db") == "service_healthy"
+    assert deps.get("temporal-schema") == "service_completed_successfully"
+
+
+def test_the_schema_job_sets_up_temporal_db_with_the_servers_own_version() -> None:
+    services = _services()
+    job, temporal, db = services["temporal-schema"], services["temporal"], services["temporal-db"]
+    assert str(job["image"]).startswith("temporalio/admin-tools:")
+    # The schema files come from admin-tools: the same release as the server, always.
+    assert str(job["image"]).partition(":")[2] == str(temporal["image"]).partition(":")[2]
+    env = _env(job)
+    unknown = set(env) - ADMIN_TOOLS_ENV
+    assert not unknown, f"not read by temporal-sql-tool: {sorted(unknown)}"
+    assert env["SQL_PLUGIN"] == "postgres12"
+    assert env["SQL_HOST"] == "temporal-db"
+    assert env["SQL_PORT"] == "5432"
+    assert env["SQL_USER"] == _env(db)["POSTGRES_USER"]
+    assert _REQUIRED.findall(env["SQL_PASSWORD"]) == _REQUIRED.findall(
+        _env(db)["POSTGRES_PASSWORD"]
+    )
+    assert _depends_on(job).get("temporal-db") == "service_healthy"
+    assert job.get("restart") == "no"
+    script = _mounted(job, job["command"][0]).read_text()
+    for step in ("create", "setup-schema -v 0.0", "update-schema -d"):
+        assert f'temporal-sql-tool --db "$1" {step}' in script, step
+    # The image's schema directories (docker/targets/admin-tools.Dockerfile copies them there).
+    assert "schema=/etc/temporal/schema/postgresql/v12" in script
+    assert 'setup temporal "$schema/temporal/versioned"' in script
+    assert 'setup temporal_visibility "$schema/visibility/versioned"' in script
+
+
+def test_temporal_cancels_a_stopping_workers_polls() -> None:
+    """The worker's drain needs the server to cancel a stopping worker's polls: a release that
+    has the setting, and the setting on in the dynamic config file the server reads."""
+    temporal = _services()["temporal"]
+    assert _version(temporal["image"]) >= FIRST_TEMPORAL_WITH_DRAIN
+    path = _mounted(temporal, _env(temporal)["DYNAMIC_CONFIG_FILE_PATH"])
+    dynamic = yaml.safe_load(path.read_text())
+    assert dynamic[DRAIN_SETTING] == [{"value": True, "constraints": {}}]
+
+
+def test_the_namespace_job_creates_the_namespace_the_app_uses() -> None:
+    services = _services()
+    job = services["temporal-namespace"]
+    assert str(job["image"]).startswith("temporalio/admin-tools:")
+    assert not _env(job)
+    assert _depends_on(job).get("temporal") == "service_healthy"
+    assert job.get("restart") == "no"
+    script, address, namespace, retention = job["command"]
+    _mounted(job, script)
+    assert _address(address) == ("temporal", 7233)
+    assert namespace == _env(services["api"]).get("TEMPORAL_NAMESPACE", "default")
+    assert re.fullmatch(r"\d+d", retention)
 
 
 def test_the_ui_talks_to_temporal() -> None:
@@ -258,7 +373,8 @@ def test_start_order() -> None:
     services = _services()
     migrate = _depends_on(services["migrate"])
     assert migrate.get("app-db") == "service_healthy"
-    assert migrate.get("temporal") == "service_healthy"  # the namespace must exist
+    # grantflow migrate registers its search attributes in the namespace: it must exist.
+    assert migrate.get("temporal-namespace") == "service_completed_successfully"
     assert services["migrate"].get("restart") == "no"
     for name in ("worker", "api"):
         deps = _depends_on(services[name])
@@ -284,16 +400,103 @@ def test_workers_scale_out_and_stop_gracefully() -> None:
     assert worker["stop_grace_period"] == "30s"
 
 
-def test_the_api_is_published_and_has_a_healthcheck() -> None:
+def _python_probe(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], "python, not curl: the slim image has no curl"
+    return str(test[-1])
+
+
+def test_the_api_listens_on_its_network_only_and_has_a_liveness_check() -> None:
     api = _services()["api"]
     command = api["command"]
     # Inside its container the API must listen beyond loopback to be reachable at all.
     assert command[command.index("--host") + 1] == "0.0.0.0"  # noqa: S104
     port = int(command[command.index("--port") + 1])
-    assert port in _published_ports(api)
-    test = api["healthcheck"]["test"]
-    assert test[0] == "CMD" and test[1] == "python", "the slim image has no curl"
-    assert f"http://localhost:{port}/healthz" in test[-1]
+    assert not api.get("ports"), "the API is reached through the TLS proxy only"
+    # Liveness, not readiness: a PostgreSQL outage must not get every API container restarted.
+    assert f"http://localhost:{port}/livez" in _python_probe(api)
+
+
+def test_each_worker_has_a_healthcheck_on_its_metrics_port() -> None:
+    assert "http://localhost:9464/metrics" in _python_probe(_services()["worker"])
+
+
+def _nginx() -> str:
+    return _mounted(_services()["proxy"], "/etc/nginx/nginx.conf").read_text()
+
+
+def test_tls_in_front_of_the_api() -> None:
+    """Tokens and cookies travel encrypted only: the proxy alone is published, serves TLS with
+    its certificate from compose secrets, and answers plain HTTP with a redirect."""
+    compose = _compose()
+    proxy = compose["services"]["proxy"]
+    assert str(proxy["image"]).startswith("nginx:")
+    assert {443, 80} <= set(_published_ports(proxy))
+    assert _depends_on(proxy).get("api") == "service_healthy"
+    conf = _nginx()
+    servers = conf.split("server {")[1:]
+    plain = [s for s in servers if re.search(r"listen 80;", s)]
+    assert len(plain) == 1 and re.search(r"return 30[18] https://", plain[0]), plain
+    assert "proxy_pass" not in plain[0], "plain HTTP must never reach the API"
+    tls = [s for s in servers if "listen 443 ssl" in s]
+    assert len(tls) == 1
+    assert "proxy_pass http://grantflow_api" in tls[0]
+    assert re.search(r"server api:8000;", conf)
+    assert "X-Forwarded-Proto https" in tls[0]
+    assert "Strict-Transport-Security" in tls[0]
+
+    secrets = compose["secrets"]
+    for secret, directive in (
+        ("tls_certificate", "ssl_certificate"),
+        ("tls_key", "ssl_certificate_key"),
+    ):
+        assert secret in proxy["secrets"], secret
+        assert _REQUIRED.fullmatch(secrets[secret]["file"]), (
+            f"{secret} is a file the operator names"
+        )
+        assert f"{directive} /run/secrets/{secret};" in tls[0], directive
+    # Nobody else reads the private key.
+    assert [n for n, s in compose["services"].items() if "tls_key" in (s.get("secrets") or [])] == [
+        "proxy"
+    ]
+
+
+def test_metrics_stay_inside_and_prometheus_scrapes_every_process() -> None:
+    services = _services()
+    assert "location = /metrics" in _nginx() and "return 404" in _nginx()
+    prometheus = services["prometheus"]
+    assert str(prometheus["image"]).startswith("prom/prometheus:")
+    assert not _env(prometheus)
+    config = yaml.safe_load(_mounted(prometheus, "/etc/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    api = jobs["grantflow-api"]
+    assert api.get("metrics_path", "/metrics") == "/metrics"
+    assert api["static_configs"][0]["targets"] == ["api:8000"]
+    # Every replica, found by the service's name (one DNS answer per container).
+    worker = jobs["grantflow-worker"]
+    assert worker.get("metrics_path", "/metrics") == "/metrics"
+    assert worker["dns_sd_configs"] == [
+        {"names": ["worker"], "type": "A", "port": 9464, "refresh_interval": "30s"}
+    ]
+    assert services["worker"]["deploy"]["replicas"] >= 2
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    grafana = _services()["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana:")
+    env = _env(grafana)
+    assert set(env) <= GRAFANA_ENV, f"not grafana.ini keys: {sorted(set(env) - GRAFANA_ENV)}"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    mounts = _mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    [source] = datasources["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((provisioning / "dashboards" / "grantflow.yml").read_text())
+    [provider] = providers["providers"]
+    dashboards = [t for t, s in mounts.items() if s == ROOT / "deploy/grafana/grantflow.json"]
+    assert dashboards, "deploy/grafana/grantflow.json is not mounted"
+    assert Path(dashboards[0]).parent == Path(provider["options"]["path"])
 
 
 def test_nothing_secret_is_committed() -> None:
@@ -310,4 +513,6 @@ def test_nothing_secret_is_committed() -> None:
                 assert userinfo, f"{name}.DATABASE_URL has no password"
                 assert _REQUIRED.fullmatch(userinfo["password"]), f"{name}.DATABASE_URL"
                 checked += 1
-    assert checked == 3 + 2 * len(APP_SERVICES)
+    # The two databases' passwords, Temporal's and its schema job's, Grafana's admin's; each
+    # app service's secret key and database URL.
+    assert checked == 5 + 2 * len(APP_SERVICES)

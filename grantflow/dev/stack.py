@@ -21,8 +21,9 @@ from temporalio.client import Client
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
+from grantflow.dev import startup
 from grantflow.dev.demo import DemoUser, create_demo_users
-from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess
+from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, port_open
 from grantflow.notify import sender_from_settings
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
@@ -150,21 +151,25 @@ def run(settings: Settings) -> None:
     """`grantflow dev`: the embedded servers, migrations and demo users, then the worker and
     the API until a signal. The servers run in sessions of their own (a terminal's Ctrl-C
     reaches grantflow only), so grantflow stops them on every way out: a signal at any
-    moment, its own crash, or a second signal (they are killed)."""
-    stack = EmbeddedStack(settings)
-    stop = Stop(force=stack.kill)
-    with stop.installed():
-        try:
-            resolved = stack.start()
-            demo = asyncio.run(prepare(resolved))
-            if demo:
-                save_demo_tokens(settings, demo)
-            asyncio.run(serve(resolved, worker=True, api=True, banner=demo, stop=stop))
-        except KeyboardInterrupt:
-            log.info("stopped before serving")
-        finally:
-            stop.stopping = True
-            stack.stop()
+    moment, its own crash, or a second signal (they are killed). What stops it from starting
+    at all raises StartupError (one line, with the fix) before anything starts."""
+    startup.require_writable_home(settings.home)
+    with startup.home_lock(settings.home):
+        startup.require_servers(settings.temporal_address, settings.database_url)
+        stack = EmbeddedStack(settings)
+        stop = Stop(force=stack.kill)
+        with stop.installed():
+            try:
+                resolved = stack.start()
+                demo = asyncio.run(prepare(resolved))
+                if demo:
+                    save_demo_tokens(settings, demo)
+                asyncio.run(serve(resolved, worker=True, api=True, banner=demo, stop=stop))
+            except KeyboardInterrupt:
+                log.info("stopped before serving")
+            finally:
+                stop.stopping = True
+                stack.stop()
 
 
 def save_demo_tokens(settings: Settings, demo: list[DemoUser]) -> None:
@@ -311,7 +316,13 @@ async def _api(server: _Server) -> None:
     except SystemExit as exc:
         # uvicorn exits the process when it cannot bind; escaping the event loop, that skipped
         # the orderly stop below, and the worker's shutdown then hung with the servers up.
-        raise RuntimeError(f"the API did not start (exit code {exc.code}): see above") from None
+        port = server.config.port
+        if port_open(port, server.config.host):
+            raise startup.StartupError(startup.port_in_use(port, "GRANTFLOW_API_PORT")) from None
+        raise startup.StartupError(
+            f"the API did not start on {server.config.host}:{port} (exit code {exc.code}): "
+            "see the line above"
+        ) from None
 
 
 def show_banner(settings: Settings, demo: list[DemoUser]) -> None:
