@@ -279,7 +279,13 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.reviewer: [("/reviews", N_("My tasks")), ("/reviews/past", N_("My past reviews"))],
     Role.council: [("/", N_("Home")), ("/calls", N_("Calls"))],
     Role.coordinator: [("/", N_("Home")), ("/calls", N_("Calls"))],
-    Role.admin: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.admin: [
+        ("/", N_("Home")),
+        ("/calls", N_("Calls")),
+        ("/admin/programmes", N_("Programmes")),
+        ("/admin/reports", N_("Reports")),
+        ("/admin/users", N_("Users")),
+    ],
 }
 
 

@@ -28,6 +28,7 @@ from schemas.council import (
     SessionCreate,
     SessionStart,
     SessionState,
+    SessionSummary,
     Tally,
     VoteCreate,
     VoteRequest,
@@ -114,6 +115,23 @@ async def get_session(res: Resources, caller: Caller, session_id: str) -> Sessio
     require(caller, Role.council, Role.admin)
     with temporal_refusals():
         return await _session(res, session_id).query(CouncilSessionWorkflow.state)
+
+
+async def sessions_of_programme(
+    res: Resources, caller: Caller, programme_id: uuid.UUID, limit: int = 100
+) -> list[SessionSummary]:
+    """The programme's council sessions, the latest opened first, open or closed (admins).
+    NotFound for an unknown programme."""
+    require(caller, Role.admin)
+    if await programme.get_start(res.pool, programme_id) is None:
+        raise NotFound(PROGRAMME_NOT_FOUND)
+    return await council.sessions_of_programme(res.pool, programme_id, limit)
+
+
+async def council_members(res: Resources, caller: Caller) -> list[Actor]:
+    """Every council member, who may sit on a session (admins)."""
+    require(caller, Role.admin)
+    return await council.members(res.pool, None)
 
 
 async def vote(res: Resources, caller: Caller, session_id: str, body: VoteCreate) -> Tally:

@@ -12,10 +12,18 @@ import asyncpg
 
 from grantflow.store import Conn, Db, audit
 from schemas.common import Actor, Role
-from schemas.council import AgendaItem, Decision, ReviewSummary, SessionStart, VoteRecord
+from schemas.council import (
+    AgendaItem,
+    Decision,
+    ReviewSummary,
+    SessionStart,
+    SessionSummary,
+    VoteRecord,
+)
 
 COUNCIL_MEMBERS_SQL = """
-SELECT id, name, role, institution_id FROM users WHERE role = 'council' ORDER BY id"""
+SELECT id, name, role, institution_id FROM users
+WHERE role = 'council' AND deactivated_at IS NULL ORDER BY id"""
 MEMBERS_BY_ID_SQL = """
 SELECT id, name, role, institution_id FROM users WHERE id = ANY ($1::uuid[]) ORDER BY id"""
 INSERT_SESSION_SQL = """
@@ -62,7 +70,8 @@ SESSION_SQL = """
 SELECT id, programme_id, name, status, chair_id, quorum, members FROM council_sessions
 WHERE id = $1"""
 SESSIONS_OF_PROGRAMME_SQL = """
-SELECT id, programme_id, name, status, chair_id, quorum, members FROM council_sessions
+SELECT id, programme_id, name, status, chair_id, quorum, members, opened_at, closed_at
+FROM council_sessions
 WHERE programme_id = $1 ORDER BY opened_at DESC LIMIT $2"""
 DECISIONS_SQL = """
 SELECT session_id, application_id, outcome, amount_rub, reason, votes, decided_at
@@ -85,6 +94,26 @@ async def members(db: Db, ids: list[str] | None) -> list[Actor]:
     else:
         rows = await db.fetch(MEMBERS_BY_ID_SQL, [uuid.UUID(i) for i in ids])
     return [_actor(r) for r in rows]
+
+
+async def sessions_of_programme(
+    db: Db, programme_id: uuid.UUID, limit: int
+) -> list[SessionSummary]:
+    """The programme's sessions, the latest opened first."""
+    rows = await db.fetch(SESSIONS_OF_PROGRAMME_SQL, programme_id, limit)
+    return [
+        SessionSummary(
+            session_id=str(r["id"]),
+            programme_id=str(r["programme_id"]),
+            name=r["name"],
+            open=r["status"] == "open",
+            quorum=r["quorum"],
+            members=len(r["members"]),
+            opened_at=r["opened_at"],
+            closed_at=r["closed_at"],
+        )
+        for r in rows
+    ]
 
 
 async def open_session(conn: Conn, start: SessionStart) -> list[AgendaItem]:
