@@ -52,7 +52,14 @@ def reviewers_only(reviewer: int) -> Expect:
     return each(403, stranger=303, reviewer=reviewer)
 
 
+def admins_only(admin: int) -> Expect:
+    return each(403, stranger=303, admin=admin)
+
+
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
+PROG, SESS = "/admin/programmes/{programme_id}", "/admin/sessions/{session_id}"
+USER = "/admin/users/{user_id}"
+ADMIN_APP = "/admin/applications/{application_id}"
 TASK = "/reviews/{task_id}"
 PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/sign-in"): each(303, stranger=200),
@@ -75,6 +82,32 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", TASK): reviewers_only(200),
     ("GET", f"{TASK}/review"): reviewers_only(303),  # not accepted yet: back to the task
     ("GET", f"{TASK}/confirm"): reviewers_only(303),
+    ("GET", "/admin/programmes"): admins_only(200),
+    ("GET", "/admin/programmes/new"): admins_only(200),
+    ("GET", PROG): admins_only(200),
+    ("GET", f"{PROG}/correct"): admins_only(200),
+    ("GET", f"{PROG}/sessions/new"): admins_only(200),
+    ("GET", SESS): admins_only(200),
+    ("GET", f"{SESS}/close"): admins_only(200),
+    ("GET", "/admin/reports"): admins_only(200),
+    ("GET", f"{ADMIN_APP}/reports"): admins_only(404),  # no agreement yet
+    ("GET", f"{ADMIN_APP}/pilot"): admins_only(200),  # not planned: the plan's form
+    ("GET", "/admin/users"): admins_only(200),
+    ("GET", "/admin/users/new"): admins_only(200),
+    ("GET", USER): admins_only(200),
+    ("GET", f"{USER}/deactivate"): admins_only(200),
+    ("POST", "/admin/programmes"): admins_only(200),  # an empty form: its errors
+    ("POST", f"{PROG}/correct"): admins_only(200),  # no reason: asked for one
+    ("POST", f"{PROG}/sessions"): admins_only(200),  # no name: asked for one
+    ("POST", f"{SESS}/decide"): admins_only(200),  # not on the agenda: said on the page
+    ("POST", f"{ADMIN_APP}/reports/{{seq}}"): admins_only(404),  # no agreement yet
+    ("POST", f"{ADMIN_APP}/report-reviewer"): admins_only(404),
+    ("POST", f"{ADMIN_APP}/pilot/plan"): admins_only(200),  # no clinic: asked for one
+    ("POST", f"{ADMIN_APP}/pilot/evaluator"): admins_only(200),  # no id: asked for one
+    ("POST", f"{ADMIN_APP}/pilot/decision"): admins_only(200),  # no reason: asked for one
+    ("POST", "/admin/users"): admins_only(200),  # an empty form: its errors
+    ("POST", f"{USER}/role"): admins_only(200),  # no reason: asked for one
+    ("POST", f"{USER}/deactivate"): admins_only(200),  # no reason: asked for one
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -92,6 +125,7 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{TASK}/review"): reviewers_only(303),  # the draft saved
     ("POST", f"{TASK}/submit"): reviewers_only(200),  # the draft incomplete: the form again
     # What ends something comes last, in this order.
+    ("POST", f"{SESS}/close"): admins_only(303),
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
     ("POST", "/sign-out-everywhere"): each(303),
@@ -156,11 +190,20 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
     )
     assert reviewed.status_code == 201, reviewed.text
     task_id = await _task_of(site, members["reviewer"], reviewed.json()["id"])
+    session = await site.stack.api.post(
+        f"/v1/programmes/{programme['id']}/council-sessions",
+        json={"name": "World session", "member_ids": [members["council"].user.id]},
+        headers=members["admin"].user.headers,
+    )
+    assert session.status_code == 201, session.text
     values = {
         "task_id": task_id,
         "programme_id": programme["id"],
         "application_id": created.json()["id"],
         "draft_id": str(draft_id),
+        "session_id": session.json()["session_id"],
+        "user_id": members["other"].user.id,
+        "seq": "1",
     }
     return World(members, values)
 
