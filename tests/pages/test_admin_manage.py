@@ -14,8 +14,13 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from grantflow import i18n
+from grantflow.services import account as accounts
+from grantflow.services import user
+from grantflow.services.context import Caller, Resources
+from grantflow.services.errors import Conflict, Forbidden, Invalid, NotFound
 from grantflow.store.account import set_preferences
-from schemas.common import Role
+from schemas.common import Actor, Role
+from schemas.users import Deactivation, RoleChange
 from tests.conftest import SESSION, Stack, User, UserFactory
 from tests.pages.conftest import (
     PASSWORD,
@@ -30,6 +35,7 @@ from tests.pages.conftest import (
 from tests.test_council import Council
 
 pytestmark = [SESSION, pytest.mark.slow]  # a real browser: Chromium through Playwright
+LEAVES = Deactivation(reason="Left the hospital in May.")
 
 SAYS: dict[str, dict[str, str]] = {
     "ru": {
@@ -44,7 +50,7 @@ SAYS: dict[str, dict[str, str]] = {
         "open_session": "Открыть заседание совета",
         "open": "Открыть заседание",
         "decide": "Решить",
-        "approved": "Одобрено",
+        "approved": "Одобрена",
         "refused": "Отказано: бюджет не покрывает это одобрение.",
         "close": "Закрыть заседание…",
         "yes_close": "Да, закрыть заседание",
@@ -284,6 +290,7 @@ async def test_deactivating_a_person_ends_its_session_and_its_token_answers_401(
     expert = await with_password(
         stack, await make_user(Role.reviewer, specialty="cardiology", name="Ivan Expert")
     )
+    await set_preferences(stack.pool, uuid.UUID(expert.user.id), locale=lang)
     assert (await stack.api.get("/v1/me", headers=expert.user.headers)).status_code == 200
     async with (
         person(browser, locale=lang) as theirs,
@@ -321,3 +328,53 @@ async def test_deactivating_a_person_ends_its_session_and_its_token_answers_401(
         uuid.UUID(expert.user.id),
     )
     assert live == 0
+
+
+# --- the service under the pages: what deactivation shuts, and who may do it -----------------
+
+
+def caller_of(user: User) -> Caller:
+    return Caller(Actor(user_id=user.id, role=user.role, name=user.name), organisation_type=None)
+
+
+async def test_a_deactivated_user_stays_out_with_a_rotated_token_or_an_earlier_reset_link(
+    site: Site, stack: Stack, make_user: UserFactory
+) -> None:
+    res = Resources(stack.settings, stack.pool, stack.client)
+    admin = await make_user(Role.admin)
+    expert = await with_password(stack, await make_user(Role.reviewer, specialty="oncology"))
+    await accounts.request_password_reset(
+        stack.pool, site.settings, expert.email, client_addr="10.7.0.1"
+    )
+    link = await last_link(stack, expert.email, "/reset-password")
+    with pytest.raises(Forbidden):
+        await user.deactivate(res, caller_of(expert.user), uuid.UUID(admin.id), LEAVES)
+    with pytest.raises(Conflict):
+        await user.deactivate(res, caller_of(admin), uuid.UUID(admin.id), LEAVES)
+
+    gone = await user.deactivate(res, caller_of(admin), uuid.UUID(expert.user.id), LEAVES)
+    assert gone.deactivated_at is not None
+    again = await user.deactivate(res, caller_of(admin), uuid.UUID(expert.user.id), LEAVES)
+    assert again.deactivated_at == gone.deactivated_at  # changes nothing
+
+    rotated = await user.rotate_token(res, caller_of(admin), uuid.UUID(expert.user.id))
+    refused = await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {rotated.token}"})
+    assert refused.status_code == 401
+    assert "deactivated" in refused.json()["detail"]
+    with pytest.raises(NotFound):  # the reset link sent before no longer works
+        await accounts.set_password(
+            stack.pool, link.split("token=")[1], "reset_password", "a new long password"
+        )
+    with pytest.raises(Invalid):
+        await accounts.sign_in(
+            stack.pool, site.settings, expert.email, expert.password, client_addr="10.7.0.2"
+        )
+    with pytest.raises(Conflict):
+        body = RoleChange(role=Role.council, reason="Moved to the council.")
+        await user.change_role(res, caller_of(admin), uuid.UUID(expert.user.id), body)
+    events = await stack.pool.fetch(
+        "SELECT kind, detail FROM account_events WHERE user_id = $1 AND kind = 'deactivated'",
+        uuid.UUID(expert.user.id),
+    )
+    assert len(events) == 1
+    assert "Left the hospital" in events[0]["detail"]

@@ -18,9 +18,9 @@ from grantflow.pages import forms
 from grantflow.pages.display import N_
 from grantflow.pages.manage.common import AdminViewer, errors_of, said, text, texts
 from grantflow.pages.web import PageRoute, Res, Viewer, redirect, render
-from grantflow.services import council, programme
+from grantflow.services import council, programme, user
 from grantflow.services.application import parse_id
-from grantflow.services.errors import Conflict, Invalid
+from grantflow.services.errors import Conflict, Invalid, NotFound
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from schemas.council import Outcome, SessionCreate, SessionState
 
@@ -152,7 +152,7 @@ async def _session_page(
         "p": await programme.get(res, viewer.caller, pid),
         "ledger": await council.programme_ledger(res, viewer.caller, pid),
         "member_names": [names.get(m, m) for m in state.members],
-        "chair": names.get(state.chair_id) or _("an admin"),
+        "chair": names.get(state.chair_id) or await _name(res, viewer, state.chair_id),
         "decided": decided,
         "outcome_name": outcome_name,
         "refusal": refusal,
@@ -160,6 +160,14 @@ async def _session_page(
         "votes_cast": {k: t.approve + t.reject + t.defer for k, t in state.tallies.items()},
     }
     return render(request, "admin_session.html", context, status=status)
+
+
+async def _name(res: Res, viewer: Viewer, user_id: str) -> str:
+    """The chair when it is not a member: the admin who opened the session, as a rule."""
+    try:
+        return (await user.get_user(res, viewer.caller, uuid.UUID(user_id))).name
+    except (NotFound, ValueError):
+        return _("an admin")
 
 
 @router.get("/admin/sessions/{session_id}")
