@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -21,7 +24,7 @@ from grantflow.services.errors import Conflict, Forbidden, Invalid, NotFound
 from grantflow.store.account import set_preferences
 from schemas.common import Actor, Role
 from schemas.users import Deactivation, RoleChange
-from tests.conftest import SESSION, Stack, User, UserFactory
+from tests.conftest import SESSION, Stack, User, UserFactory, eventually
 from tests.pages.conftest import (
     PASSWORD,
     Member,
@@ -33,6 +36,8 @@ from tests.pages.conftest import (
     with_password,
 )
 from tests.test_council import Council
+from tests.test_pilot import Project
+from tests.test_review import reaches
 
 pytestmark = [SESSION, pytest.mark.slow]  # a real browser: Chromium through Playwright
 LEAVES = Deactivation(reason="Left the hospital in May.")
@@ -62,6 +67,10 @@ SAYS: dict[str, dict[str, str]] = {
         "deactivate": "Деактивировать",
         "yes_deactivate": "Да, деактивировать",
         "deactivated": "Деактивирован",
+        "plan": "Запланировать пилот",
+        "record_decision": "Записать решение",
+        "go_back": "Нет, вернуться",
+        "yes_close_project": "Да, принять и завершить проект",
     },
     "en": {
         "sign_in": "Sign in",
@@ -87,6 +96,10 @@ SAYS: dict[str, dict[str, str]] = {
         "deactivate": "Deactivate",
         "yes_deactivate": "Yes, deactivate",
         "deactivated": "Deactivated",
+        "plan": "Plan the pilot",
+        "record_decision": "Record the decision",
+        "go_back": "No, go back",
+        "yes_close_project": "Yes, accept and close the project",
     },
 }
 
@@ -378,3 +391,85 @@ async def test_a_deactivated_user_stays_out_with_a_rotated_token_or_an_earlier_r
     )
     assert len(events) == 1
     assert "Left the hospital" in events[0]["detail"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_an_admin_plans_a_pilot_decides_it_and_decides_the_reports(
+    lang: str, site: Site, stack: Stack, make_user: UserFactory, browser: Browser
+) -> None:
+    says = SAYS[lang]
+    admin = await an_admin(stack, make_user, lang)
+    council = Council(stack, admin.user, make_user)
+    applicant = await make_user(Role.applicant)
+    project = await Project.accepted(council, applicant, tranche_interval=60, report_interval=60)
+    clinic = await project.coordinator()
+    pilot_url = f"{site.url}/admin/applications/{project.app['id']}/pilot"
+    async with person(browser, locale=lang) as page:
+        await sign_in(page, site, admin, says)
+        await page.goto(pilot_url)
+        await page.locator("#f-sites-0-clinic_id").fill(str(clinic.institution_id))
+        start = datetime.now(ZoneInfo("Europe/Moscow")) - timedelta(minutes=1)
+        await page.locator("#f-sites-0-starts_at").fill(start.strftime("%Y-%m-%dT%H:%M"))
+        await page.locator("#f-sites-0-duration-days").fill("0")
+        await page.locator("#f-sites-0-duration-hours").fill("0.0003")  # about a second
+        await page.locator("#f-sites-0-metrics").fill("patients; patients; 400")
+        await visit(page, f"{lang}-admin-manage-12-pilot-plan")
+        await page.get_by_role("button", name=says["plan"]).click()
+        await page.wait_for_url(f"{pilot_url}?done=planned")
+        await visit(page)
+
+        assert (await project.site(clinic, "acceptance", status="proposed")).status_code == 200
+        site_state = await project.site_of(clinic, "running")
+        reported = await eventually_reported(project, site_state["site_id"], clinic)
+        assert reported.status_code == 200, reported.text
+        _, evaluated = await project.evaluate("implement")
+        assert evaluated.status_code == 200, evaluated.text
+
+        # Stopping asks to confirm; going back keeps the pilot as it was.
+        await page.goto(pilot_url)
+        await page.locator("#f-decision").select_option("stop")
+        await page.locator("#f-reason").fill("Targets not met at the clinic.")
+        await page.get_by_role("button", name=says["record_decision"]).click()
+        await visit(page, f"{lang}-admin-manage-13-pilot-stop-confirm")
+        await page.get_by_role("link", name=says["go_back"]).click()
+        await page.locator("#f-decision").select_option("implement")
+        await page.locator("#f-reason").fill("The evaluation recommends it.")
+        await page.get_by_role("button", name=says["record_decision"]).click()
+        await page.wait_for_url(f"{pilot_url}?done=decided")
+        await visit(page, f"{lang}-admin-manage-14-pilot-decided")
+        await reaches(stack, applicant, project.app["id"], "reporting")
+
+        assert (await project.report(1, "Quarter one.")).status_code == 200
+        assert (await project.report(2, "Final: in routine use.")).status_code == 200
+        await page.goto(f"{site.url}/admin/reports")
+        await visit(page, f"{lang}-admin-manage-15-reports")
+        await page.get_by_role("link", name=project.app["content"]["title"]).first.click()
+        first = page.locator("#report-1")
+        await first.get_by_role("textbox").fill("Milestones met.")
+        await first.get_by_role("button").click()
+        await page.wait_for_url("**/reports?done=accepted")
+        final = page.locator("#report-2")
+        await final.get_by_role("textbox").fill("In routine use at the clinic.")
+        await final.get_by_role("combobox").select_option("implemented")
+        await visit(page, f"{lang}-admin-manage-16-report")
+        await final.get_by_role("button").click()
+        await page.get_by_role("button", name=says["yes_close_project"]).click()
+        await page.wait_for_url("**/reports?done=accepted")
+        await visit(page)
+    closed = await reaches(stack, applicant, project.app["id"], "closed")
+    assert closed["stage"] == "closed"
+
+
+async def eventually_reported(project: Project, site_id: str, clinic: User) -> Any:
+    """The site's metrics, sent once its (one-second) period has ended."""
+
+    async def sent() -> Any:
+        response = await project.stack.api.post(
+            f"/v1/sites/{site_id}/report",
+            json={"measured": {"patients": 450}},
+            headers=clinic.headers,
+        )
+        return None if "runs here until" in response.text else response
+
+    return await eventually(sent, within=20)

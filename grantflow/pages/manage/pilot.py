@@ -5,6 +5,7 @@ tranches are cancelled)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,10 +27,17 @@ from grantflow.pages.manage.common import (
     to_duration,
 )
 from grantflow.pages.web import PageRoute, Res, Viewer, redirect, render
-from grantflow.services import application, pilot
+from grantflow.services import application, pilot, user
 from grantflow.services.application import parse_id
 from grantflow.services.errors import Conflict, Invalid, NotFound
-from schemas.pilot import PilotDecisionCreate, PilotPlanCreate, PilotState, Recommendation
+from schemas.pilot import (
+    PilotDecisionCreate,
+    PilotPlanCreate,
+    PilotState,
+    PilotStatus,
+    Recommendation,
+    SiteStatus,
+)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -39,11 +47,37 @@ DECISIONS = {
     Recommendation.extend: N_("Extend: a further period at the sites chosen"),
     Recommendation.stop: N_("Stop: unpaid tranches are cancelled"),
 }
+PILOT_STATUS = {
+    PilotStatus.running: N_("Running at the clinics"),
+    PilotStatus.evaluating: N_("With the evaluator"),
+    PilotStatus.deciding: N_("Evaluated: the admins decide"),
+    PilotStatus.implement: N_("To be implemented"),
+    PilotStatus.stop: N_("Stopped"),
+    PilotStatus.cancelled: N_("Cancelled"),
+}
+SITE_STATUS = {
+    SiteStatus.proposed: N_("Proposed to the clinic"),
+    SiteStatus.accepted: N_("Accepted by the clinic"),
+    SiteStatus.declined: N_("Declined by the clinic"),
+    SiteStatus.running: N_("Running"),
+    SiteStatus.completed: N_("Reported"),
+    SiteStatus.cancelled: N_("Cancelled"),
+}
+RECOMMENDATIONS = {
+    Recommendation.implement: N_("Implement"),
+    Recommendation.extend: N_("Extend"),
+    Recommendation.stop: N_("Stop"),
+}
 DONE = {
     "planned": N_("The pilot is planned: each clinic's coordinators are asked to accept."),
     "evaluator": N_("The evaluator is assigned."),
     "decided": N_("The decision is on record."),
 }
+
+
+def names(table: dict[Any, str]) -> Any:
+    """The table's names in the reader's language, for a template to look values up."""
+    return lambda value: _(table[type(next(iter(table)))(value)])
 
 
 def _site_values(index: int, form: FormData | None = None) -> dict[str, Any]:
@@ -123,11 +157,15 @@ async def _page(
     except NotFound:
         state = None
     errors = errors or {}
+    evaluator = None
+    if state is not None and state.evaluator_id:
+        evaluator = (await user.get_user(res, viewer.caller, uuid.UUID(state.evaluator_id))).name
     done = DONE.get(request.query_params.get("done", ""))
     sites = (values or {}).get("sites") or [_site_values(i) for i in range(SITES)]
     context = {
         "app": app,
         "pilot": state,
+        "evaluator_name": evaluator,
         "sites": sites,
         "values": values or {},
         "errors": errors,
@@ -144,6 +182,9 @@ async def _page(
             "extension": _("Extension"),
         },
         "done": _(done) if done else None,
+        "pilot_status": names(PILOT_STATUS),
+        "site_status": names(SITE_STATUS),
+        "recommendation": names(RECOMMENDATIONS),
     }
     return render(request, "admin_pilot.html", context)
 

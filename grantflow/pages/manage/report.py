@@ -53,6 +53,16 @@ def status_name(value: Status | str) -> str:
     return _(STATUSES[Status(value)])
 
 
+def _labels() -> dict[str, str]:
+    return {
+        "verdict": _("Decision"),
+        "comment": _("Comment for the applicant"),
+        "outcome": _("How the project closes"),
+        "reviewer_id": _("Expert's id"),
+        "reason": _("Reason"),
+    }
+
+
 @router.get("/admin/reports")
 async def reports(request: Request, viewer: AdminViewer, res: Res) -> Response:
     """Every project's submitted reports waiting for a decision, and the overdue ones."""
@@ -76,6 +86,7 @@ async def _project_page(
 ) -> Response:
     aid = parse_id(application_id)
     errors = errors or {}
+    first = next(iter(k for k in errors if k != "form"), None)
     done = DONE.get(request.query_params.get("done", ""))
     context = {
         "app": await application.get(res, viewer.caller, application_id),
@@ -83,13 +94,11 @@ async def _project_page(
         "values": values or {},
         "errors": errors,
         "form_of": form_of,  # which form the errors belong to: a report's seq, or "reviewer"
-        "focus": next(iter(k for k in errors if k != "form"), None),
-        "labels": {
-            "comment": _("Comment for the applicant"),
-            "outcome": _("How the project closes"),
-            "reviewer_id": _("Expert's id"),
-            "reason": _("Reason"),
-        },
+        "focus": f"r{form_of}.{first}" if first and (form_of or "").isdigit() else first,
+        # A report's form: its errors keyed by the report, as its boxes are ("r2.comment").
+        "report_errors": {(k if k == "form" else f"r{form_of}.{k}"): v for k, v in errors.items()},
+        "report_labels": {f"r{form_of}.{k}": v for k, v in _labels().items()},
+        "labels": _labels(),
         "kind_name": kind_name,
         "status_name": status_name,
         "outcomes": [("", _("Choose"))] + [(o.value, _(n)) for o, n in OUTCOMES.items()],
