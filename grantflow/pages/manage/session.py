@@ -57,6 +57,36 @@ def refusal_text(message: str) -> str:
     return said(message)
 
 
+_REASONS = [
+    (r"^approved (\d+) of (\d+) for ([\d ]+) RUB$", N_("approved by %(a)s of %(b)s for %(c)s")),
+    (r"^quorum not met: (\d+) of (\d+) votes$", N_("no quorum: %(a)s of %(b)s votes")),
+    (
+        r"^no majority: (\d+)/(\d+)/(\d+)$",
+        N_("no majority: approve %(a)s, reject %(b)s, defer %(c)s"),
+    ),
+    (r"^rejected (\d+) of (\d+): (.*)$", N_("rejected by %(a)s of %(b)s: %(c)s")),
+    (r"^deferred (\d+) of (\d+): (.*)$", N_("deferred by %(a)s of %(b)s: %(c)s")),
+]
+
+
+def decision_reason(reason: str) -> str:
+    """A decision's recorded reason (the workflow's words) in the reader's language."""
+    over = _OVERSPEND.search(reason)
+    if over:
+        left, asked = (money(int(g.replace(" ", ""))) for g in over.groups())
+        return _(
+            "the budget could not cover it: %(left)s left, %(asked)s asked", left=left, asked=asked
+        )
+    for pattern, said_ in _REASONS:
+        found = re.match(pattern, reason, re.S)
+        if found:
+            parts = [*found.groups(), "", "", ""]
+            if pattern.startswith("^approved"):
+                parts[2] = money(int(parts[2].replace(" ", "")))
+            return _(said_, a=parts[0], b=parts[1], c=parts[2])
+    return reason
+
+
 # --- opening ---------------------------------------------------------------------------------
 
 
@@ -155,6 +185,7 @@ async def _session_page(
         "chair": names.get(state.chair_id) or await _name(res, viewer, state.chair_id),
         "decided": decided,
         "outcome_name": outcome_name,
+        "decision_reason": decision_reason,
         "refusal": refusal,
         "done": _(done) if done else None,
         "votes_cast": {k: t.approve + t.reject + t.defer for k, t in state.tallies.items()},
