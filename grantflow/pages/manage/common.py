@@ -87,6 +87,10 @@ REFUSALS = [
     ("unknown member id", N_("Choose council members from the list.")),
     ("the chair must be a member", N_("The chair must be one of the members, or you.")),
     ("this report is not", N_("This report is not waiting for a decision.")),
+    (
+        "accepting the final report needs",
+        N_("Choose how the project closes to accept the final report."),
+    ),
 ]
 
 
