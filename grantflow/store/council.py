@@ -25,7 +25,8 @@ COUNCIL_MEMBERS_SQL = """
 SELECT id, name, role, institution_id FROM users
 WHERE role = 'council' AND deactivated_at IS NULL ORDER BY id"""
 MEMBERS_BY_ID_SQL = """
-SELECT id, name, role, institution_id FROM users WHERE id = ANY ($1::uuid[]) ORDER BY id"""
+SELECT id, name, role, institution_id FROM users
+WHERE id = ANY ($1::uuid[]) AND deactivated_at IS NULL ORDER BY id"""
 INSERT_SESSION_SQL = """
 INSERT INTO council_sessions (id, programme_id, name, status, chair_id, quorum, members,
                               opened_by, opened_at)
