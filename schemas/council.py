@@ -194,6 +194,19 @@ class LedgerBalance(Output):
     entries: list[LedgerEntry]
 
 
+class SessionSummary(Output):
+    """A council session as a programme's list shows it."""
+
+    session_id: str
+    programme_id: str
+    name: str
+    open: bool
+    quorum: int
+    members: int
+    opened_at: datetime
+    closed_at: datetime | None
+
+
 class SessionPublic(Output):
     id: str
     programme_id: str

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
-from schemas.common import Input, OrganisationType, Output, Role
+from schemas.common import Input, OrganisationType, Output, Reason, Role
 
 TOKEN_DAYS = 90  # a token's life unless the admin says otherwise
 MAX_TOKEN_DAYS = 3650
@@ -69,3 +70,42 @@ class TokenStatus(Output):
     last_used_at: datetime | None = Field(
         description="Written at most once a minute: up to a minute behind."
     )
+
+
+class UserListed(Output):
+    """A user as the admins' list shows it: never a token or a password, only whether one
+    was chosen (`has_password`: false while an invitation waits)."""
+
+    id: str
+    name: str
+    email: str | None
+    role: Role
+    institution_id: str | None
+    institution_name: str | None
+    specialty: str | None
+    created_at: datetime
+    deactivated_at: datetime | None
+    has_password: bool
+
+
+class Invitation(UserCreate):
+    """A new person for the pages: the user, and the address its set-password link goes to,
+    in the language it reads."""
+
+    email: str = Field(min_length=3, max_length=254)
+    locale: Literal["ru", "en"] = "ru"
+
+
+class RoleChange(Input):
+    """An admin gives a user another role, with the reason on record. A reviewer needs a
+    specialty (its own, or this one)."""
+
+    role: Role
+    specialty: str | None = Field(default=None, min_length=2, max_length=80)
+    reason: Reason
+
+
+class Deactivation(Input):
+    """An admin deactivates a user, with the reason on record."""
+
+    reason: Reason

@@ -10,6 +10,7 @@ from grantflow.pages import (
     account,
     application,
     council,
+    manage,
     pilot,
     programme,
     reporting,
@@ -21,5 +22,5 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter(include_in_schema=False)
 # One module per stage, as the API's routes; reviewer, council and admin pages join here.
-for module in (account, programme, application, review, reporting, pilot, council, site):
+for module in (account, programme, application, review, reporting, pilot, council, site, manage):
     router.include_router(module.router)

@@ -280,7 +280,13 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.reviewer: [("/reviews", N_("My tasks")), ("/reviews/past", N_("My past reviews"))],
     Role.council: [("/council", N_("My council sessions")), ("/calls", N_("Calls"))],
     Role.coordinator: [("/sites", N_("My clinic's pilots")), ("/calls", N_("Calls"))],
-    Role.admin: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.admin: [
+        ("/", N_("Home")),
+        ("/calls", N_("Calls")),
+        ("/admin/programmes", N_("Programmes")),
+        ("/admin/reports", N_("Reports")),
+        ("/admin/users", N_("Users")),
+    ],
 }
 
 

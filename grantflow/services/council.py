@@ -30,6 +30,7 @@ from schemas.council import (
     SessionListItem,
     SessionStart,
     SessionState,
+    SessionSummary,
     Tally,
     VoteCreate,
     VoteRequest,
@@ -143,6 +144,23 @@ async def session_budget(res: Resources, caller: Caller, session_id: str) -> Ses
     if found is None:
         raise NotFound(NOT_FOUND)
     return found
+
+
+async def sessions_of_programme(
+    res: Resources, caller: Caller, programme_id: uuid.UUID, limit: int = 100
+) -> list[SessionSummary]:
+    """The programme's council sessions, the latest opened first, open or closed (admins).
+    NotFound for an unknown programme."""
+    require(caller, Role.admin)
+    if await programme.get_start(res.pool, programme_id) is None:
+        raise NotFound(PROGRAMME_NOT_FOUND)
+    return await council.sessions_of_programme(res.pool, programme_id, limit)
+
+
+async def council_members(res: Resources, caller: Caller) -> list[Actor]:
+    """Every council member, who may sit on a session (admins)."""
+    require(caller, Role.admin)
+    return await council.members(res.pool, None)
 
 
 async def vote(res: Resources, caller: Caller, session_id: str, body: VoteCreate) -> Tally:

@@ -89,6 +89,13 @@ async def to_review(res: Resources, caller: Caller, limit: int = 50) -> list[Rep
     return await agreement.reports_to_review(res.pool, uuid.UUID(caller.actor.user_id), limit)
 
 
+async def submitted(res: Resources, caller: Caller, limit: int = 200) -> list[ReportToReview]:
+    """Every project's submitted reports waiting for a decision, oldest deadline first
+    (admins, who may decide any of them)."""
+    require(caller, Role.admin)
+    return await agreement.submitted_reports(res.pool, limit)
+
+
 async def overdue(
     res: Resources, caller: Caller, programme_id: uuid.UUID | None = None, limit: int = 200
 ) -> list[OverdueReport]:

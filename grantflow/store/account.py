@@ -15,11 +15,12 @@ from grantflow.store import Conn, Db
 from grantflow.store.users import UPSERT_INSTITUTION_SQL, institution_id
 from schemas.common import OrganisationType, Role
 
+# A deactivated account is no one to sign in, or to send a reset link to.
 BY_EMAIL_SQL = """
 SELECT u.id, u.name, u.role, u.email, u.password_hash, u.email_confirmed_at, u.locale, u.time_zone,
        u.institution_id, i.name AS institution_name, i.organisation_type
 FROM users u LEFT JOIN institutions i ON i.id = u.institution_id
-WHERE lower(u.email) = lower($1)"""
+WHERE lower(u.email) = lower($1) AND u.deactivated_at IS NULL"""
 BY_ID_SQL = """
 SELECT u.id, u.name, u.role, u.email, u.password_hash, u.email_confirmed_at, u.locale, u.time_zone,
        u.institution_id, i.name AS institution_name, i.organisation_type
@@ -65,7 +66,8 @@ WITH s AS (
 )
 SELECT u.id, u.name, u.role, u.email, u.password_hash, u.email_confirmed_at, u.locale, u.time_zone,
        u.institution_id, i.name AS institution_name, i.organisation_type
-FROM s JOIN users u ON u.id = s.user_id LEFT JOIN institutions i ON i.id = u.institution_id"""
+FROM s JOIN users u ON u.id = s.user_id LEFT JOIN institutions i ON i.id = u.institution_id
+WHERE u.deactivated_at IS NULL"""
 REVOKE_SESSION_SQL = """
 UPDATE sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL"""
 REVOKE_ALL_SQL = """

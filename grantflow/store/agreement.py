@@ -87,6 +87,15 @@ JOIN applications a ON a.id = g.application_id
 WHERE g.report_reviewer_id = $1 AND g.status = 'accepted'
 ORDER BY r.due_at, r.application_id, r.seq
 LIMIT $2"""
+# Every project's reports waiting for a decision, for the admins (any project's is theirs).
+SUBMITTED_REPORTS_SQL = """
+SELECT r.application_id, a.content ->> 'title' AS title, r.seq, r.kind, r.due_at, r.body
+FROM reports r
+JOIN agreements g ON g.application_id = r.application_id AND g.status = 'accepted'
+JOIN applications a ON a.id = r.application_id
+WHERE r.status = 'submitted'
+ORDER BY r.due_at, r.application_id, r.seq
+LIMIT $1"""
 TRANCHES_SQL = """
 SELECT seq, amount_rub, due_at, status, held_reason, released_at FROM tranches
 WHERE application_id = $1 ORDER BY seq"""
@@ -184,6 +193,15 @@ async def reports_to_review(
 ) -> list[ReportToReview]:
     """Submitted reports waiting for this expert."""
     rows = await db.fetch(REPORTS_TO_REVIEW_SQL, reviewer_id, limit)
+    return [
+        ReportToReview.model_validate({**r, "application_id": str(r["application_id"])})
+        for r in rows
+    ]
+
+
+async def submitted_reports(db: Db, limit: int) -> list[ReportToReview]:
+    """Every project's submitted reports, oldest deadline first."""
+    rows = await db.fetch(SUBMITTED_REPORTS_SQL, limit)
     return [
         ReportToReview.model_validate({**r, "application_id": str(r["application_id"])})
         for r in rows

@@ -20,14 +20,17 @@ from schemas.council import (
     SessionBudget,
     SessionListItem,
     SessionStart,
+    SessionSummary,
     VoteRecord,
     VoteSpec,
 )
 
 COUNCIL_MEMBERS_SQL = """
-SELECT id, name, role, institution_id FROM users WHERE role = 'council' ORDER BY id"""
+SELECT id, name, role, institution_id FROM users
+WHERE role = 'council' AND deactivated_at IS NULL ORDER BY id"""
 MEMBERS_BY_ID_SQL = """
-SELECT id, name, role, institution_id FROM users WHERE id = ANY ($1::uuid[]) ORDER BY id"""
+SELECT id, name, role, institution_id FROM users
+WHERE id = ANY ($1::uuid[]) AND deactivated_at IS NULL ORDER BY id"""
 INSERT_SESSION_SQL = """
 INSERT INTO council_sessions (id, programme_id, name, status, chair_id, quorum, members,
                               opened_by, opened_at)
@@ -72,7 +75,8 @@ SESSION_SQL = """
 SELECT id, programme_id, name, status, chair_id, quorum, members FROM council_sessions
 WHERE id = $1"""
 SESSIONS_OF_PROGRAMME_SQL = """
-SELECT id, programme_id, name, status, chair_id, quorum, members FROM council_sessions
+SELECT id, programme_id, name, status, chair_id, quorum, members, opened_at, closed_at
+FROM council_sessions
 WHERE programme_id = $1 ORDER BY opened_at DESC LIMIT $2"""
 DECISIONS_SQL = """
 SELECT session_id, application_id, outcome, amount_rub, reason, votes, decided_at
@@ -95,6 +99,26 @@ async def members(db: Db, ids: list[str] | None) -> list[Actor]:
     else:
         rows = await db.fetch(MEMBERS_BY_ID_SQL, [uuid.UUID(i) for i in ids])
     return [_actor(r) for r in rows]
+
+
+async def sessions_of_programme(
+    db: Db, programme_id: uuid.UUID, limit: int
+) -> list[SessionSummary]:
+    """The programme's sessions, the latest opened first."""
+    rows = await db.fetch(SESSIONS_OF_PROGRAMME_SQL, programme_id, limit)
+    return [
+        SessionSummary(
+            session_id=str(r["id"]),
+            programme_id=str(r["programme_id"]),
+            name=r["name"],
+            open=r["status"] == "open",
+            quorum=r["quorum"],
+            members=len(r["members"]),
+            opened_at=r["opened_at"],
+            closed_at=r["closed_at"],
+        )
+        for r in rows
+    ]
 
 
 async def open_session(conn: Conn, start: SessionStart) -> list[AgendaItem]:

@@ -41,7 +41,7 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS open_tasks FROM review_tasks t
     WHERE t.reviewer_id = u.id AND t.status IN ('offered', 'accepted')
 ) load ON true
-WHERE u.role = 'reviewer' AND u.specialty = $1
+WHERE u.role = 'reviewer' AND u.specialty = $1 AND u.deactivated_at IS NULL
   AND (u.institution_id IS NULL OR NOT (u.institution_id = ANY ($2::text[])))
   AND NOT EXISTS (SELECT 1 FROM review_tasks t WHERE t.application_id = $3 AND t.reviewer_id = u.id)
 ORDER BY load.open_tasks, u.id

@@ -14,7 +14,7 @@ import asyncpg
 
 from grantflow.store import Conn, Db, in_transaction
 from schemas.common import Actor, OrganisationType, Role
-from schemas.users import TokenStatus, UserCreate, UserPublic, UserWithToken
+from schemas.users import TokenStatus, UserCreate, UserListed, UserPublic, UserWithToken
 
 TOKEN_PREFIX = "gf_"  # noqa: S105 - a prefix, not a secret
 
@@ -28,7 +28,7 @@ RETURNING id, name, role, institution_id, specialty, created_at, token_expires_a
 # `expired` and `stale` by the database's clock, the one that set the expiry.
 USER_BY_HASH_SQL = """
 SELECT u.id, u.name, u.role, u.institution_id, u.specialty, u.token_hash,
-       i.organisation_type, u.token_expires_at, u.token_revoked_at,
+       i.organisation_type, u.token_expires_at, u.token_revoked_at, u.deactivated_at,
        u.token_expires_at <= now() AS expired,
        u.token_last_used_at IS NULL
            OR u.token_last_used_at < now() - interval '1 minute' AS stale
@@ -147,6 +147,9 @@ async def token_owner(db: Db, token: str) -> TokenOwner | None:
 
 
 def _refusal(row: asyncpg.Record) -> str | None:
+    # First: a token rotated after the deactivation must not let the user back in.
+    if row["deactivated_at"] is not None:
+        return f"the user was deactivated on {_day(row['deactivated_at'])}"
     if row["token_revoked_at"] is not None:
         return f"bearer token revoked on {_day(row['token_revoked_at'])}"
     if row["expired"]:
@@ -198,3 +201,77 @@ GET_USER_SQL = (
 async def get(conn: Db, user_id: uuid.UUID) -> UserPublic | None:
     row = await conn.fetchrow(GET_USER_SQL, user_id)
     return user_public(row) if row else None
+
+
+# --- the admins' list of users, roles and deactivation ---------------------------------------
+
+LIST_SQL = """
+SELECT u.id, u.name, u.email, u.role, u.institution_id, i.name AS institution_name,
+       u.specialty, u.created_at, u.deactivated_at, u.password_hash IS NOT NULL AS has_password
+FROM users u LEFT JOIN institutions i ON i.id = u.institution_id
+WHERE ($1::text IS NULL OR u.role = $1)
+  AND ($2::text IS NULL OR u.name ILIKE '%' || $2 || '%' OR u.email ILIKE '%' || $2 || '%')
+ORDER BY u.deactivated_at IS NOT NULL, u.created_at DESC, u.id
+LIMIT $3"""
+ONE_SQL = """
+SELECT u.id, u.name, u.email, u.role, u.institution_id, i.name AS institution_name,
+       u.specialty, u.created_at, u.deactivated_at, u.password_hash IS NOT NULL AS has_password
+FROM users u LEFT JOIN institutions i ON i.id = u.institution_id
+WHERE u.id = $1"""
+SET_ROLE_SQL = """
+UPDATE users SET role = $2, specialty = coalesce($3, specialty) WHERE id = $1"""
+# The token revoked with the account: its status then says so, as a revocation by hand would.
+DEACTIVATE_SQL = """
+UPDATE users
+SET deactivated_at = coalesce(deactivated_at, now()),
+    token_revoked_at = coalesce(token_revoked_at, now())
+WHERE id = $1"""
+END_SESSIONS_SQL = """
+UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"""
+# Unused links (set or reset a password, confirm the address) would let the person back in.
+END_LINKS_SQL = """
+UPDATE account_links SET used_at = now() WHERE user_id = $1 AND used_at IS NULL"""
+
+
+def _listed(row: asyncpg.Record) -> UserListed:
+    return UserListed(
+        id=str(row["id"]),
+        name=row["name"],
+        email=row["email"],
+        role=Role(row["role"]),
+        institution_id=row["institution_id"],
+        institution_name=row["institution_name"],
+        specialty=row["specialty"],
+        created_at=row["created_at"],
+        deactivated_at=row["deactivated_at"],
+        has_password=row["has_password"],
+    )
+
+
+async def list_users(db: Db, role: Role | None, search: str | None, limit: int) -> list[UserListed]:
+    """Users, active ones first, newest first; of one role, or whose name or e-mail holds
+    `search`."""
+    rows = await db.fetch(LIST_SQL, role.value if role else None, search or None, limit)
+    return [_listed(r) for r in rows]
+
+
+async def listed(db: Db, user_id: uuid.UUID) -> UserListed | None:
+    row = await db.fetchrow(ONE_SQL, user_id)
+    return _listed(row) if row else None
+
+
+async def set_role(db: Db, user_id: uuid.UUID, role: Role, specialty: str | None) -> None:
+    await db.execute(SET_ROLE_SQL, user_id, role.value, specialty)
+
+
+async def deactivate(db: Db, user_id: uuid.UUID) -> int:
+    """Deactivate the user, revoke its token, end its sessions and retire its links, in one
+    transaction; returns how many sessions ended."""
+
+    async def apply(c: Conn) -> int:
+        await c.execute(DEACTIVATE_SQL, user_id)
+        ended = await c.execute(END_SESSIONS_SQL, user_id)
+        await c.execute(END_LINKS_SQL, user_id)
+        return int(ended.split()[-1])
+
+    return await in_transaction(db, apply)

@@ -60,7 +60,14 @@ def coordinators_only(coordinator: int) -> Expect:
     return each(403, stranger=303, coordinator=coordinator)
 
 
+def admins_only(admin: int) -> Expect:
+    return each(403, stranger=303, admin=admin)
+
+
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
+PROG, SESS = "/admin/programmes/{programme_id}", "/admin/sessions/{session_id}"
+USER = "/admin/users/{user_id}"
+ADMIN_APP = "/admin/applications/{application_id}"
 TASK = "/reviews/{task_id}"
 SESSION_PAGE, SITE = "/council/{session_id}", "/sites/{site_id}"
 REPORT, EVALUATION = "/report-reviews/{application_id}/{seq}", "/evaluations/{application_id}"
@@ -94,6 +101,32 @@ PAGES: dict[tuple[str, str], Expect] = {
     # Only the expert assigned to them; the world's reviewer is not, and its pilot has none.
     ("GET", REPORT): reviewers_only(404),
     ("GET", EVALUATION): reviewers_only(404),
+    ("GET", "/admin/programmes"): admins_only(200),
+    ("GET", "/admin/programmes/new"): admins_only(200),
+    ("GET", PROG): admins_only(200),
+    ("GET", f"{PROG}/correct"): admins_only(200),
+    ("GET", f"{PROG}/sessions/new"): admins_only(200),
+    ("GET", SESS): admins_only(200),
+    ("GET", f"{SESS}/close"): admins_only(200),
+    ("GET", "/admin/reports"): admins_only(200),
+    ("GET", f"{ADMIN_APP}/reports"): admins_only(404),  # no agreement yet
+    ("GET", f"{ADMIN_APP}/pilot"): admins_only(200),  # not planned: the plan's form
+    ("GET", "/admin/users"): admins_only(200),
+    ("GET", "/admin/users/new"): admins_only(200),
+    ("GET", USER): admins_only(200),
+    ("GET", f"{USER}/deactivate"): admins_only(200),
+    ("POST", "/admin/programmes"): admins_only(200),  # an empty form: its errors
+    ("POST", f"{PROG}/correct"): admins_only(200),  # no reason: asked for one
+    ("POST", f"{PROG}/sessions"): admins_only(200),  # no name: asked for one
+    ("POST", f"{SESS}/decide"): admins_only(200),  # not on the agenda: said on the page
+    ("POST", f"{ADMIN_APP}/reports/{{seq}}"): admins_only(404),  # no agreement yet
+    ("POST", f"{ADMIN_APP}/report-reviewer"): admins_only(404),
+    ("POST", f"{ADMIN_APP}/pilot/plan"): admins_only(200),  # no clinic: asked for one
+    ("POST", f"{ADMIN_APP}/pilot/evaluator"): admins_only(200),  # no id: asked for one
+    ("POST", f"{ADMIN_APP}/pilot/decision"): admins_only(200),  # no reason: asked for one
+    ("POST", "/admin/users"): admins_only(200),  # an empty form: its errors
+    ("POST", f"{USER}/role"): admins_only(200),  # no reason: asked for one
+    ("POST", f"{USER}/deactivate"): admins_only(200),  # no reason: asked for one
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -117,6 +150,7 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", REPORT): reviewers_only(404),
     ("POST", EVALUATION): reviewers_only(404),
     # What ends something comes last, in this order.
+    ("POST", f"{SESS}/close"): admins_only(303),
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
     ("POST", "/sign-out-everywhere"): each(303),
@@ -199,6 +233,7 @@ async def make_world(site: Site, make_user: UserFactory) -> World:
         "programme_id": programme["id"],
         "application_id": created.json()["id"],
         "draft_id": str(draft_id),
+        "user_id": members["other"].user.id,
         "seq": "1",
     }
     return World(members, values)
