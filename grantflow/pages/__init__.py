@@ -6,11 +6,18 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from grantflow.pages import account, application, programme, review
+from grantflow.pages import (
+    account,
+    admin_application,
+    admin_dashboard,
+    application,
+    programme,
+    review,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter(include_in_schema=False)
 # One module per stage, as the API's routes; reviewer, council and admin pages join here.
-for module in (account, programme, application, review):
+for module in (account, programme, application, review, admin_dashboard, admin_application):
     router.include_router(module.router)

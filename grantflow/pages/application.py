@@ -57,6 +57,8 @@ async def home(request: Request, viewer: SignedIn, res: Res, cursor: str | None 
     start pages come with their pages."""
     if viewer.role == Role.reviewer:
         return redirect("/reviews")
+    if viewer.role == Role.admin:
+        return redirect("/admin")
     if viewer.role != Role.applicant:
         return render(request, "staff_home.html")
     found = await application.page(res, viewer.caller, cursor=cursor, limit=50)

@@ -279,7 +279,11 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.reviewer: [("/reviews", N_("My tasks")), ("/reviews/past", N_("My past reviews"))],
     Role.council: [("/", N_("Home")), ("/calls", N_("Calls"))],
     Role.coordinator: [("/", N_("Home")), ("/calls", N_("Calls"))],
-    Role.admin: [("/", N_("Home")), ("/calls", N_("Calls"))],
+    Role.admin: [
+        ("/admin", N_("Dashboard")),
+        ("/admin/applications", N_("Applications")),
+        ("/calls", N_("Calls")),
+    ],
 }
 
 

@@ -52,8 +52,13 @@ def reviewers_only(reviewer: int) -> Expect:
     return each(403, stranger=303, reviewer=reviewer)
 
 
+def admins_only(admin: int) -> Expect:
+    return each(403, stranger=303, admin=admin)
+
+
 DRAFT, APP = "/drafts/{draft_id}", "/applications/{application_id}"
 TASK = "/reviews/{task_id}"
+ADMIN_APP = "/admin/applications/{application_id}"
 PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/sign-in"): each(303, stranger=200),
     ("GET", "/register"): each(303, stranger=200),
@@ -62,7 +67,8 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/set-password"): each(404),
     ("GET", "/reset-password"): each(404),
     ("GET", "/account"): signed_in(200),
-    ("GET", "/"): each(200, stranger=303, reviewer=303),  # a reviewer's start is the inbox
+    # A reviewer's start is the inbox, an admin's the dashboard.
+    ("GET", "/"): each(200, stranger=303, reviewer=303, admin=303),
     ("GET", "/calls"): signed_in(200),
     ("GET", "/calls/{programme_id}"): signed_in(200),
     ("GET", DRAFT): applicants_only(200),
@@ -75,6 +81,10 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", TASK): reviewers_only(200),
     ("GET", f"{TASK}/review"): reviewers_only(303),  # not accepted yet: back to the task
     ("GET", f"{TASK}/confirm"): reviewers_only(303),
+    ("GET", "/admin"): admins_only(200),
+    ("GET", "/admin/applications"): admins_only(200),
+    ("GET", "/admin/applications.csv"): admins_only(200),
+    ("GET", ADMIN_APP): admins_only(200),
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -91,6 +101,13 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{TASK}/decline"): reviewers_only(200),  # no reason: asked for one
     ("POST", f"{TASK}/review"): reviewers_only(303),  # the draft saved
     ("POST", f"{TASK}/submit"): reviewers_only(200),  # the draft incomplete: the form again
+    # No reason given: the application's page again, the error beside the reason's box.
+    ("POST", f"{ADMIN_APP}/deadline"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/reassign"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/reviewer"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/rescreen"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/withdraw"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/cancel"): admins_only(200),
     # What ends something comes last, in this order.
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
     ("POST", "/sign-out"): each(303),
