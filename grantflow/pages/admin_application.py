@@ -78,12 +78,12 @@ ROLES = {
     "system": N_("the system"),
 }
 ACTIONS = {
-    "deadline": (N_("Move a deadline"), N_("Move the deadline")),
-    "reassign": (N_("Reassign a review task"), N_("Reassign the task")),
-    "reviewer": (N_("Add a reviewer"), N_("Add the reviewer")),
-    "rescreen": (N_("Screen again"), N_("Screen it again")),
-    "withdraw": (N_("Withdraw on the applicant's behalf"), N_("Withdraw it")),
-    "cancel": (N_("Cancel the application"), N_("Cancel it")),
+    "deadline": (N_("Move a deadline"), N_("move the deadline")),
+    "reassign": (N_("Reassign a review task"), N_("reassign the task")),
+    "reviewer": (N_("Add a reviewer"), N_("add the reviewer")),
+    "rescreen": (N_("Screen again"), N_("screen it again")),
+    "withdraw": (N_("Withdraw on the applicant's behalf"), N_("withdraw it")),
+    "cancel": (N_("Cancel the application"), N_("cancel it")),
 }
 DONE = {
     "deadline": N_("Done: the deadline is moved. It is in the history below."),

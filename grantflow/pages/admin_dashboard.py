@@ -47,7 +47,7 @@ SITE_STATUS = {
     "cancelled": N_("Cancelled"),
 }
 BUDGET_SERIES = (
-    ("approved", N_("Approved")),
+    ("approved", N_("Approved sum")),
     ("reserved", N_("Reserved")),
     ("disbursed", N_("Disbursed")),
     ("remaining", N_("Remaining")),
