@@ -189,7 +189,7 @@ def _pictures(f: ProgrammeCharts, viewer: Viewer) -> dict[str, Any]:
         "budget": charts.lines(
             "budget", _("The budget over time"),
             _("Approved, reserved, disbursed and remaining money at the end of each period."),
-            ticks, series, _compact,
+            ticks, series, _compact, [p.at.timestamp() for p in f.budget],
         ) if f.budget else None,
         "budget_rows": list(zip(dates, f.budget, strict=True)),
         "series": [_(name) for _key, name in BUDGET_SERIES],

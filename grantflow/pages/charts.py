@@ -55,6 +55,22 @@ def _clip(label: str, chars: int) -> str:
     return label if len(label) <= chars else label[: chars - 1] + "…"
 
 
+def _legend(
+    names: Sequence[str], swatch: Callable[[int, float, float], str]
+) -> tuple[list[str], int]:
+    """Legend entries side by side, each as wide as its name (about 7.5 px a letter), on as
+    many rows as they need; and the height they take."""
+    parts: list[str] = []
+    x, y = 10.0, 14.0
+    for k, name in enumerate(names):
+        width = 34 + 7.5 * len(name)
+        if x + width > WIDTH and x > 10:
+            x, y = 10.0, y + 22
+        parts += [swatch(k, x, y), _text(x + 30, y + 4, name)]
+        x += width + 16
+    return parts, int(y) + 14
+
+
 def bars(chart_id: str, title: str, desc: str, items: Sequence[tuple[str, float]],
          fmt: Fmt) -> Markup:  # fmt: skip
     """Horizontal bars, one per item, the longest the widest; the figure at each bar's end."""
@@ -77,17 +93,22 @@ def bars(chart_id: str, title: str, desc: str, items: Sequence[tuple[str, float]
 
 
 def lines(chart_id: str, title: str, desc: str, x_labels: Sequence[str],
-          series: Sequence[Series], fmt: Fmt) -> Markup:  # fmt: skip
+          series: Sequence[Series], fmt: Fmt,
+          positions: Sequence[float] | None = None) -> Markup:  # fmt: skip
     """Lines over time from 0 to the largest value, the first and last period named below,
-    a legend above; each line its own colour and dash."""
+    a legend above; each line its own colour and dash. `positions` (seconds, say) place the
+    points along the axis as far apart as they are in time; else evenly."""
     left, right, top, bottom = 120, 20, 40, 40
     height = 300
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     most = max((v for s in series for v in s.values), default=0) or 1
     n = max(len(x_labels), 2)
 
+    at = list(positions) if positions and len(positions) > 1 else list(range(n))
+    span = (at[-1] - at[0]) or 1
+
     def x(i: int) -> float:
-        return left + plot_w * i / (n - 1)
+        return left + plot_w * (at[i] - at[0]) / span
 
     def y(v: float) -> float:
         return top + plot_h * (1 - v / most)
@@ -99,15 +120,19 @@ def lines(chart_id: str, title: str, desc: str, x_labels: Sequence[str],
             f'<line x1="{left}" x2="{WIDTH - right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{GRID}"/>'
         )
         parts.append(_text(left - 6, ty + 4, fmt(most * tick), "end"))
+
+    def swatch(k: int, lx: float, ly: float) -> str:
+        dash = DASHES[k % len(DASHES)]
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
+        return (
+            f'<line x1="{lx:.1f}" x2="{lx + 24:.1f}" y1="{ly}" y2="{ly}" '
+            f'stroke="{PALETTE[k % len(PALETTE)]}" stroke-width="3"{dashed}/>'
+        )
+
+    parts += _legend([s.name for s in series], swatch)[0]
     for k, s in enumerate(series):
         colour, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
-        lx = left + k * (plot_w / max(len(series), 1))
         dashed = f' stroke-dasharray="{dash}"' if dash else ""
-        parts.append(
-            f'<line x1="{lx:.1f}" x2="{lx + 24:.1f}" y1="14" y2="14" stroke="{colour}" '
-            f'stroke-width="3"{dashed}/>'
-        )
-        parts.append(_text(lx + 30, 18, _clip(s.name, 16)))
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))
         parts.append(
             f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="3"{dashed}/>'
@@ -123,17 +148,17 @@ def stacked(chart_id: str, title: str, desc: str, rows: Sequence[tuple[str, dict
             keys: Sequence[tuple[str, str]]) -> Markup:  # fmt: skip
     """A bar per row split by key (`keys`: each key and its name, in order), a legend above,
     each bar's total at its end."""
-    row, label_w, top = 28, 170, 34
+
+    def swatch(k: int, lx: float, ly: float) -> str:
+        colour = PALETTE[k % len(PALETTE)]
+        return f'<rect x="{lx + 8:.1f}" y="{ly - 8}" width="16" height="16" fill="{colour}"/>'
+
+    legend, top = _legend([name for _, name in keys], swatch)
+    row, label_w = 28, 170
     height = top + row * len(rows) + 8
     most = max((sum(c.values()) for _, c in rows), default=0) or 1
     span = WIDTH - label_w - 60
-    parts = [_open(chart_id, title, desc, height)]
-    for k, (_, name) in enumerate(keys):
-        lx = 10 + k * (WIDTH - 20) / max(len(keys), 1)
-        parts.append(
-            f'<rect x="{lx:.1f}" y="6" width="14" height="14" fill="{PALETTE[k % len(PALETTE)]}"/>'
-        )
-        parts.append(_text(lx + 18, 18, _clip(name, 13)))
+    parts = [_open(chart_id, title, desc, height), *legend]
     for i, (label, counts) in enumerate(rows):
         y, at = top + i * row, float(label_w)
         parts.append(_text(label_w - 8, y + 18, _clip(label, 24), "end"))

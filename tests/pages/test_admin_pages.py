@@ -16,15 +16,19 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from grantflow.pages import charts
+from grantflow.services.dashboard import funnel
 from grantflow.store.account import set_preferences
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, UserFactory
 from tests.pages.conftest import (
     Member,
     Site,
+    csrf,
     open_programme,
     person,
     shoot,
+    signed_in_client,
     visit,
     with_password,
 )
@@ -317,3 +321,59 @@ async def test_the_pictures_carry_their_figures_and_the_list_counts_and_csv_agre
         lines = list(csv.DictReader(io.StringIO(await answer.text())))
         assert {line["id"] for line in lines} == listed
         assert {line["stage"] for line in lines} == {"rejected"}
+
+
+# --- the pictures' own rules -------------------------------------------------------------------
+
+
+async def test_a_picture_names_itself_and_escapes_what_it_is_given() -> None:
+    drawn = charts.bars("c", "Title <i>", "About it", [("<script>x</script>", 3.0)], str)
+    assert 'role="img"' in drawn and 'aria-labelledby="c-t c-d"' in drawn
+    assert "<script>" not in drawn and "&lt;script&gt;" in drawn
+    assert '<title id="c-t">Title &lt;i&gt;</title>' in drawn
+    assert " style=" not in drawn  # the content security policy allows no inline style
+
+
+async def test_the_funnel_counts_each_application_up_to_the_step_it_reached() -> None:
+    steps = funnel({"rejected": 2, "closed": 1, "withdrawn": 1, "ineligible": 3})
+    reached = {s.step: s.reached for s in steps}
+    assert reached == {
+        "submitted": 7,  # every one
+        "screened": 6,  # all but the withdrawn, whose stage says no more
+        "review": 3,  # not the ineligible
+        "council": 3,
+        "agreement": 1,  # the rejected stopped at the council
+        "pilot": 1,
+        "reporting": 1,
+        "closed": 1,
+    }
+
+
+@pytest.mark.timeout(120)
+async def test_a_cancellation_asks_first_and_then_is_in_the_history(
+    site: Site, stack: Stack, make_user: UserFactory
+) -> None:
+    spec = f"dermatology-{uuid.uuid4().hex[:6]}"
+    programme = await open_programme(stack, make_user, specialties=[spec])
+    application_id = await apply(stack, make_user, programme["id"], spec, "Stuck one")
+    me = await admin_member(stack, make_user, "en", "Olga Admin")
+    url = f"/admin/applications/{application_id}"
+    async with signed_in_client(site, me) as client:
+        token = await csrf(client, url)
+        reason = "A duplicate of an earlier application."
+        asked = await client.post(f"{url}/cancel", data={"csrf_token": token, "reason": reason})
+        assert asked.status_code == 200 and "Confirm: Cancel the application" in asked.text
+        stage = await stack.pool.fetchval(
+            "SELECT stage FROM applications WHERE id = $1", uuid.UUID(application_id)
+        )
+        assert stage != "cancelled"  # nothing is done before the confirmation
+        body = {"csrf_token": token, "reason": reason, "step": "confirmed"}
+        done = await client.post(f"{url}/cancel", data=body)
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"{url}?done=cancel#history"
+        shown = (await client.get(done.headers["location"])).text
+    assert "Done: the application is cancelled." in shown
+    assert "Why: A duplicate of an earlier application." in shown
+    assert "Olga Admin" in shown
+    # An ended application offers no intervention.
+    assert 'id="act-cancel"' not in shown
