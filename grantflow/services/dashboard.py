@@ -116,7 +116,7 @@ def funnel(by_stage: dict[str, int]) -> list[FunnelStep]:
 
 
 def _unit(first: datetime, last: datetime) -> tuple[str, timedelta]:
-    span = last - first
+    span = abs(last - first)
     for longest, unit, step in UNITS:
         if span < longest:
             return unit, step

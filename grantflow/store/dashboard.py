@@ -11,18 +11,18 @@ import asyncpg
 
 from grantflow.store import Db
 
-# Counts of applications, so that each figure is what its link's filtered list counts.
-FLAGGED_SQL = "SELECT count(*)::int FROM applications WHERE flag_reason IS NOT NULL"
-OVERDUE_REVIEWS_SQL = """
-SELECT count(DISTINCT t.application_id)::int FROM review_tasks t
-WHERE t.status IN ('offered', 'accepted') AND t.deadline < now()"""
-OVERDUE_REPORTS_SQL = """
-SELECT count(DISTINCT r.application_id)::int FROM reports r
-WHERE r.overdue AND r.status IN ('due', 'returned')"""
-# Reviewed (or deferred) and waiting for a council session: from the stage counters.
-WAITING_COUNCIL_SQL = """
-SELECT coalesce(sum(n), 0)::int FROM application_stage_counts
-WHERE stage IN ('reviewed', 'deferred')"""
+# Counts of applications, so that each figure is what its link's filtered list counts; each from
+# its partial index (reviewed or deferred, waiting for a council: from the stage counters), all
+# in one round trip.
+ATTENTION_SQL = """
+SELECT (SELECT count(*) FROM applications WHERE flag_reason IS NOT NULL)::int AS flagged,
+       (SELECT count(DISTINCT t.application_id) FROM review_tasks t
+        WHERE t.status IN ('offered', 'accepted') AND t.deadline < now())::int
+           AS overdue_reviews,
+       (SELECT count(DISTINCT r.application_id) FROM reports r
+        WHERE r.overdue AND r.status IN ('due', 'returned'))::int AS overdue_reports,
+       (SELECT coalesce(sum(n), 0) FROM application_stage_counts
+        WHERE stage IN ('reviewed', 'deferred'))::int AS waiting_council"""
 ESCALATED_SITES_SQL = """
 SELECT s.id, s.application_id, s.clinic_id, coalesce(i.name, s.clinic_id) AS clinic,
        s.status, s.report_by, s.updated_at, count(*) OVER ()::int AS total
@@ -32,8 +32,12 @@ ORDER BY s.updated_at LIMIT $1::int"""
 
 STAGE_COUNTS_SQL = """
 SELECT stage, n FROM application_stage_counts WHERE programme_id = $1::uuid AND n > 0"""
+# The first and the last entry by the index on (programme_id, id): an append-only ledger's ids
+# follow its times closely enough to choose the periods by.
 LEDGER_SPAN_SQL = """
-SELECT min(at) AS first, max(at) AS last FROM ledger_entries WHERE programme_id = $1::uuid"""
+SELECT (SELECT at FROM ledger_entries WHERE programme_id = $1::uuid ORDER BY id LIMIT 1) AS first,
+       (SELECT at FROM ledger_entries WHERE programme_id = $1::uuid ORDER BY id DESC LIMIT 1)
+           AS last"""
 # Each bucket's movements; the service adds them up into the running totals.
 LEDGER_BUCKETS_SQL = """
 SELECT date_trunc($2::text, l.at) AS at,
@@ -60,12 +64,9 @@ ORDER BY name, id LIMIT $2::int"""
 async def attention(db: Db) -> dict[str, int]:
     """How many applications are flagged, have an overdue review or report, or wait for a
     council."""
-    return {
-        "flagged": await db.fetchval(FLAGGED_SQL),
-        "overdue_reviews": await db.fetchval(OVERDUE_REVIEWS_SQL),
-        "overdue_reports": await db.fetchval(OVERDUE_REPORTS_SQL),
-        "waiting_council": await db.fetchval(WAITING_COUNCIL_SQL),
-    }
+    row = await db.fetchrow(ATTENTION_SQL)
+    assert row is not None  # one row, always
+    return dict(row)
 
 
 async def escalated_sites(db: Db, limit: int) -> list[asyncpg.Record]:
