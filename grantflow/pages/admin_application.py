@@ -48,6 +48,8 @@ EVENTS = {
     "review_reassigned": N_("Review task reassigned"),
     "review_reviewer_added": N_("Reviewer added by an admin"),
     "review_extra_reviewer": N_("One more expert asked (scores diverged)"),
+    "review_flagged": N_("Flagged for an admin"),
+    "review_expired": N_("Review task expired"),
     "review_deadline_extended": N_("Review deadline moved"),
     "reviewed": N_("Expert review complete"),
     "on_agenda": N_("Put on a council's agenda"),
@@ -280,8 +282,9 @@ async def _intervene(
         app = await application.get(res, viewer.caller, application_id)
         context = {
             "app": app, "action": action, "values": values, "title": action_name(action),
-            "button": _(ACTIONS[action][1]), "until": _until(values.get("until", ""), viewer),
-            "summary": _summary(action, values, await _page_facts(res, viewer, application_id)),
+            "button": _(ACTIONS[action][1]),
+            "summary": _summary(action, values, await _page_facts(res, viewer, application_id),
+                                _when(_until(values.get("until", ""), viewer), viewer)),
         }  # fmt: skip
         return render(request, "admin_confirm.html", context)
     try:
@@ -307,7 +310,9 @@ async def _page_facts(res: Res, viewer: Viewer, application_id: str) -> dict[str
     return names | {r.id: r.name for r in chosen}
 
 
-def _summary(action: str, values: dict[str, str], names: dict[str, str]) -> list[tuple[str, str]]:
+def _summary(
+    action: str, values: dict[str, str], names: dict[str, str], until: str
+) -> list[tuple[str, str]]:
     """What is about to be done, line by line, for the confirmation."""
     rows: list[tuple[str, str]] = []
     if action == "deadline":
@@ -318,7 +323,7 @@ def _summary(action: str, values: dict[str, str], names: dict[str, str]) -> list
                       agreement=_("The window to accept the agreement"),
                       report=_("Report %(n)s", n=values.get("seq", ""))).get(kind, kind)
         )  # fmt: skip
-        rows.append((_("Deadline"), which))
+        rows += [(_("Deadline"), which), (_("New deadline"), until)]
     if action == "reassign":
         rows.append((_("Task of"), names.get(values["task_id"], values["task_id"])))
         chosen = values.get("reviewer_id")
