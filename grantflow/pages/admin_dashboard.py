@@ -70,6 +70,7 @@ class ListFilters:
     specialty: str = ""
     overdue: bool = False
     flagged: bool = False
+    limit: int = PAGE  # a page's length, as the API's `limit` (1 to 200)
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +90,7 @@ class ListFilters:
             specialty=query.get("specialty", "").strip()[:200],
             overdue=query.get("overdue") in ("1", "on", "true"),
             flagged=query.get("flagged") in ("1", "on", "true"),
+            limit=_limit(query.get("limit", "")),
             errors=errors,
         )
 
@@ -114,8 +116,13 @@ class ListFilters:
             ("overdue", "1" if chosen.overdue else ""),
             ("flagged", "1" if chosen.flagged else ""),
         ]
+        pairs += [("limit", str(chosen.limit) if chosen.limit != PAGE else "")]
         pairs += [("cursor", cursor or "")]
         return urlencode([(k, v) for k, v in pairs if v])
+
+
+def _limit(text: str) -> int:
+    return min(max(int(text), 1), 200) if text.isdigit() else PAGE
 
 
 def list_url(**filters: Any) -> str:
@@ -239,11 +246,11 @@ async def applications(request: Request, viewer: AdminViewer, res: Res) -> Respo
     errors = dict(filters.errors)
     try:
         found = await admin.page(
-            res, viewer.caller, cursor=cursor, limit=PAGE, **filters.service_args()
+            res, viewer.caller, cursor=cursor, limit=filters.limit, **filters.service_args()
         )
     except Invalid:
         errors["cursor"] = _("That page of the list is no longer valid: here is the first one.")
-        found = await admin.page(res, viewer.caller, limit=PAGE, **filters.service_args())
+        found = await admin.page(res, viewer.caller, limit=filters.limit, **filters.service_args())
     programmes = await programme.list_recent(res, viewer.caller, limit=100)
     context = {
         "filters": filters,

@@ -50,6 +50,7 @@ SAYS: dict[str, dict[str, str]] = {
         "pilot": "Апробация",
         "show": "Показать",
         "its_applications": "Её заявки",
+        "next_page": "Следующая страница",
     },
     "en": {
         "sign_in": "Sign in",
@@ -64,6 +65,7 @@ SAYS: dict[str, dict[str, str]] = {
         "pilot": "Pilot",
         "show": "Show",
         "its_applications": "Its applications",
+        "next_page": "Next page",
     },
 }
 
@@ -307,12 +309,7 @@ async def test_the_pictures_carry_their_figures_and_the_list_counts_and_csv_agre
         rows = page.locator("#applications tbody tr")
         await expect(rows).to_have_count(COPIES["rejected"])
         await expect(page.locator("#counts-title")).to_contain_text(str(COPIES["rejected"]))
-        listed = {
-            (href or "").rsplit("/", 1)[-1]
-            for href in await page.locator("#applications tbody a").evaluate_all(
-                "a => a.map(x => x.getAttribute('href'))"
-            )
-        }
+        listed = set(await ids_listed(page))
         assert listed == set(seeded.ids_by_stage["rejected"])
         await visit(page, f"{lang}-admin-02-list")
         csv_url = await page.get_by_role("link", name="CSV").get_attribute("href")
@@ -321,6 +318,28 @@ async def test_the_pictures_carry_their_figures_and_the_list_counts_and_csv_agre
         lines = list(csv.DictReader(io.StringIO(await answer.text())))
         assert {line["id"] for line in lines} == listed
         assert {line["stage"] for line in lines} == {"rejected"}
+
+        # Page by page (keyset: each page after the last one's row), every one exactly once.
+        await page.goto(f"{site.url}/admin/applications?programme_id={pid}&limit=5")
+        seen: list[str] = []
+        while True:
+            seen += await ids_listed(page)
+            following = page.get_by_role("link", name=says["next_page"])
+            if not await following.count():
+                break
+            await following.click()
+        assert len(seen) == len(set(seen)) == sum(counts.values())
+        everything = await page.request.get(f"{site.url}/admin/applications.csv?programme_id={pid}")
+        assert {line["id"] for line in csv.DictReader(io.StringIO(await everything.text()))} == set(
+            seen
+        )
+
+
+async def ids_listed(page: Page) -> list[str]:
+    hrefs = await page.locator("#applications tbody a").evaluate_all(
+        "a => a.map(x => x.getAttribute('href'))"
+    )
+    return [(href or "").rsplit("/", 1)[-1] for href in hrefs]
 
 
 # --- the pictures' own rules -------------------------------------------------------------------
