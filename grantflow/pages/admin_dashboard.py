@@ -177,8 +177,13 @@ def _pictures(f: ProgrammeCharts, viewer: Viewer) -> dict[str, Any]:
     """Each chart and the rows of its table, in the reader's language."""
     steps = [(_(label), s.reached) for label, s in zip(STEPS, f.funnel, strict=True)]
     stages = [(_(STAFF_STAGE[Stage(s)]), n) for s, n in sorted(f.by_stage.items(), key=_order)]
-    dates = [i18n.when(p.at, viewer.time_zone) for p in f.budget]
-    ticks = _ticks([p.at for p in f.budget], viewer.time_zone)
+    moments = [p.at for p in f.budget]
+    ticks = _ticks(moments, viewer.time_zone)
+    dates = (
+        [i18n.when(m, viewer.time_zone) for m in moments]
+        if _fine(moments)
+        else [i18n.day(m, viewer.time_zone) for m in moments]
+    )
     series = [
         charts.Series(_(name), [getattr(p, key) for p in f.budget]) for key, name in BUDGET_SERIES
     ]
@@ -222,10 +227,14 @@ def _pictures(f: ProgrammeCharts, viewer: Viewer) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _fine(moments: list[datetime]) -> bool:
+    """Periods under a day: their times of day matter."""
+    return len(moments) > 1 and moments[1] - moments[0] < timedelta(days=1)
+
+
 def _ticks(moments: list[datetime], zone: str) -> list[str]:
     """The axis's dates, short: with the time of day when the periods are under a day."""
-    fine = len(moments) > 1 and moments[1] - moments[0] < timedelta(days=1)
-    pattern = "d MMM, HH:mm" if fine else "d MMM y"
+    pattern = "d MMM, HH:mm" if _fine(moments) else "d MMM y"
     locale = i18n.current_locale()
     return [format_datetime(m, pattern, tzinfo=ZoneInfo(zone), locale=locale) for m in moments]
 

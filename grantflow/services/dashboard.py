@@ -51,13 +51,15 @@ REACHED = {
     Stage.reporting: 6,
     Stage.closed: 7,
 }
-# The ledger's periods: fine enough for a test's seconds, coarse enough for a programme's years.
+# The ledger's periods: fine enough for a test's seconds, coarse enough for a programme's years;
+# at most about thirty points either way.
 UNITS = (
-    (timedelta(hours=2), "minute", timedelta(minutes=1)),
-    (timedelta(days=3), "hour", timedelta(hours=1)),
-    (timedelta(days=120), "day", timedelta(days=1)),
+    (timedelta(minutes=30), "minute", timedelta(minutes=1)),
+    (timedelta(days=1), "hour", timedelta(hours=1)),
+    (timedelta(days=30), "day", timedelta(days=1)),
+    (timedelta(days=180), "week", timedelta(weeks=1)),
 )
-WEEK = ("week", timedelta(weeks=1))
+MONTH = ("month", timedelta(days=31))
 
 
 async def attention(res: Resources, caller: Caller) -> Attention:
@@ -120,7 +122,7 @@ def _unit(first: datetime, last: datetime) -> tuple[str, timedelta]:
     for longest, unit, step in UNITS:
         if span < longest:
             return unit, step
-    return WEEK
+    return MONTH
 
 
 async def _budget(res: Resources, programme_id: uuid.UUID, budget: int) -> list[BudgetPoint]:
