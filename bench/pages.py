@@ -70,6 +70,11 @@ PAGES = [
     Page("reviewer: task", "/reviews/{task}", "reviewer"),
     Page("reviewer: rubric form", "/reviews/{accepted}/review", "reviewer"),
     Page("reviewer: review check", "/reviews/{accepted}/confirm", "reviewer"),
+    Page("admin: dashboard with charts", "/admin?programme_id={programme}", "admin"),
+    Page("admin: application list", "/admin/applications", "admin"),
+    Page("admin: list, a programme", "/admin/applications?programme_id={programme}", "admin"),
+    Page("admin: list, a stage", "/admin/applications?stage=under_review", "admin"),
+    Page("admin: list, overdue", "/admin/applications?overdue=1", "admin"),
     Page("stranger: sign-in", "/sign-in", "stranger"),
 ]
 

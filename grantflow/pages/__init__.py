@@ -8,6 +8,8 @@ from fastapi import APIRouter
 
 from grantflow.pages import (
     account,
+    admin_application,
+    admin_dashboard,
     application,
     council,
     manage,
@@ -22,5 +24,17 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter(include_in_schema=False)
 # One module per stage, as the API's routes; reviewer, council and admin pages join here.
-for module in (account, programme, application, review, reporting, pilot, council, site, manage):
+for module in (
+    account,
+    programme,
+    application,
+    review,
+    reporting,
+    pilot,
+    council,
+    site,
+    manage,
+    admin_dashboard,
+    admin_application,
+):
     router.include_router(module.router)

@@ -49,7 +49,7 @@ def labels() -> dict[str, str]:
 
 
 # Other roles' start pages, where "/" (and signing in) takes them.
-START = {Role.council: "/council", Role.coordinator: "/sites"}
+START = {Role.council: "/council", Role.coordinator: "/sites", Role.admin: "/admin"}
 
 
 # --- my applications ---------------------------------------------------------------------

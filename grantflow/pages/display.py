@@ -281,11 +281,12 @@ NAV: dict[Role | None, list[tuple[str, str]]] = {
     Role.council: [("/council", N_("My council sessions")), ("/calls", N_("Calls"))],
     Role.coordinator: [("/sites", N_("My clinic's pilots")), ("/calls", N_("Calls"))],
     Role.admin: [
-        ("/", N_("Home")),
-        ("/calls", N_("Calls")),
+        ("/admin", N_("Dashboard")),
+        ("/admin/applications", N_("Applications")),
         ("/admin/programmes", N_("Programmes")),
         ("/admin/reports", N_("Reports")),
         ("/admin/users", N_("Users")),
+        ("/calls", N_("Calls")),
     ],
 }
 

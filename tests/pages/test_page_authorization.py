@@ -79,8 +79,9 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/set-password"): each(404),
     ("GET", "/reset-password"): each(404),
     ("GET", "/account"): signed_in(200),
-    # A reviewer's start is the inbox; a council member's, its sessions; a coordinator's, sites.
-    ("GET", "/"): each(200, stranger=303, reviewer=303, council=303, coordinator=303),
+    # A reviewer's start is the inbox; a council member's, its sessions; a coordinator's,
+    # sites; an admin's, the dashboard.
+    ("GET", "/"): each(200, stranger=303, reviewer=303, council=303, coordinator=303, admin=303),
     ("GET", "/calls"): signed_in(200),
     ("GET", "/calls/{programme_id}"): signed_in(200),
     ("GET", DRAFT): applicants_only(200),
@@ -127,6 +128,10 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", "/admin/users"): admins_only(200),  # an empty form: its errors
     ("POST", f"{USER}/role"): admins_only(200),  # no reason: asked for one
     ("POST", f"{USER}/deactivate"): admins_only(200),  # no reason: asked for one
+    ("GET", "/admin"): admins_only(200),
+    ("GET", "/admin/applications"): admins_only(200),
+    ("GET", "/admin/applications.csv"): admins_only(200),
+    ("GET", ADMIN_APP): admins_only(200),
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
@@ -149,6 +154,13 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{SITE}/report"): coordinators_only(404),
     ("POST", REPORT): reviewers_only(404),
     ("POST", EVALUATION): reviewers_only(404),
+    # No reason given: the application's page again, the error beside the reason's box.
+    ("POST", f"{ADMIN_APP}/deadline"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/reassign"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/reviewer"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/rescreen"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/withdraw"): admins_only(200),
+    ("POST", f"{ADMIN_APP}/cancel"): admins_only(200),
     # What ends something comes last, in this order.
     ("POST", f"{SESS}/close"): admins_only(303),
     ("POST", f"{DRAFT}/delete"): applicants_only(303),
