@@ -499,18 +499,21 @@ async def test_no_row_is_locked_while_the_relay_is_called(
     relay = Relay(held=True)
     sending = asyncio.create_task(notifications.deliver(stack.pool, keys, relay))
     await asyncio.wait_for(relay.holding.wait(), timeout=10)
-    # Mid-send: the rows can be locked by anyone at once (NOWAIT fails on a held lock), and
-    # another delivery is answered at once rather than waiting for this one.
-    async with stack.pool.acquire() as conn, conn.transaction():
-        locked = await conn.fetch(
-            "SELECT id FROM notifications WHERE key = ANY($1::text[]) FOR UPDATE NOWAIT", keys
-        )
-        assert len(locked) == 2
-    with pytest.raises(notifications.StillSending):
-        await asyncio.wait_for(notifications.deliver(stack.pool, keys, Relay()), timeout=5)
-    claims = [(await outbox_row(stack, k))["claimed_at"] for k in keys]
-    assert all(c is not None for c in claims)  # claimed, committed, visible to everyone
-    relay.release()
+    try:
+        # Mid-send: the rows can be locked by anyone at once (NOWAIT fails on a held lock),
+        # and another delivery is answered at once rather than waiting for this one.
+        async with stack.pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetch(
+                "SELECT id FROM notifications WHERE key = ANY($1::text[]) FOR UPDATE NOWAIT",
+                keys,
+            )
+            assert len(locked) == 2
+        with pytest.raises(notifications.StillSending):
+            await asyncio.wait_for(notifications.deliver(stack.pool, keys, Relay()), timeout=5)
+        claims = [(await outbox_row(stack, k))["claimed_at"] for k in keys]
+        assert all(c is not None for c in claims)  # claimed, committed, visible to everyone
+    finally:
+        relay.release()  # failing above, the held send must not hang the session's teardown
     assert await sending == 2
     assert relay.subjects == ["Reminder 0", "Reminder 1"]
 

@@ -25,12 +25,13 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from activities import WRITE_REFUSED
 from activities.application import ApplicationActivities
 from grantflow.dev.embedded import EmbeddedPostgres
+from grantflow.services.consistency import check
 from grantflow.services.errors import refused_update
 from schemas.application import StageChange, WithdrawalRequest
 from schemas.common import Actor, Role, Stage
 from tests.conftest import SESSION, Stack, User, application_body, create_programme, user_factory
 from tests.faults import own_stack
-from tests.test_application import submit, timeline_kinds
+from tests.test_application import stage_of, submit, timeline_kinds
 from workflows import ids
 from workflows.application import ApplicationWorkflow
 
@@ -200,3 +201,46 @@ async def refused_in_history(stack: Stack, workflow_id: str) -> list[str]:
             assert failure.application_failure_info.non_retryable
             found.append(failure.message)
     return found
+
+
+async def test_a_refused_withdrawal_leaves_the_workflow_at_the_stage_on_record(
+    stack: Stack, admin: User, applicant: User
+) -> None:
+    """The workflow takes a stage change only once PostgreSQL took it: after a refused
+    withdrawal the workflow and the row both still say `revision_requested`, `grantflow check`
+    finds them consistent, and the applicant's next (good) withdrawal goes through. On the
+    session's stack, so `make histories` records the path. Broken on purpose (the new stage
+    taken before the write, as before the patch `application-stage-after-write`), the
+    workflow says `withdrawn` over a `revision_requested` row and ends there."""
+    programme = await create_programme(stack, admin)
+    body = application_body(programme["id"], requested_rub=31_000_000)  # a fixable gap
+    app = (await submit(stack, applicant, body)).json()
+    assert app["stage"] == "revision_requested"
+    handle = stack.client.get_workflow_handle(ids.application(app["id"]))
+    actor = Actor(
+        user_id=applicant.id,
+        role=Role.applicant,
+        name=applicant.name,
+        institution_id=applicant.institution_id,
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            ApplicationWorkflow.withdraw,
+            WithdrawalRequest(actor=actor, reason=f"Funded{NUL}elsewhere"),
+        )
+    assert refused_update(refused.value).startswith("record_stage_change: PostgreSQL refused")
+
+    record = await handle.query(ApplicationWorkflow.record)
+    assert (record.stage, record.seq) == (Stage.revision_requested, record.recorded)
+    assert await stage_of(stack, applicant, app["id"]) == "revision_requested"
+    found = await check(stack.pool, stack.client, programme["id"])
+    assert found.consistent, found.as_json()
+
+    response = await stack.api.post(
+        f"/v1/applications/{app['id']}/withdrawal",
+        json={"reason": "Funded elsewhere"},
+        headers=applicant.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert await handle.result() == Stage.withdrawn
+    assert (await timeline_kinds(stack, applicant, app["id"]))[-1] == ("withdrawn", "withdrawn")

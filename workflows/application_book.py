@@ -38,6 +38,9 @@ STAGE = SearchAttributeKey.for_keyword("Stage")
 PROGRAMME = SearchAttributeKey.for_keyword("ProgrammeId")
 # The registration and the stage changes: local activities from this patch on (options.write).
 LOCAL_WRITES = "application-local-writes"
+# A stage change is taken once its write succeeded: before this patch the workflow took the
+# new stage first, and kept it (its run moving on) when the write was refused.
+STAGE_AFTER_WRITE = "application-stage-after-write"
 
 R = TypeVar("R")
 
@@ -142,18 +145,17 @@ class ApplicationBook:
         outcome: ProjectOutcome | None = None,
     ) -> bool:
         """Record a stage change; the lock keeps a withdrawal from interleaving with screening.
-        Returns False when the application had already reached a final stage."""
+        Returns False when the application had already reached a final stage. A write that
+        fails (refused for its data, or out of attempts) raises here with the stage as it was:
+        the workflow never holds a stage its row does not (runs before the patch took it first)."""
         state = self._state
         async with self._lock:
             if state.stage.is_final:
                 return False
-            state.seq += 1
-            state.stage, state.waiting = stage, None if stage.is_final else waiting
-            state.outcome = outcome or state.outcome
             change = StageChange(
                 application_id=self._start.application_id,
                 workflow_id=workflow.info().workflow_id,
-                seq=state.seq,
+                seq=state.seq + 1,
                 stage=stage,
                 kind=kind,
                 at=workflow.now(),
@@ -167,11 +169,24 @@ class ApplicationBook:
                 review_spread=review_spread,
                 outcome=outcome,
             )
-            if stage.is_final:
-                state.ended_by = change
-            await write(
-                acts.ApplicationActivities.record_stage_change, change, local_from=LOCAL_WRITES
-            )
+            if workflow.patched(STAGE_AFTER_WRITE):
+                await self._record_change(change)
+                self._take(change, waiting)
+            else:
+                self._take(change, waiting)
+                await self._record_change(change)
             state.recorded = state.seq
             workflow.upsert_search_attributes([STAGE.value_set(stage.value)])
             return True
+
+    def _take(self, change: StageChange, waiting: WaitingFor | None) -> None:
+        """The change becomes the workflow's stage."""
+        state = self._state
+        state.seq, state.stage = change.seq, change.stage
+        state.waiting = None if change.stage.is_final else waiting
+        state.outcome = change.outcome or state.outcome
+        if change.stage.is_final:
+            state.ended_by = change
+
+    async def _record_change(self, change: StageChange) -> None:
+        await write(acts.ApplicationActivities.record_stage_change, change, local_from=LOCAL_WRITES)
