@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grantflow.observability.http import route_template
 from grantflow.settings import Settings
@@ -54,8 +54,10 @@ def start(settings: Settings, service: str, exporter: SpanExporter | None = None
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.service_name or f"grantflow-{service}"})
     )
-    # The OTLP/HTTP exporter reads the endpoint (and OTEL_EXPORTER_OTLP_HEADERS, ...) itself.
-    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+    # The endpoint as the settings read it (a .env file too), with the path OTLP/HTTP gives
+    # traces; OTEL_EXPORTER_OTLP_HEADERS and the like the exporter reads itself.
+    endpoint = f"{(settings.otlp_endpoint or '').rstrip('/')}/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint)))
     trace.set_tracer_provider(provider)
     instrument_sql(provider)
 
@@ -95,22 +97,27 @@ def install(app: FastAPI) -> None:
 
 
 class _NameByRoute:
-    """Renames the request's span `METHOD /route/{template}` after routing: the span starts
-    before the router has matched, when only the raw path (one name per application) is
-    known."""
+    """Renames the request's span `METHOD /route/{template}` as its answer starts: the span
+    starts before the router has matched, when only the raw path (one name per application)
+    is known, and it ends with the answer's last byte, before the app returns."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
+        if scope["type"] != "http" or _trace is None:
             await self.app(scope, receive, send)
-        finally:
-            if scope["type"] == "http" and _trace is not None:
+            return
+        span = _trace.get_current_span()  # the request's, current while the app is called
+
+        async def naming(message: Message) -> None:
+            if message["type"] == "http.response.start" and span.is_recording():
                 route = route_template(scope)
-                span = _trace.get_current_span()
                 span.update_name(f"{scope.get('method', 'HTTP')} {route}")
                 span.set_attribute("http.route", route)
+            await send(message)
+
+        await self.app(scope, receive, naming)
 
 
 def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
