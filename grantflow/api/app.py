@@ -80,6 +80,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=errors.RESPONSES,
+        # FastAPI's own spans (newer FastAPI makes them whenever a tracer provider is set):
+        # only with tracing on, so that off is off in a process that traces something else.
+        telemetry={"tracing": tracing.enabled(settings), "metrics": False, "logs": False},
     )
     if resources is not None:
         app.state.resources = resources
