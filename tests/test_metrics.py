@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +160,18 @@ async def test_the_dashboard_draws_only_series_that_are_served(lifecycle: Scrape
         assert names, expr
         missing = names - served
         assert not missing, f"{expr}: {missing} not served"
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_which_setting_to_change() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            sdk_runtime(Settings(worker_metrics_port=port))
+    finally:
+        taken.close()
+    message = str(refused.value)
+    assert f"127.0.0.1:{port}" in message and "GRANTFLOW_WORKER_METRICS_PORT" in message
+    assert "\n" not in message
