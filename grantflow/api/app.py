@@ -81,8 +81,15 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         lifespan=lifespan,
         responses=errors.RESPONSES,
         # FastAPI's own spans (newer FastAPI makes them whenever a tracer provider is set):
-        # only with tracing on, so that off is off in a process that traces something else.
-        telemetry={"tracing": tracing.enabled(settings), "metrics": False, "logs": False},
+        # only with tracing on, so that off is off in a process that traces something else;
+        # none per dependency and serialization, which cost more than they tell (the route's
+        # span and its SQL say where the time went).
+        telemetry={
+            "tracing": tracing.enabled(settings),
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+        },
     )
     if resources is not None:
         app.state.resources = resources
