@@ -74,7 +74,9 @@ def instrument_sql(provider: TracerProvider | None = None) -> None:
 def uninstrument_sql() -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
 
 
 def client_interceptors(settings: Settings) -> Sequence[Interceptor]:
