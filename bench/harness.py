@@ -123,23 +123,33 @@ class Grantflow:
 
 @contextlib.asynccontextmanager
 async def grantflow(
-    srv: Servers, *, worker: bool = True, max_cached_workflows: int = 1000
+    srv: Servers,
+    *,
+    worker: bool = True,
+    max_cached_workflows: int = 1000,
+    client: Client | None = None,
+    settings: Settings | None = None,
 ) -> AsyncIterator[Grantflow]:
-    settings = Settings(
-        task_queue=f"bench-{uuid.uuid4()}",
-        database_url=srv.database_url,
-        temporal_address="unused-in-process",
+    """`client` (the servers' own by default) and `settings` (the defaults, on the bench's
+    servers) are for the observability bench: a traced client, metrics on or off."""
+    settings = (settings or Settings()).model_copy(
+        update={
+            "task_queue": f"bench-{uuid.uuid4()}",
+            "database_url": srv.database_url,
+            "temporal_address": "unused-in-process",
+        }
     )
+    client = client or srv.client
     counter = RoundTrips()
     pool = await counted_pool(srv.database_url, counter, 20)
     worker_pool = await counted_pool(srv.database_url, counter, 10)
-    app = create_app(settings, Resources(settings, pool, srv.client))
+    app = create_app(settings, Resources(settings, pool, client))
     try:
         async with contextlib.AsyncExitStack() as stack:
             if worker:
                 await stack.enter_async_context(
                     build_worker(
-                        srv.client,
+                        client,
                         worker_pool,
                         settings.task_queue,
                         max_cached_workflows=max_cached_workflows,

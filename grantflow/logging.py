@@ -7,12 +7,15 @@ import sys
 
 import structlog
 
+from grantflow.observability.tracing import add_trace_ids
+
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
     """Route structlog and the standard library's logging (uvicorn, temporalio) through one
     renderer, so every line carries the same timestamp and bound context."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,  # the line leads to its trace (with tracing on)
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

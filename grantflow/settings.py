@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     # with no end (grantflow/services/updates.py).
     worker_answer_seconds: float = Field(default=10.0, gt=0)
 
+    # Metrics and traces (grantflow/observability/). The API serves /metrics on its own port;
+    # a worker serves the Temporal SDK's metrics on a port of its own, off unless set, so that
+    # two stacks on one machine (a `make run` beside the tests) never fight over it.
+    metrics: bool = True
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The domain's gauges are read from PostgreSQL at most this often, however often scraped.
+    metrics_cache_seconds: float = Field(default=15.0, ge=0)
+    # Traces go to this OTLP/HTTP collector when set (the OpenTelemetry SDK's own variable).
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+
     # Notifications go out by e-mail when smtp_host is set, to the log otherwise.
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 # Programme and stage only: nothing that names a person or an institution.
 SEARCH_ATTRIBUTES = {
@@ -17,9 +20,20 @@ SEARCH_ATTRIBUTES = {
 }
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
+async def connect(
+    address: str,
+    namespace: str = "default",
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
+    """`runtime` serves the SDK's metrics, `interceptors` trace (grantflow/observability/)."""
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+        address,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        interceptors=interceptors,
     )
 
 

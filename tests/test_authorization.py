@@ -101,6 +101,8 @@ def _site(w: World) -> dict[str, Any]:
 
 MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/healthz"): Entry(None),
+    ("GET", "/livez"): Entry(None),
+    ("GET", "/readyz"): Entry(None),
     ("GET", "/v1/me"): Entry(ALL),
     ("POST", "/v1/users"): Entry(ADMIN, body=lambda w: {"name": "New", "role": "council"}),
     ("GET", "/v1/me/notifications"): Entry(ALL),

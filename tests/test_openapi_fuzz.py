@@ -82,6 +82,8 @@ async def fuzz(base: str, user: User, tmp: Path, phases: str) -> tuple[int, str]
         f"Authorization: Bearer {user.token}",
         "--exclude-path",
         "/healthz",
+        "--exclude-path",
+        "/readyz",  # as /healthz: the same probe
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=tmp,

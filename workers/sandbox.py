@@ -39,6 +39,7 @@ PASSTHROUGH_MODULES = (
     "grantflow",
     "asyncpg",
     "structlog",
+    "opentelemetry",  # the SDK's tracing interceptor, with tracing on
     "workflows.ids",
     "workflows.options",
     "workflows.deadline",

@@ -29,6 +29,8 @@ from grantflow.api.routes import (
 )
 from grantflow.api.throttle import RefusalThrottle
 from grantflow.db import create_pool
+from grantflow.observability import api as observability
+from grantflow.observability import tracing
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.temporal import connect
@@ -62,7 +64,11 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         assert resolved.database_url and resolved.temporal_address
         pool = await create_pool(resolved.database_url)
         try:
-            client = await connect(resolved.temporal_address, resolved.temporal_namespace)
+            client = await connect(
+                resolved.temporal_address,
+                resolved.temporal_namespace,
+                interceptors=tracing.client_interceptors(resolved),
+            )
             app.state.resources = Resources(resolved, pool, client)
             yield
         finally:
@@ -74,6 +80,16 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=errors.RESPONSES,
+        # FastAPI's own spans (newer FastAPI makes them whenever a tracer provider is set):
+        # only with tracing on, so that off is off in a process that traces something else;
+        # none per dependency and serialization, which cost more than they tell (the route's
+        # span and its SQL say where the time went).
+        telemetry={
+            "tracing": tracing.enabled(settings),
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+        },
     )
     if resources is not None:
         app.state.resources = resources
@@ -85,6 +101,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     app.add_middleware(InputGuard)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
+    observability.install(app, settings)  # /metrics, and around everything the above
     for module in (
         health,
         users,

@@ -25,6 +25,7 @@ from grantflow.dev import startup
 from grantflow.dev.demo import DemoUser, create_demo_users
 from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, port_open
 from grantflow.notify import sender_from_settings
+from grantflow.observability import process as observability
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from grantflow.store.migrations import migrate
@@ -198,10 +199,21 @@ async def ensure_database(server_url: str, name: str, attempts: int = 60) -> Non
         await conn.close()
 
 
-async def connect_with_retry(address: str, namespace: str, attempts: int = 60) -> Client:
+async def connect_with_retry(
+    address: str,
+    namespace: str,
+    attempts: int = 60,
+    telemetry: observability.ClientTelemetry | None = None,
+) -> Client:
+    telemetry = telemetry or observability.ClientTelemetry()
     for attempt in range(attempts):
         try:
-            return await connect(address, namespace)
+            return await connect(
+                address,
+                namespace,
+                runtime=telemetry.runtime,
+                interceptors=telemetry.interceptors,
+            )
         except RuntimeError:
             if attempt == attempts - 1:
                 raise
@@ -259,7 +271,10 @@ async def _serve(
     until: asyncio.Event,
 ) -> None:
     assert settings.database_url and settings.temporal_address
-    client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+    telemetry = observability.start(settings, worker=worker, api=api)
+    client = await connect_with_retry(
+        settings.temporal_address, settings.temporal_namespace, telemetry=telemetry
+    )
     if worker:
         await warn_unless_drains(client)
     # One pool each, as in production where they are separate processes: a burst of requests

@@ -1,0 +1,133 @@
+"""Traces with OpenTelemetry, off unless `OTEL_EXPORTER_OTLP_ENDPOINT` names a collector.
+
+One trace follows a request: the HTTP span (the ASGI middleware), the Temporal client's call
+and the workflow and activity spans (the SDK's `TracingInterceptor`, whose context travels in
+the workflow's and the activities' headers), and every SQL statement under them (asyncpg's
+instrumentation). The log lines written inside a span carry its `trace_id` and `span_id`
+(`add_trace_ids`), so a line leads to its trace.
+
+The packages come with `pip install 'grantflow[tracing]'`; they are imported only when tracing
+is on, so a process without them runs as before."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from grantflow.observability.http import route_template
+from grantflow.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from temporalio.client import Interceptor
+
+try:  # the API alone, without the tracing extra: every log line is read without it
+    from opentelemetry import trace as _trace
+except ImportError:  # pragma: no cover - the test extra installs it
+    _trace = None  # type: ignore[assignment]
+
+MISSING = (
+    "tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT is set) but its packages are not installed: "
+    "pip install 'grantflow[tracing]'"
+)
+
+
+def enabled(settings: Settings) -> bool:
+    return bool(settings.otlp_endpoint)
+
+
+def start(settings: Settings, service: str, exporter: SpanExporter | None = None) -> None:
+    """Send this process's spans to the collector (once per process; the provider is global,
+    as the instrumentations look it up). `exporter` replaces the OTLP one (tests, benches)."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise RuntimeError(MISSING) from exc
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.service_name or f"grantflow-{service}"})
+    )
+    # The endpoint as the settings read it (a .env file too), with the path OTLP/HTTP gives
+    # traces; OTEL_EXPORTER_OTLP_HEADERS and the like the exporter reads itself.
+    endpoint = f"{(settings.otlp_endpoint or '').rstrip('/')}/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint)))
+    trace.set_tracer_provider(provider)
+    instrument_sql(provider)
+
+
+def instrument_sql(provider: TracerProvider | None = None) -> None:
+    """A span per statement on every asyncpg connection of the process."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider)
+
+
+def uninstrument_sql() -> None:
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
+def client_interceptors(settings: Settings) -> Sequence[Interceptor]:
+    """The Temporal client's interceptors: with tracing on, the SDK's, which the worker made
+    from that client uses too (workflow and activity spans)."""
+    if not enabled(settings):
+        return ()
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    return (TracingInterceptor(),)
+
+
+def install(app: FastAPI) -> None:
+    """A server span around each request (outside every middleware added before), named by
+    its route template once the router has matched it; no spans for the body's chunks."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    app.add_middleware(_NameByRoute)
+    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+
+
+class _NameByRoute:
+    """Renames the request's span `METHOD /route/{template}` as its answer starts: the span
+    starts before the router has matched, when only the raw path (one name per application)
+    is known, and it ends with the answer's last byte, before the app returns."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _trace is None:
+            await self.app(scope, receive, send)
+            return
+        span = _trace.get_current_span()  # the request's, current while the app is called
+
+        async def naming(message: Message) -> None:
+            if message["type"] == "http.response.start" and span.is_recording():
+                route = route_template(scope)
+                span.update_name(f"{scope.get('method', 'HTTP')} {route}")
+                span.set_attribute("http.route", route)
+            await send(message)
+
+        await self.app(scope, receive, naming)
+
+
+def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the current span's trace and span ids, when there is one."""
+    if _trace is None:
+        return event
+    context = _trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
