@@ -11,7 +11,8 @@ RUN useradd --create-home --home-dir /home/grantflow --uid 10001 --user-group gr
 
 WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir . \
+# With the tracing extra: OTEL_EXPORTER_OTLP_ENDPOINT turns traces on without a rebuild.
+RUN pip install --no-cache-dir '.[tracing]' \
     && rm -rf /src
 
 USER grantflow

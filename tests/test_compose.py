@@ -418,7 +418,19 @@ def test_the_api_listens_on_its_network_only_and_has_a_liveness_check() -> None:
 
 
 def test_each_worker_has_a_healthcheck_on_its_metrics_port() -> None:
-    assert "http://localhost:9464/metrics" in _python_probe(_services()["worker"])
+    worker = _services()["worker"]
+    # The exporter is off unless its port is set, and must listen beyond loopback for
+    # Prometheus in another container; the probe checks that same port.
+    env = worker["environment"]
+    assert env["GRANTFLOW_WORKER_METRICS_PORT"] == "9464"
+    assert env["GRANTFLOW_WORKER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104
+    assert "http://localhost:9464/metrics" in _python_probe(worker)
+    assert env["DATABASE_URL"] == _services()["api"]["environment"]["DATABASE_URL"]
+
+
+def test_the_image_can_trace() -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on; the image must have its packages."""
+    assert "'.[tracing]'" in (ROOT / "Dockerfile").read_text()
 
 
 def _nginx() -> str:
