@@ -70,6 +70,29 @@ class Stage(StrEnum):
         return self in FINAL_STAGES
 
 
+# The lifecycle's eight steps (submitted, screened, review, council, agreement, pilot,
+# reporting, closed) and the step each stage is at; a stage that ended the application early
+# stops there. Withdrawn and cancelled are not here: those stages no longer say how far the
+# application got. The applicant's status bar and the admins' funnel both count by it.
+STEP_OF_STAGE: dict[Stage, int] = {
+    Stage.submitted: 0,
+    Stage.screening: 1,
+    Stage.revision_requested: 1,
+    Stage.ineligible: 1,
+    Stage.expired: 1,
+    Stage.under_review: 2,
+    Stage.reviewed: 3,
+    Stage.in_council: 3,
+    Stage.deferred: 3,
+    Stage.rejected: 3,
+    Stage.approved: 4,
+    Stage.agreement: 4,
+    Stage.piloting: 5,
+    Stage.reporting: 6,
+    Stage.closed: 7,
+}
+
+
 FINAL_STAGES = frozenset(
     {
         Stage.rejected,

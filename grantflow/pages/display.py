@@ -13,7 +13,7 @@ from typing import Any
 
 from grantflow import i18n
 from schemas.application import ApplicationPublic
-from schemas.common import Role, Stage
+from schemas.common import STEP_OF_STAGE, Role, Stage
 
 
 def N_(message: str) -> str:
@@ -83,24 +83,7 @@ STEPS = [
     N_("Reports"),
     N_("Completed"),
 ]
-# The step each stage is at; a stage that ended the application early stops the bar there.
-STEP_OF = {
-    Stage.submitted: 0,
-    Stage.screening: 1,
-    Stage.revision_requested: 1,
-    Stage.ineligible: 1,
-    Stage.expired: 1,
-    Stage.under_review: 2,
-    Stage.reviewed: 3,
-    Stage.in_council: 3,
-    Stage.deferred: 3,
-    Stage.rejected: 3,
-    Stage.approved: 4,
-    Stage.agreement: 4,
-    Stage.piloting: 5,
-    Stage.reporting: 6,
-    Stage.closed: 7,
-}
+STEP_OF = STEP_OF_STAGE
 
 
 @dataclass(frozen=True)

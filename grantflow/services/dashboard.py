@@ -13,7 +13,7 @@ from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import NotFound
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
 from grantflow.store import audit, dashboard
-from schemas.common import Role, Stage
+from schemas.common import STEP_OF_STAGE, Role, Stage
 from schemas.dashboard import (
     Attention,
     BudgetPoint,
@@ -32,25 +32,7 @@ ESCALATED_SHOWN = 5
 # ended early stops where it ended; a withdrawn or cancelled one is known only to have been
 # submitted (its stage no longer says how far it got).
 FUNNEL = ("submitted", "screened", "review", "council", "agreement", "pilot", "reporting", "closed")
-REACHED = {
-    Stage.submitted: 0,
-    Stage.withdrawn: 0,
-    Stage.cancelled: 0,
-    Stage.screening: 1,
-    Stage.revision_requested: 1,
-    Stage.ineligible: 1,
-    Stage.expired: 1,
-    Stage.under_review: 2,
-    Stage.reviewed: 3,
-    Stage.in_council: 3,
-    Stage.deferred: 3,
-    Stage.rejected: 3,
-    Stage.approved: 4,
-    Stage.agreement: 4,
-    Stage.piloting: 5,
-    Stage.reporting: 6,
-    Stage.closed: 7,
-}
+REACHED = {**STEP_OF_STAGE, Stage.withdrawn: 0, Stage.cancelled: 0}
 # The ledger's periods: fine enough for a test's seconds, coarse enough for a programme's years;
 # at most about thirty points either way.
 UNITS = (
