@@ -18,6 +18,7 @@ from grantflow.settings import Settings
 
 T = TypeVar("T")
 FACTORY = "grantflow.api.server:app_from_environment"
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def loop_name() -> Literal["uvloop", "asyncio"]:
@@ -74,4 +75,7 @@ def serve_processes(settings: Settings, processes: int) -> None:
         http=http_name(),
         log_config=None,
         lifespan="on",
+        # A process answers the manager's pings only once it has imported grantflow (temporalio,
+        # FastAPI, pydantic): seconds on a busy host, past uvicorn's default of 5.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
