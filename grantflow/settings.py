@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # How many processes `grantflow api` serves with (uvicorn's process manager above 1): one
+    # core's worth of requests each.
+    api_processes: int = Field(default=1, ge=1)
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     postgres_port: int = 54329

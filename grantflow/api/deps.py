@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from grantflow import store
 from grantflow.api.throttle import RefusalThrottle
 from grantflow.services.context import Caller as Caller  # routes name it in their signatures
 from grantflow.services.context import Resources
@@ -18,21 +17,15 @@ from grantflow.store import users
 from schemas.common import OrganisationType, Role
 
 
-def get_resources(request: Request) -> Resources:
+# Every dependency here is `async def` though few await: FastAPI runs a plain `def` one in its
+# thread pool, a thread hand-off per dependency per request that cost more CPU than solving
+# the rest of the graph.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
 Res = Annotated[Resources, Depends(get_resources)]
-
-
-def get_db(res: Res) -> store.Db:
-    # The pool, not a borrowed connection: each statement borrows one for itself, so a
-    # request that waits on a workflow update holds no connection the worker may need.
-    return res.pool
-
-
-DbConn = Annotated[store.Db, Depends(get_db)]
 _bearer = HTTPBearer(auto_error=False, description="A token from `grantflow users create`.")
 
 
@@ -47,7 +40,7 @@ def _unauthorized(reason: str) -> HTTPException:
 
 async def get_caller(
     request: Request,
-    conn: DbConn,
+    res: Res,  # the routes' own: solved once per request, one node less in the graph
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -62,7 +55,9 @@ async def get_caller(
             f"too many refused bearer tokens from your address; retry after {wait} s",
             headers={"Retry-After": str(wait)},
         )
-    found = await users.token_owner(conn, credentials.credentials)
+    # The pool, not a borrowed connection: each statement borrows one for itself, so a
+    # request that waits on a workflow update holds no connection the worker may need.
+    found = await users.token_owner(res.pool, credentials.credentials)
     refusal = INVALID if found is None else found.refusal
     if found is None or refusal is not None:
         throttle.refused(address)
@@ -75,10 +70,10 @@ async def get_caller(
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
-def require(*roles: Role) -> Callable[[Caller], Caller]:
+def require(*roles: Role) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency that lets only `roles` through (403 for the others)."""
 
-    def check(caller: CurrentCaller) -> Caller:
+    async def check(caller: CurrentCaller) -> Caller:
         return services_require(caller, *roles)
 
     return check

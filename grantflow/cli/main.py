@@ -56,27 +56,41 @@ def dev() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
+    from grantflow.api import server
     from grantflow.dev.stack import serve
 
     settings = _checked(common.resolved())
     with starting():
-        asyncio.run(serve(settings, worker=True, api=False))
+        server.run(serve(settings, worker=True, api=False))
 
 
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="API processes on one port [default: GRANTFLOW_API_PROCESSES]."),
+    ] = None,
 ) -> None:
-    """Run the HTTP API against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL)."""
+    """Run the HTTP API against the running stack (or TEMPORAL_ADDRESS / DATABASE_URL), on
+    uvloop and httptools when they are installed."""
+    from grantflow.api import server
     from grantflow.dev.stack import serve
 
     settings = _checked(common.resolved())
     settings = settings.model_copy(
-        update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
+        update={
+            "api_host": host or settings.api_host,
+            "api_port": port or settings.api_port,
+            "api_processes": processes or settings.api_processes,
+        }
     )
     with starting():
-        asyncio.run(serve(settings, worker=False, api=True))
+        if settings.api_processes > 1:
+            server.serve_processes(settings, settings.api_processes)
+        else:
+            server.run(serve(settings, worker=False, api=True))
 
 
 @app.command(name="migrate")

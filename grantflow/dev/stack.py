@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
 
+from grantflow.api import server as api_server
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
 from grantflow.dev import startup
@@ -165,7 +166,7 @@ def run(settings: Settings) -> None:
                 demo = asyncio.run(prepare(resolved))
                 if demo:
                     save_demo_tokens(settings, demo)
-                asyncio.run(serve(resolved, worker=True, api=True, banner=demo, stop=stop))
+                api_server.run(serve(resolved, worker=True, api=True, banner=demo, stop=stop))
             except KeyboardInterrupt:
                 log.info("stopped before serving")
             finally:
