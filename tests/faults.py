@@ -130,6 +130,17 @@ class WorkerProcess(GrantflowProcess):
         self.name = f"worker-{self.starts}"
         super().start(DATABASE_URL=f"{self.database_url}?application_name={self.name}", **env)
 
+    async def start_polling(self, client: Client, task_queue: str) -> None:
+        """Start it and wait until it polls: a user's first write would otherwise wait on no
+        worker (503) for as long as a loaded machine takes to start a Python process."""
+        self.start()
+        try:
+            await until(lambda: self.polling(client, task_queue), what=f"{self.name} polling")
+        except BaseException:
+            print(self.output())
+            self.stop()
+            raise
+
     def kill(self) -> None:
         assert self.process is not None and self.process.poll() is None, self.output()
         super().kill()
