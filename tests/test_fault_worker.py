@@ -186,6 +186,9 @@ async def test_sigterm_drains_the_worker_and_a_restart_finishes_with_no_timeout(
         try:
             cohort = Cohort(stack, SEED + 1, 8)
             running = asyncio.create_task(cohort.run())
+            # Amid the lifecycle's work, whose requests a user tries again after a 503: not
+            # amid the programme's creation, which the test's admin asks for only once.
+            await cohort.started.wait()
             fault = await strike_while_writing(
                 stack, worker, cohort, "any work", any_write, "SIGTERM"
             )
