@@ -93,6 +93,7 @@ def test_a_recorded_history_replays_on_the_current_code(
     assert replayed[path.name] is None, f"{path.name}: {replayed[path.name]}"
 
 
+@pytest.mark.slow  # a process of its own that replays every history: 10 s and more
 def test_every_history_still_replays_with_every_api_limit_tightened() -> None:
     """Workflow payloads have lenient models of their own (the HTTP bodies subclass them and
     add their limits): with every limit of every body tightened until no value passes, every
