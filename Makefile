@@ -20,13 +20,17 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/grantflow dev
 
+# pytest's processes (pytest-xdist): most tests wait on Temporal and PostgreSQL, so two share
+# two cores well; each starts its own servers (docs/tests.md). `make test WORKERS=0`: one.
+WORKERS ?= 2
+
 ## make test: lint, types and the whole suite (every tier: unit, workflow, system, slow)
 test: $(VENV)/.test-installed lint typecheck pytest
 
 ## make test-fast: the unit and workflow tiers and the quick system tests, about a minute
 ## (no lint, no types, nothing marked slow: see the markers in pyproject.toml)
 test-fast: $(VENV)/.test-installed
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n $(WORKERS) -m "not slow"
 
 ## make lint: ruff, and the layer contracts in pyproject.toml (docs/architecture.md)
 lint: $(VENV)/.test-installed
@@ -38,7 +42,7 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 pytest: $(VENV)/.test-installed chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS)
 
 ## make histories: re-record the workflow histories the replay tests use (after a patch)
 histories: $(VENV)/.test-installed

@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,10 +45,11 @@ from grantflow.settings import Settings
 from grantflow.simulation.http import Api, SimulationError
 from grantflow.simulation.run import Options, simulate
 from schemas.common import Stage
+from tests import support
+from tests.support import GRANTFLOW, GrantflowProcess
 from workers.main import WORKFLOWS
 from workers.sandbox import sandbox_runner
 
-GRANTFLOW = Path(sys.executable).parent / "grantflow"
 PATIENCE = 300.0  # how long a user keeps coming back through an outage, s
 E = EventType
 
@@ -81,42 +81,19 @@ class PatientApi(Api):
                 await asyncio.sleep(2)
 
 
-class Process:
+class Process(GrantflowProcess):
     """`grantflow <command>` against the soak's servers; its output in `<home>/<command>.log`."""
 
     def __init__(self, home: Path, command: str, settings: Settings) -> None:
         assert settings.database_url and settings.temporal_address
-        self.command, self.log = command, home / f"{command}.log"
-        self.env = os.environ | {
+        env = os.environ | {
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "DATABASE_URL": settings.database_url,
             "GRANTFLOW_HOME": str(home),
             "GRANTFLOW_API_PORT": str(settings.api_port),
             "GRANTFLOW_LOG_FORMAT": "json",
         }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(GRANTFLOW), self.command],
-                env=self.env,
-                cwd=self.log.parent,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    @property
-    def identity(self) -> str:
-        """The SDK's default identity of the worker it runs, which history events carry."""
-        assert self.process is not None
-        return f"{self.process.pid}@{socket.gethostname()}"
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
+        super().__init__(command, env, home / f"{command}.log")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -216,17 +193,6 @@ async def play(
 
 # --- the checks -------------------------------------------------------------------------------
 
-DUPLICATES_SQL = {
-    "reviews": "SELECT application_id, reviewer_id FROM reviews GROUP BY 1, 2 HAVING count(*) > 1",
-    "votes": """SELECT session_id, application_id, member_id FROM votes
-                GROUP BY 1, 2, 3 HAVING count(*) > 1""",
-    "ledger entries": """SELECT application_id, kind, reason FROM ledger_entries
-                         GROUP BY 1, 2, 3 HAVING count(*) > 1""",
-    "notifications": """SELECT user_id, kind, subject, task_id FROM notifications
-                        GROUP BY 1, 2, 3, 4 HAVING count(*) > 1""",
-    "audit events": """SELECT workflow_id, kind, at, actor_id, application_id FROM audit_events
-                       GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1""",
-}
 # Per programme: what approvals hold (reserved less released) within the budget; per
 # application: never more paid or released than reserved, nothing held once final, and the
 # tranches released are what the ledger paid out.
@@ -257,8 +223,7 @@ async def unbalanced(pool: asyncpg.Pool) -> list[str]:
 
 
 async def duplicates(pool: asyncpg.Pool) -> dict[str, int]:
-    counts = {table: len(await pool.fetch(sql)) for table, sql in DUPLICATES_SQL.items()}
-    return {table: n for table, n in counts.items() if n}
+    return {table: len(keys) for table, keys in (await support.duplicates(pool)).items()}
 
 
 def consistency(settings: Settings) -> dict[str, Any]:

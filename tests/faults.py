@@ -11,9 +11,6 @@ import itertools
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -45,11 +42,12 @@ from tests.conftest import (
     user_factory,
 )
 from tests.fault_evidence import Fault, install_slow_writes, slow_writes, writes_in_flight
+from tests.support import GrantflowProcess
+from tests.support import duplicates as duplicates
 from tests.test_council import Council
 from workers.main import build_worker
 from workflows.review import UNKNOWN_TASK
 
-GRANTFLOW = Path(sys.executable).parent / "grantflow"
 WITHIN = 120.0  # bounded waits: longer than an activity's timeout after a crash (30 s)
 IN_PROCESS_WORKER = "worker-0"
 WRITE_SECONDS = 0.6  # how long a write lasts while a fault waits for one to strike in
@@ -108,51 +106,44 @@ async def own_stack(
         await worker_pool.close()
 
 
-class WorkerProcess:
+class WorkerProcess(GrantflowProcess):
     """`grantflow worker` in a process of its own, on the stack's database and task queue, as
     production runs it; its output goes to a file of the test's. Each start names its
     database connections `worker-<n>` (tests/fault_evidence.py watches their writes)."""
 
     def __init__(self, stack: Stack, log: Path) -> None:
-        self.log = log
-        self.database_url = str(stack.settings.database_url)
-        self.env = {
+        env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("GRANTFLOW_")},
             "TEMPORAL_ADDRESS": str(stack.settings.temporal_address),
             "GRANTFLOW_TASK_QUEUE": stack.settings.task_queue,
             "GRANTFLOW_HOME": str(log.parent / "home"),
             "GRANTFLOW_LOG_FORMAT": "json",
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__("worker", env, log)
+        self.database_url = str(stack.settings.database_url)
         self.starts = 0
         self.name = ""
 
-    def start(self) -> None:
+    def start(self, **env: str) -> None:
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
         self.name = f"worker-{self.starts}"
-        url = f"{self.database_url}?application_name={self.name}"
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(GRANTFLOW), "worker"],
-                env={**self.env, "DATABASE_URL": url},
-                cwd=self.log.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        super().start(DATABASE_URL=f"{self.database_url}?application_name={self.name}", **env)
 
-    @property
-    def identity(self) -> str:
-        """The identity the SDK gives the worker by default, which its history events carry."""
-        assert self.process is not None
-        return f"{self.process.pid}@{socket.gethostname()}"
+    async def start_polling(self, client: Client, task_queue: str) -> None:
+        """Start it and wait until it polls: a user's first write would otherwise wait on no
+        worker (503) for as long as a loaded machine takes to start a Python process."""
+        self.start()
+        try:
+            await until(lambda: self.polling(client, task_queue), what=f"{self.name} polling")
+        except BaseException:
+            print(self.output())
+            self.stop()
+            raise
 
     def kill(self) -> None:
-        """SIGKILL: no chance to finish anything or to tell the server."""
         assert self.process is not None and self.process.poll() is None, self.output()
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        super().kill()
 
     def send_sigterm(self) -> None:
         """SIGTERM, as an orchestrator stops a worker (see `wait`)."""
@@ -177,11 +168,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+            super().kill()
 
 
 # --- a seeded cohort of applications -----------------------------------------------------------
@@ -476,33 +463,11 @@ SELECT a.content->>'title' AS title, a.stage, a.review_score::text AS score, a.a
   (SELECT count(*) FROM decisions d WHERE d.application_id = a.id) AS decisions
 FROM applications a ORDER BY title"""
 
-# Each business key at most once, whatever the retries: a row per key in each table.
-DUPLICATES_SQL = {
-    "reviews": "SELECT application_id, reviewer_id FROM reviews GROUP BY 1, 2 HAVING count(*) > 1",
-    "votes": """SELECT session_id, application_id, member_id FROM votes
-                GROUP BY 1, 2, 3 HAVING count(*) > 1""",
-    "ledger entries": """SELECT application_id, kind, reason FROM ledger_entries
-                         GROUP BY 1, 2, 3 HAVING count(*) > 1""",
-    "notifications": """SELECT user_id, kind, subject, task_id FROM notifications
-                        GROUP BY 1, 2, 3, 4 HAVING count(*) > 1""",
-    "audit events": """SELECT workflow_id, kind, at, actor_id, application_id FROM audit_events
-                       GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1""",
-}
-
 
 async def final_state(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     """Every application as its users would find it, by title (the same in every run)."""
     rows = await pool.fetch(FINAL_SQL)
     return [dict(r) for r in rows]
-
-
-async def duplicates(pool: asyncpg.Pool) -> dict[str, list[Any]]:
-    found = {}
-    for table, sql in DUPLICATES_SQL.items():
-        rows = await pool.fetch(sql)
-        if rows:
-            found[table] = [tuple(r) for r in rows]
-    return found
 
 
 def stages(state: list[dict[str, Any]]) -> Counter[str]:

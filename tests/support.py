@@ -1,6 +1,8 @@
 """What the tests and the benchmarks (bench/) both need to drive grantflow: a fresh migrated
 database, the Temporal dev server with grantflow's search attributes, users with tokens, the
-bodies of an open programme and an eligible application, and a poll until something holds.
+bodies of an open programme and an eligible application, a poll until something holds, a
+`grantflow` command in a process of its own (the fault tests' and the chaos soak's worker), and
+the business keys on record twice (none may be, whatever the faults).
 
 Plain functions without pytest, so that bench/ imports them as they are."""
 
@@ -8,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -163,3 +169,67 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"not reached within {within}s; last value: {last!r}")
+
+
+GRANTFLOW = Path(sys.executable).parent / "grantflow"
+
+
+class GrantflowProcess:
+    """`grantflow <command>` in a process of its own, as production runs it, with `env` for its
+    environment and its output appended to `log` (it runs in the log's folder)."""
+
+    def __init__(self, command: str, env: Mapping[str, str], log: Path) -> None:
+        self.command, self.env, self.log = command, dict(env), log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, **env: str) -> None:
+        """Start it, with `env` added to its environment for this start only."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(GRANTFLOW), self.command],
+                env={**self.env, **env},
+                cwd=self.log.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def identity(self) -> str:
+        """The identity the SDK gives a worker by default, which its history events carry."""
+        assert self.process is not None
+        return f"{self.process.pid}@{socket.gethostname()}"
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish anything or to tell the server."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def output(self) -> str:
+        """The end of what it printed, for a failure's message."""
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+# Each business key at most once, whatever the retries: a row per key in each table.
+DUPLICATES_SQL = {
+    "reviews": "SELECT application_id, reviewer_id FROM reviews GROUP BY 1, 2 HAVING count(*) > 1",
+    "votes": """SELECT session_id, application_id, member_id FROM votes
+                GROUP BY 1, 2, 3 HAVING count(*) > 1""",
+    "ledger entries": """SELECT application_id, kind, reason FROM ledger_entries
+                         GROUP BY 1, 2, 3 HAVING count(*) > 1""",
+    "notifications": """SELECT user_id, kind, subject, task_id FROM notifications
+                        GROUP BY 1, 2, 3, 4 HAVING count(*) > 1""",
+    "audit events": """SELECT workflow_id, kind, at, actor_id, application_id FROM audit_events
+                       GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1""",
+}
+
+
+async def duplicates(pool: asyncpg.Pool) -> dict[str, list[Any]]:
+    """The business keys on record more than once, by table: none, whatever the retries."""
+    found = {}
+    for table, sql in DUPLICATES_SQL.items():
+        rows = await pool.fetch(sql)
+        if rows:
+            found[table] = [tuple(r) for r in rows]
+    return found

@@ -105,7 +105,7 @@ async def cohort_run(
     cut short (into the faults' `hit`)."""
     async with own_stack(env.client, postgres.url, worker=False) as stack:
         worker = WorkerProcess(stack, log)
-        worker.start()
+        await worker.start_polling(stack.client, stack.settings.task_queue)
         faults: list[Fault] = []
 
         async def chaos() -> None:
@@ -181,11 +181,14 @@ async def test_sigterm_drains_the_worker_and_a_restart_finishes_with_no_timeout(
     assert await drains_on_shutdown(temporal_env.client)
     async with own_stack(temporal_env.client, postgres.url, worker=False) as stack:
         worker = WorkerProcess(stack, tmp_path / "worker.log")
-        worker.start()
+        await worker.start_polling(stack.client, stack.settings.task_queue)
         stopped = worker.identity
         try:
             cohort = Cohort(stack, SEED + 1, 8)
             running = asyncio.create_task(cohort.run())
+            # Amid the lifecycle's work, whose requests a user tries again after a 503: not
+            # amid the programme's creation, which the test's admin asks for only once.
+            await cohort.started.wait()
             fault = await strike_while_writing(
                 stack, worker, cohort, "any work", any_write, "SIGTERM"
             )

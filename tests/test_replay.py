@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -57,19 +59,41 @@ def test_every_update_and_signal_handler_is_in_a_recorded_history() -> None:
     assert not handlers - recorded, f"handlers in no committed history: {handlers - recorded}"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-@pytest.mark.slow
-async def test_a_recorded_history_replays_on_the_current_code(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, TEXTS[path])
+async def _replay_all() -> dict[str, BaseException | None]:
+    """Every recorded history replayed by one Replayer, which keeps one worker for them all
+    (one per history costs twice the time): each history's failure, or None, by file name."""
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=sandbox_runner(WORKFLOWS),  # the worker's sandbox
     )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        for path in HISTORIES:
+            yield WorkflowHistory.from_json(path.name, TEXTS[path])
+
+    failures: dict[str, BaseException | None] = {}
+    async with replayer.workflow_replay_iterator(histories()) as results:
+        async for result in results:
+            failures[result.history.workflow_id] = result.replay_failure
+    return failures
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def replayed() -> dict[str, BaseException | None]:
+    return await _replay_all()
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.slow
+def test_a_recorded_history_replays_on_the_current_code(
+    path: Path, replayed: dict[str, BaseException | None]
+) -> None:
+    assert path.name in replayed, f"{path.name} was not replayed"
+    assert replayed[path.name] is None, f"{path.name}: {replayed[path.name]}"
+
+
+@pytest.mark.slow  # a process of its own that replays every history: 10 s and more
 def test_every_history_still_replays_with_every_api_limit_tightened() -> None:
     """Workflow payloads have lenient models of their own (the HTTP bodies subclass them and
     add their limits): with every limit of every body tightened until no value passes, every
