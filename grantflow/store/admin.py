@@ -28,13 +28,14 @@ _FLAGGED = "a.flag_reason IS NOT NULL"
 # Overdue: an applicant's deadline, an open review task's, or a report still not in. The union
 # of three sources, each read from an index alone (the deadlines' since migration 0022),
 # computed once as an array that the primary key looks up, so the page and its count read
-# only overdue rows.
+# only overdue rows. An id found twice is looked up once (the index sorts the array and
+# drops repeats; as a filter, `= ANY` matches a row once), so the array is not deduplicated.
 _OVERDUE = """a.id = ANY (ARRAY(
     SELECT o.id FROM applications o WHERE o.deadline < now()
-    UNION
+    UNION ALL
     SELECT t.application_id FROM review_tasks t
     WHERE t.status IN ('offered', 'accepted') AND t.deadline < now()
-    UNION
+    UNION ALL
     SELECT r.application_id FROM reports r
     WHERE r.overdue AND r.status IN ('due', 'returned')))"""
 # The page's rows come in the same statement, each beside the counts (one row of counts alone,
