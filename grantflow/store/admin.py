@@ -26,25 +26,34 @@ _SPECIALTY = "a.specialty = ${}::text"
 _STAGES = "a.stage = ANY (${}::text[])"
 _FLAGGED = "a.flag_reason IS NOT NULL"
 # Overdue: an applicant's deadline, an open review task's, or a report still not in. The union
-# of three indexed sources, computed once as an array that the primary key looks up, so the
-# page and its count read only overdue rows.
+# of three sources, each read from an index alone (the deadlines' since migration 0022),
+# computed once as an array that the primary key looks up, so the page and its count read
+# only overdue rows. An id found twice is looked up once (the index sorts the array and
+# drops repeats; as a filter, `= ANY` matches a row once), so the array is not deduplicated.
 _OVERDUE = """a.id = ANY (ARRAY(
     SELECT o.id FROM applications o WHERE o.deadline < now()
-    UNION
+    UNION ALL
     SELECT t.application_id FROM review_tasks t
     WHERE t.status IN ('offered', 'accepted') AND t.deadline < now()
-    UNION
+    UNION ALL
     SELECT r.application_id FROM reports r
     WHERE r.overdue AND r.status IN ('due', 'returned')))"""
+# The page's rows come in the same statement, each beside the counts (one row of counts alone,
+# its columns null, when nothing is picked): one round trip, and every row is overdue by the
+# same now() that picked it.
 _OVERDUE_STATEMENT = """
 WITH m AS MATERIALIZED (SELECT a.id, a.stage, a.submitted_at FROM applications a
                         WHERE {where}),
      counts AS (SELECT a.stage, count(*)::int AS n FROM m a GROUP BY a.stage),
      picked AS (SELECT a.id FROM m a WHERE {picked}
                 ORDER BY a.submitted_at DESC, a.id DESC LIMIT ${limit}::int)
-SELECT ARRAY(SELECT id FROM picked) AS ids,
-       (SELECT coalesce(jsonb_object_agg(stage, n), '{{}}') FROM counts)::text AS counts"""
-_BY_IDS = "a.id = ANY ($1::uuid[])"
+SELECT c.counts, a.id, a.programme_id, a.content ->> 'title' AS title, a.institution_id,
+       a.specialty, a.stage, a.requested_rub, a.approved_rub, a.review_score, a.deadline,
+       a.flag_reason, a.submitted_at, a.updated_at, true AS overdue
+FROM (SELECT (SELECT coalesce(jsonb_object_agg(stage, n), '{{}}') FROM counts)::text AS counts)
+     AS c
+LEFT JOIN (picked JOIN applications a ON a.id = picked.id) ON true
+ORDER BY a.submitted_at DESC, a.id DESC"""
 _AFTER = "(a.submitted_at, a.id) < (${}::timestamptz, ${}::uuid)"
 _PAGE_SELECT = """
 SELECT a.id, a.programme_id, a.content ->> 'title' AS title, a.institution_id, a.specialty,
@@ -114,9 +123,10 @@ def page_query(
 def overdue_query(
     filters: Filters, after: tuple[object, object] | None, limit: int
 ) -> tuple[str, list[object]]:
-    """With the overdue filter, the page's ids and the counts in one statement: thousands may
-    be overdue, and they are found (from the covering index on id, with submitted_at and stage,
-    without reading the table) once for both. The page's rows are read by id after."""
+    """With the overdue filter, the page and the counts in one statement: thousands may be
+    overdue, and they are found (from the covering index on id, with submitted_at and stage,
+    without reading the table) once for both. Each row carries the counts; when the page is
+    empty, one row carries them alone, its other columns null."""
     where, args = filters.where(stages=False)
     picked = "true"
     if filters.stages:
@@ -147,7 +157,6 @@ _EVERY = Filters(uuid.UUID(int=0), (Stage.screening,), "i", "s", overdue=True, f
 EVERY_FILTER_PAGE_SQL = page_query(_EVERY, (None, None), 1)[0]
 EVERY_FILTER_COUNTS_SQL = counts_query(_EVERY)[0]
 EVERY_FILTER_OVERDUE_SQL = overdue_query(_EVERY, (None, None), 1)[0]
-BY_IDS_PAGE_SQL = _PAGE_SELECT + _BY_IDS + _PAGE_ORDER.format(2)
 KEPT_COUNTS_SQL = counts_query(Filters(uuid.UUID(int=0)))[0]
 
 
@@ -156,10 +165,9 @@ async def page(db: Db, filters: Filters, *, limit: int, cursor: str | None) -> A
     after = decode_cursor(cursor) if cursor else None
     if filters.overdue:
         sql, args = overdue_query(filters, after, limit + 1)
-        found = await db.fetchrow(sql, *args)
-        assert found is not None  # one row, always
-        counts: dict[str, int] = json.loads(found["counts"])
-        rows = await db.fetch(BY_IDS_PAGE_SQL, found["ids"], limit + 1)
+        found = await db.fetch(sql, *args)  # one row at least, with the counts
+        counts: dict[str, int] = json.loads(found[0]["counts"])
+        rows = [r for r in found if r["id"] is not None]
     else:
         sql, args = page_query(filters, after, limit + 1)
         rows = await db.fetch(sql, *args)
