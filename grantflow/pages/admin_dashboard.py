@@ -30,7 +30,7 @@ from schemas.programme import ProgrammePublic
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-def admin_only(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
+async def admin_only(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
     if viewer.role != Role.admin:
         raise Forbidden(_("This page is for the programme's staff (admins)."))
     return viewer

@@ -42,7 +42,7 @@ POLL_SECONDS = 3  # how often an open session's standing is looked at again
 MAX_AMOUNT = 10**13  # schemas.common.Roubles' limit: anything above is no amount at all
 
 
-def member(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
+async def member(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
     if viewer.role != Role.council:
         raise Forbidden(_("This page is for council members."))
     return viewer

@@ -27,7 +27,7 @@ from schemas.review import DeclineCreate, Recommendation, ReviewCreate, TaskDeta
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-def reviewer(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
+async def reviewer(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
     if viewer.role != Role.reviewer:
         raise Forbidden(_("This page is for reviewers."))
     return viewer

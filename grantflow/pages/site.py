@@ -26,7 +26,7 @@ from schemas.pilot import MetricSpec, SiteReportCreate, SiteState, SiteStatus
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-def coordinator(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
+async def coordinator(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
     if viewer.role != Role.coordinator:
         raise Forbidden(_("This page is for clinic coordinators."))
     return viewer

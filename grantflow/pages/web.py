@@ -312,23 +312,33 @@ def viewer_of(request: Request) -> Viewer:
     return found
 
 
-def signed_in(request: Request) -> Viewer:
+# The dependencies are coroutines: FastAPI runs a plain `def` one in its thread pool, a hand-off
+# per dependency per request for what is a dictionary lookup.
+async def signed_in(request: Request) -> Viewer:
     found = viewer_of(request)
     if found.account is None:
         raise SignInRequired
     return found
 
 
-def applicant(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
+async def applicant(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
     if viewer.role != Role.applicant:
         raise Forbidden(i18n.gettext("This page is for applicants."))
     return viewer
 
 
-PageViewer = Annotated[Viewer, Depends(viewer_of)]
+async def _viewer_dependency(request: Request) -> Viewer:
+    return viewer_of(request)
+
+
+async def _resources_dependency(request: Request) -> Resources:
+    return resources(request)
+
+
+PageViewer = Annotated[Viewer, Depends(_viewer_dependency)]
 SignedIn = Annotated[Viewer, Depends(signed_in)]
 ApplicantViewer = Annotated[Viewer, Depends(applicant)]
-Res = Annotated[Resources, Depends(resources)]
+Res = Annotated[Resources, Depends(_resources_dependency)]
 
 
 def is_htmx(request: Request) -> bool:

@@ -19,7 +19,7 @@ from grantflow.services.errors import Forbidden, Invalid
 from schemas.common import Role
 
 
-def admin(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
+async def admin(viewer: Annotated[Viewer, Depends(signed_in)]) -> Viewer:
     if viewer.role != Role.admin:
         raise Forbidden(_("This page is for the programme's staff (admins)."))
     return viewer
