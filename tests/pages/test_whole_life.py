@@ -361,8 +361,9 @@ async def test_one_application_from_registration_to_the_closed_project(
         await page.wait_for_url(f"{site.url}/")
         await page.goto(f"{site.url}/applications/{application_id}")
         await expect(page.locator(".lead .badge")).to_have_text("Completed")
+        await expect(page.get_by_text("the final report was accepted")).to_be_visible()
         await visit(page, "en-whole-life-04-applicant-completed")
-    stages = await stack.pool.fetchval(
+    stage = await stack.pool.fetchval(
         "SELECT stage FROM applications WHERE id = $1", uuid.UUID(application_id)
     )
-    assert stages == "closed"
+    assert stage == "closed"
