@@ -117,7 +117,8 @@ async def scale_db(postgres: EmbeddedPostgres) -> Any:
         (
             "my notifications",
             notifications_store.PAGE_SQL,
-            (REVIEWER, None, 51),
+            # As the service asks: account links (sign-in links) hidden from the API.
+            (REVIEWER, None, 51, ["account_link"]),
             "notifications_by_user",
         ),
         (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import pkgutil
 import sys
 from collections.abc import AsyncIterator
@@ -105,4 +106,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # Skip the interpreter's finalization: the SDK's Rust runtime threads may still hold the
+    # GIL's thread state then, and CPython aborts ("PyGILState_Release: thread state must be
+    # current", exit -6) after the answer above was already decided and printed.
+    os._exit(code)
