@@ -158,7 +158,11 @@ class Project:
 async def test_a_two_site_pilot_is_evaluated_and_implemented_then_the_final_report_closes_it(
     council: Council, applicant: User
 ) -> None:
-    project = await Project.accepted(council, applicant, tranche_interval=60, report_interval=60)
+    # The second tranche must not fall due before the final report closes the project, even on
+    # the uncached worker of tests/test_uncached.py, where this life takes over a minute.
+    project = await Project.accepted(
+        council, applicant, tranche_interval=3600, report_interval=3600
+    )
     first, second = await project.coordinator(), await project.coordinator()
     planned = await project.plan(first, second)
     assert planned.status_code == 200, planned.text
