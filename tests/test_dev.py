@@ -1,10 +1,12 @@
 """`grantflow dev` (what `make run` runs) as a newcomer lives it: it starts the embedded servers
-under GRANTFLOW_HOME, serves the API, hands out the demo tokens; Ctrl-C stops every child
-process and exits 0; the next start finds every application, workflow and token where it was."""
+under GRANTFLOW_HOME, then the worker and the API as processes of their own, hands out the demo
+tokens; Ctrl-C stops every child process and exits 0; a child that dies stops the rest and is
+told in one line; the next start finds every application, workflow and token where it was."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -136,21 +138,19 @@ class Dev:
         return "\n".join(parts)
 
     def wait_healthy(self) -> None:
+        """Until the banner says it runs (the API answers, the worker polls) and /healthz
+        agrees."""
         deadline = time.monotonic() + START_WITHIN
-        last = "no answer yet"
         while time.monotonic() < deadline:
             code = self.process.poll()
             assert code is None, f"`grantflow dev` exited with {code} while starting"
-            try:
-                response = httpx.get(f"{self.api}/healthz", timeout=2)
-                if response.status_code == 200:
-                    self.children = descendants(self.process.pid)
-                    return
-                last = f"{response.status_code} {response.text}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
+            if "grantflow is running" in self.log.read_text(errors="replace"):
+                response = httpx.get(f"{self.api}/healthz", timeout=10)
+                assert response.status_code == 200, response.text
+                self.children = descendants(self.process.pid)
+                return
             time.sleep(0.2)
-        raise AssertionError(f"/healthz not 200 within {START_WITHIN}s; last: {last}")
+        raise AssertionError(f"no banner within {START_WITHIN}s")
 
     def interrupt(self) -> int:
         """Ctrl-C: SIGINT to its process group; its exit code."""
@@ -191,6 +191,17 @@ def running(tmp_path: Path, env: dict[str, str], name: str) -> Iterator[Dev]:
         dev.kill()
 
 
+def grantflow_children(dev: Dev) -> dict[str, int]:
+    """The `grantflow worker` and `grantflow api` processes it started, by command."""
+    found = {}
+    for pid in dev.children:
+        words = _cmdline(pid).split()  # python3 .../grantflow worker
+        for program, command in itertools.pairwise(words):
+            if Path(program).name == "grantflow" and command in ("worker", "api"):
+                found[command] = pid
+    return found
+
+
 def stop(dev: Dev, times: int) -> None:
     """Ctrl-C, then: exit 0 in time, no child left, PostgreSQL stopped by grantflow (a fast
     shutdown, not its death-of-parent signal), runtime.json gone. `times`: stops so far."""
@@ -198,6 +209,12 @@ def stop(dev: Dev, times: int) -> None:
     commands = [_cmdline(pid) for pid in dev.children]
     servers = [cmd for cmd in commands if str(dev.home) in cmd]
     assert len(servers) >= 2, f"expected postgres and temporal under {dev.home}: {commands}"
+    # The worker and the API in processes of their own (each a core), their lines told apart.
+    children = grantflow_children(dev)
+    assert sorted(children) == ["api", "worker"], commands
+    assert children["api"] != children["worker"]
+    shown = dev.log.read_text(errors="replace")
+    assert "\nworker | " in shown and "\napi    | " in shown, shown
     code = dev.interrupt()
     assert code == 0, f"`grantflow dev` exited with {code} after SIGINT"
     assert dev.survivors() == {}
@@ -460,26 +477,47 @@ def second_ctrl_c_kills_the_servers_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(START_WITHIN + 2 * STOP_WITHIN + 30)
-async def test_dev_that_crashes_stops_its_servers(dev_dir: Path) -> None:
-    """Its own crash (here: the API's port is taken once the servers are up)."""
-    await asyncio.to_thread(crashes_and_stops_its_servers, dev_dir)
+async def test_a_worker_that_dies_is_told_and_stops_everything(dev_dir: Path) -> None:
+    """The worker killed outright (the OOM killer): `grantflow dev` says so in one line, stops
+    the API and the servers, and exits 1 rather than serve requests no worker answers."""
+    await asyncio.to_thread(a_worker_that_dies_stops_everything, dev_dir)
 
 
-def crashes_and_stops_its_servers(tmp_path: Path) -> None:
+def a_worker_that_dies_stops_everything(tmp_path: Path) -> None:
+    env = dev_env(tmp_path)
+    with running(tmp_path, env, "worker-died") as dev:
+        worker = grantflow_children(dev)["worker"]
+        os.kill(worker, signal.SIGKILL)
+        code = dev.process.wait(STOP_WITHIN)
+        assert code == 1, dev.output()
+        assert dev.survivors() == {}
+        last = dev.log.read_text(errors="replace").rstrip("\n").splitlines()[-1]
+        assert last.startswith("`grantflow worker` was killed by SIGKILL: "), last
+        assert last.endswith("; grantflow stopped everything"), last
+        assert "received fast shutdown request" in (dev.home / "postgres.log").read_text()
+        assert not (dev.home / "runtime.json").exists()
+
+
+async def test_the_apis_port_in_use_is_told_before_any_server_starts(dev_dir: Path) -> None:
+    await asyncio.to_thread(apis_port_in_use, dev_dir)
+
+
+def apis_port_in_use(tmp_path: Path) -> None:
     env = dev_env(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(env["GRANTFLOW_API_PORT"])))
         taken.listen()
-        dev = Dev(tmp_path, env, "crashed")
-        try:
-            code = wait_exit(dev)
-            assert code != 0
-            assert dev.children, "no child process seen: the check below would be empty"
-            assert dev.survivors() == {}
-            assert "address already in use" in dev.log.read_text(errors="replace")
-            assert not (dev.home / "runtime.json").exists()
-        except BaseException:
-            print(dev.output())
-            raise
-        finally:
-            dev.kill()
+        done = subprocess.run(
+            [str(GRANTFLOW), "dev"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    port = env["GRANTFLOW_API_PORT"]
+    line = done.stderr.rstrip("\n").splitlines()[-1]
+    assert line.startswith(f"port {port} (GRANTFLOW_API_PORT) is already in use by "), line
+    assert not (Path(env["GRANTFLOW_HOME"]) / "postgres").exists()

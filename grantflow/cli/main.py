@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from grantflow.cli import admin, backup, common
 from grantflow.settings import Settings
@@ -44,13 +45,24 @@ def _checked(settings: Settings) -> Settings:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="API processes on one port (default: GRANTFLOW_API_PROCESSES)."),
+    ] = None,
+) -> None:
     """Start everything on embedded servers (what `make run` does): PostgreSQL, the Temporal
-    dev server with its Web UI, migrations, demo users, the worker and the API."""
-    from grantflow.dev.stack import run
+    dev server with its Web UI, migrations, demo users, then `grantflow worker` and `grantflow
+    api` as processes of their own, their lines led by their names. Exits 1 when either ends
+    on its own (after stopping the rest)."""
+    from grantflow.dev.stack import ChildExited, run
 
     with starting():
-        run(common.settings())
+        try:
+            run(common.settings(), processes)
+        except ChildExited as exc:
+            common.messages.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
 
 @app.command()

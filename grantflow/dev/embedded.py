@@ -64,10 +64,10 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def _die_with_parent() -> None:
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
     # PR_SET_PDEATHSIG: a server whose parent is SIGKILLed stops instead of lingering.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)
+    libc.prctl(1, sig)
 
 
 def _blocked(path: Path) -> list[Path]:
@@ -139,7 +139,7 @@ class ManagedProcess:
                 start_new_session=True,
                 user=user,
                 env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
 
     def _wait_ready(self, ready: object, timeout: float) -> None:

@@ -8,21 +8,23 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 
 import asyncpg
+import httpx
 import structlog
 import uvicorn
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
 
-from grantflow.api import server as api_server
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
 from grantflow.dev import startup
+from grantflow.dev.children import GrantflowChild, child_environment, echoing
 from grantflow.dev.demo import DemoUser, create_demo_users
 from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, port_open
 from grantflow.notify import sender_from_settings
@@ -149,15 +151,19 @@ class EmbeddedStack:
             process.kill_now()
 
 
-def run(settings: Settings) -> None:
-    """`grantflow dev`: the embedded servers, migrations and demo users, then the worker and
-    the API until a signal. The servers run in sessions of their own (a terminal's Ctrl-C
-    reaches grantflow only), so grantflow stops them on every way out: a signal at any
-    moment, its own crash, or a second signal (they are killed). What stops it from starting
-    at all raises StartupError (one line, with the fix) before anything starts."""
+def run(settings: Settings, processes: int | None = None) -> None:
+    """`grantflow dev`: the embedded servers, migrations and demo users, then `grantflow
+    worker` and `grantflow api` (in `processes` processes) as processes of their own, as in
+    production, until a signal. The servers and the two children run in sessions of their
+    own (a terminal's Ctrl-C reaches grantflow only), so grantflow stops them in order on
+    every way out: a signal at any moment, its own crash, a child that dies (ChildExited: the
+    others are stopped, nothing is restarted), or a second signal (all are killed). What
+    stops it from starting at all raises StartupError (one line, with the fix)."""
     startup.require_writable_home(settings.home)
     with startup.home_lock(settings.home):
         startup.require_servers(settings.temporal_address, settings.database_url)
+        if port_open(settings.api_port, _local(settings.api_host)):
+            raise startup.StartupError(startup.port_in_use(settings.api_port, "GRANTFLOW_API_PORT"))
         stack = EmbeddedStack(settings)
         stop = Stop(force=stack.kill)
         with stop.installed():
@@ -166,12 +172,81 @@ def run(settings: Settings) -> None:
                 demo = asyncio.run(prepare(resolved))
                 if demo:
                     save_demo_tokens(settings, demo)
-                api_server.run(serve(resolved, worker=True, api=True, banner=demo, stop=stop))
+                supervise(resolved, stack, stop, demo, processes or settings.api_processes)
             except KeyboardInterrupt:
                 log.info("stopped before serving")
             finally:
                 stop.stopping = True
                 stack.stop()
+
+
+class ChildExited(RuntimeError):
+    """The worker or the API of `grantflow dev` ended on its own; the message is one line."""
+
+
+def supervise(
+    settings: Settings, stack: EmbeddedStack, stop: Stop, demo: list[DemoUser], processes: int
+) -> None:
+    """Start the worker, then the API, show the banner once the API answers, and watch both
+    until a signal. Both join the stack's processes, which it stops in reverse: the API
+    first (no new work; its open requests still have a worker to answer them), then the
+    worker (its activities finish or go back to the server), then the servers."""
+    env, home = child_environment(settings), settings.home.resolve()
+    worker = GrantflowChild(["worker"], env, home / "worker.log", echo="worker | ")
+    api_args = ["api", "--processes", str(processes)]
+    api = GrantflowChild(api_args, env, home / "api.log", echo="api    | ", orphaned=signal.SIGTERM)
+    children = [worker, api]
+    # While serving, a signal only sets `stop.requested`, which the loops below watch.
+    with stop.serving(lambda: None):
+        for child in children:
+            stack.processes.append(child)
+            child.start()
+        try:
+            asyncio.run(_until_serving(settings, worker, api, stop))
+            if not stop.requested:
+                with echoing:
+                    show_banner(settings, demo)
+                    sys.stdout.flush()
+            while not stop.requested:
+                for child in children:
+                    if ended := child.exited():
+                        raise ChildExited(f"{ended}; grantflow stopped everything")
+                time.sleep(0.2)
+        finally:
+            stop.stopping = True
+            log.info("shutting down")
+
+
+async def _until_serving(
+    settings: Settings, worker: GrantflowChild, api: GrantflowChild, stop: Stop, within: float = 120
+) -> None:
+    """Until the API answers /readyz and the worker polls its task queue (the banner's "is
+    running" is then true: a first submission finds a worker); a child that ends meanwhile
+    did not start."""
+    assert settings.temporal_address
+    url = f"http://{_local(settings.api_host)}:{settings.api_port}/readyz"
+    client = await connect_with_retry(settings.temporal_address, settings.temporal_namespace)
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2) as http:
+        while not stop.requested:
+            for child in (worker, api):
+                if ended := child.exited():
+                    raise startup.StartupError(ended)
+            with contextlib.suppress(httpx.HTTPError):
+                answering = (await http.get(url)).status_code == 200
+                if answering and await worker.polling(client, settings.task_queue):
+                    return
+            if time.monotonic() > deadline:
+                raise startup.StartupError(
+                    f"the API or the worker not ready within {within:.0f}s: see their lines "
+                    f"above (and {api.log_path}, {worker.log_path})"
+                )
+            await asyncio.sleep(0.2)
+
+
+def _local(host: str) -> str:
+    """Where this machine reaches a server bound to `host` (every address: the loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
 
 
 def save_demo_tokens(settings: Settings, demo: list[DemoUser]) -> None:
@@ -245,7 +320,6 @@ async def serve(
     *,
     worker: bool,
     api: bool,
-    banner: list[DemoUser] | None = None,
     stop: Stop | None = None,
 ) -> None:
     """Run the worker and/or the API until SIGINT, SIGTERM or SIGHUP, then stop the API first
@@ -259,7 +333,7 @@ async def serve(
         loop.call_soon_threadsafe(stopped.set)
 
     with stop.installed(), stop.serving(wake):
-        await _serve(settings, worker=worker, api=api, banner=banner, stop=stop, until=stopped)
+        await _serve(settings, worker=worker, api=api, stop=stop, until=stopped)
 
 
 async def _serve(
@@ -267,7 +341,6 @@ async def _serve(
     *,
     worker: bool,
     api: bool,
-    banner: list[DemoUser] | None,
     stop: Stop,
     until: asyncio.Event,
 ) -> None:
@@ -294,6 +367,7 @@ async def _serve(
     try:
         if running_worker:
             tasks.append(asyncio.create_task(running_worker.run()))
+            log.info("worker started", task_queue=settings.task_queue)
         if api_pool:
             app = create_app(settings, Resources(settings, api_pool, client))
             server = _Server(
@@ -306,8 +380,6 @@ async def _serve(
                 )
             )
             tasks.append(asyncio.create_task(_api(server)))
-        if banner is not None:
-            show_banner(settings, banner)
         waiter = asyncio.create_task(until.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +20,7 @@ from rich.table import Table
 
 from grantflow.cli.output import print_json
 from grantflow.db import create_pool
+from grantflow.dev.children import GrantflowChild, child_environment
 from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, ManagedProcess, free_port
 from grantflow.dev.stack import DATABASE, connect_with_retry, ensure_database, prepare
 from grantflow.settings import Settings
@@ -107,32 +105,14 @@ def _servers(home: Path, servers: list[ManagedProcess]) -> Settings:
 
 @contextlib.contextmanager
 def _process(home: Path, command: str, settings: Settings) -> Iterator[None]:
-    """`grantflow <command>` against the servers, stopped as Ctrl-C stops it."""
-    assert settings.database_url and settings.temporal_address
-    env = os.environ | {
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "DATABASE_URL": settings.database_url,
-        "GRANTFLOW_HOME": str(home),
-        "GRANTFLOW_API_PORT": str(settings.api_port),
-    }
-    with (home / f"{command}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "grantflow"), command],
-            env=env,
-            cwd=home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            yield
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    """`grantflow <command>` against the servers, its output in `<command>.log`, stopped as
+    an orchestrator stops it."""
+    child = GrantflowChild([command], child_environment(settings), home / f"{command}.log")
+    child.start(cwd=home)
+    try:
+        yield
+    finally:
+        child.stop()
 
 
 def _wait_ready(settings: Settings, timeout: float = 120) -> None:
