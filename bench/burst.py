@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -33,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import asyncpg
 import httpx
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
@@ -42,8 +39,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from bench.drive import PARAMS
-from bench.harness import Servers, percentile, servers
-from grantflow.dev.embedded import free_port
+from bench.harness import Servers, grantflow_processes, percentile, servers
 from schemas.common import Role
 from tests.support import application_body, make_user, programme_body
 from workflows import ids
@@ -92,109 +88,60 @@ async def drive(
 # --- grantflow ----------------------------------------------------------------------------
 
 
-@dataclass
-class Processes:
-    """`grantflow api` and `grantflow worker`, each in its own process."""
-
-    api_url: str
-    procs: list[subprocess.Popen[bytes]]
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def start_grantflow(srv: Servers, task_queue: str) -> Processes:
-    port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": srv.database_url,
-        "TEMPORAL_ADDRESS": srv.client.service_client.config.target_host,
-        "GRANTFLOW_TASK_QUEUE": task_queue,
-        "GRANTFLOW_LOG_LEVEL": "warning",
-    }
-    grantflow = [sys.executable, "-m", "grantflow.cli.main"]
-    procs = [
-        subprocess.Popen([*grantflow, "worker"], env=env),
-        subprocess.Popen([*grantflow, "api", "--host", "127.0.0.1", "--port", str(port)], env=env),
-    ]
-    return Processes(f"http://127.0.0.1:{port}", procs)
-
-
-async def until_up(http: httpx.AsyncClient) -> None:
-    for _ in range(300):
-        try:
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the API did not come up in 30 s")
-
-
 async def grantflow_burst(
     srv: Servers, n: int, in_flight: int, warmup: int
 ) -> tuple[Burst, str, dict[str, int]]:
     """grantflow's burst; returns its figures, one application's workflow id and the counts
     on record (the burst's rows, and how many of the answered ids have one)."""
-    pool = await asyncpg.create_pool(srv.database_url, min_size=1, max_size=4)
-    procs = start_grantflow(srv, f"burst-{uuid.uuid4().hex[:8]}")
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-    try:
-        async with httpx.AsyncClient(base_url=procs.api_url, timeout=120, limits=limits) as http:
-            await until_up(http)
-            admin = await make_user(pool, Role.admin)
-            body = programme_body(
-                params=PARAMS, specialties=["radiology"], budget_rub=40_000_000 * (n + warmup)
-            )
-            made = await http.post("/v1/programmes", json=body, headers=admin.headers)
-            made.raise_for_status()
-            programme_id = made.json()["id"]
-            applicants = [
-                await make_user(pool, Role.applicant) for _ in range(max(1, (n + warmup) // 10))
-            ]
-            run = uuid.uuid4().hex[:8]
+    queue = f"burst-{uuid.uuid4().hex[:8]}"
+    async with grantflow_processes(srv, limits=limits, task_queue=queue) as gf:
+        http, pool = gf.api, gf.pool
+        admin = await make_user(pool, Role.admin)
+        body = programme_body(
+            params=PARAMS, specialties=["radiology"], budget_rub=40_000_000 * (n + warmup)
+        )
+        made = await http.post("/v1/programmes", json=body, headers=admin.headers)
+        made.raise_for_status()
+        programme_id = made.json()["id"]
+        applicants = [
+            await make_user(pool, Role.applicant) for _ in range(max(1, (n + warmup) // 10))
+        ]
+        run = uuid.uuid4().hex[:8]
 
-            def submitter(label: str) -> Callable[[int], Awaitable[str]]:
-                async def submit(i: int) -> str:
-                    who = applicants[i % len(applicants)]
-                    headers = who.headers | {"Idempotency-Key": f"{run}-{label}-{i}"}
-                    body = application_body(programme_id, title=f"Burst {label} {i}")
-                    for _ in range(10):
-                        r = await http.post("/v1/applications", json=body, headers=headers)
-                        if r.status_code in (429, 503):  # busy: retry as a browser would
-                            await asyncio.sleep(float(r.headers.get("Retry-After", 0.5)))
-                            continue
-                        if r.status_code not in (200, 201):
-                            raise RuntimeError(f"submit {i}: {r.status_code} {r.text}")
-                        return str(r.json()["id"])
-                    raise RuntimeError(f"submit {i}: still busy after 10 tries")
+        def submitter(label: str) -> Callable[[int], Awaitable[str]]:
+            async def submit(i: int) -> str:
+                who = applicants[i % len(applicants)]
+                headers = who.headers | {"Idempotency-Key": f"{run}-{label}-{i}"}
+                body = application_body(programme_id, title=f"Burst {label} {i}")
+                for _ in range(10):
+                    r = await http.post("/v1/applications", json=body, headers=headers)
+                    if r.status_code in (429, 503):  # busy: retry as a browser would
+                        await asyncio.sleep(float(r.headers.get("Retry-After", 0.5)))
+                        continue
+                    if r.status_code not in (200, 201):
+                        raise RuntimeError(f"submit {i}: {r.status_code} {r.text}")
+                    return str(r.json()["id"])
+                raise RuntimeError(f"submit {i}: still busy after 10 tries")
 
-                return submit
+            return submit
 
-            await drive(warmup, in_flight, submitter("warmup"), Burst())
-            burst = Burst()
-            await drive(n, in_flight, submitter("burst"), burst)
-            first = next(iter(burst.answered))
-            counts = {
-                "rows": await pool.fetchval(
-                    "SELECT count(*) FROM applications"
-                    " WHERE programme_id = $1 AND content->>'title' LIKE 'Burst burst %'",
-                    uuid.UUID(programme_id),
-                ),
-                "answered_on_record": await pool.fetchval(
-                    "SELECT count(*) FROM applications WHERE id = ANY($1::uuid[])",
-                    [uuid.UUID(a) for a in burst.answered],
-                ),
-            }
-            return burst, ids.application(first), counts
-    finally:
-        procs.stop()
-        await pool.close()
+        await drive(warmup, in_flight, submitter("warmup"), Burst())
+        burst = Burst()
+        await drive(n, in_flight, submitter("burst"), burst)
+        first = next(iter(burst.answered))
+        counts = {
+            "rows": await pool.fetchval(
+                "SELECT count(*) FROM applications"
+                " WHERE programme_id = $1 AND content->>'title' LIKE 'Burst burst %'",
+                uuid.UUID(programme_id),
+            ),
+            "answered_on_record": await pool.fetchval(
+                "SELECT count(*) FROM applications WHERE id = ANY($1::uuid[])",
+                [uuid.UUID(a) for a in burst.answered],
+            ),
+        }
+        return burst, ids.application(first), counts
 
 
 # --- bare Temporal of the same shape ------------------------------------------------------------

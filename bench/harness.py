@@ -1,10 +1,13 @@
-"""What the lifecycle, latency and memory benchmarks share: the embedded servers started as the
-tests start them (PostgreSQL from the wheel, the Temporal dev server found beside the venv or on
-PATH), a fresh migrated database, grantflow's worker and its API driven in-process through
-httpx, and a count of the PostgreSQL round trips each activity and each API step makes."""
+"""What the lifecycle, latency, burst and memory benchmarks share: the embedded servers started
+as the tests start them (PostgreSQL from the wheel, the Temporal dev server found beside the venv
+or on PATH), a fresh migrated database, and grantflow's worker and API either as processes of
+their own (`grantflow worker`, `grantflow api`: production's shape, the driver alone in the
+bench's process) or in-process, driven through httpx, with a count of the PostgreSQL round trips
+each activity and each API step makes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import statistics
@@ -24,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
+from grantflow.dev.children import GrantflowChild, child_environment
 from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from grantflow.logging import configure_logging
 from grantflow.services.context import Resources
@@ -118,7 +122,7 @@ class Grantflow:
     settings: Settings
     api: httpx.AsyncClient
     pool: asyncpg.Pool
-    round_trips: RoundTrips
+    round_trips: RoundTrips  # stays empty when they run in processes of their own
 
 
 @contextlib.asynccontextmanager
@@ -167,6 +171,66 @@ async def grantflow(
     finally:
         await pool.close()
         await worker_pool.close()
+
+
+@contextlib.asynccontextmanager
+async def grantflow_processes(
+    srv: Servers, *, limits: httpx.Limits | None = None, task_queue: str | None = None
+) -> AsyncIterator[Grantflow]:
+    """`grantflow worker` and `grantflow api` on the bench's servers, each in a process of its
+    own (their logs in a temporary folder, shown if they fail to start); `api` is an HTTP
+    client to that API, `pool` the driver's own. No round trips are counted: they happen in
+    the children."""
+    with tempfile.TemporaryDirectory(prefix="grantflow-bench-") as folder:
+        settings = Settings(
+            home=Path(folder),
+            database_url=srv.database_url,
+            temporal_address=srv.client.service_client.config.target_host,
+            api_port=free_port(),
+            task_queue=task_queue or f"bench-{uuid.uuid4()}",
+        )
+        env = child_environment(settings) | {
+            "GRANTFLOW_TASK_QUEUE": settings.task_queue,
+            "GRANTFLOW_LOG_LEVEL": "warning",
+        }
+        children = [
+            GrantflowChild([command], env, Path(folder) / f"{command}.log")
+            for command in ("worker", "api")
+        ]
+        pool = await create_pool(srv.database_url, min_size=1, max_size=4)
+        try:
+            for child in children:
+                child.start(cwd=Path(folder))
+            async with httpx.AsyncClient(
+                base_url=f"http://{settings.api_host}:{settings.api_port}",
+                timeout=120,
+                limits=limits or httpx.Limits(max_connections=None),  # the driver bounds it
+            ) as api:
+                await _until_up(api, children, srv.client, settings.task_queue)
+                yield Grantflow(srv, settings, api, pool, RoundTrips())
+        finally:
+            for child in reversed(children):
+                child.stop()
+            await pool.close()
+
+
+async def _until_up(
+    api: httpx.AsyncClient, children: list[GrantflowChild], client: Client, task_queue: str
+) -> None:
+    """The API answers and the worker polls, within a minute; a child that ends fails the bench
+    with its last line."""
+    worker = children[0]
+    for _ in range(600):
+        for child in children:
+            if ended := child.exited():
+                raise RuntimeError(ended)
+        with contextlib.suppress(httpx.TransportError):
+            if (await api.get("/readyz")).status_code == 200 and await worker.polling(
+                client, task_queue
+            ):
+                return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"grantflow not up in 60 s: {[c.log_tail(5) for c in children]}")
 
 
 async def eventually(

@@ -1,14 +1,21 @@
 """N full grantflow lifecycles through the HTTP API against bare Temporal of the same shape.
 
-    .venv/bin/python -m bench.lifecycle --n 50 [--concurrency 50] [--profile out.html]
+    .venv/bin/python -m bench.lifecycle --n 50 [--concurrency 50] [--in-process [--queries]
+                                        [--profile out.html]]
 
 grantflow's run: N applications, each submitted, reviewed by three experts, approved in one
 council session, its agreement accepted, a pilot run at one clinic, two reports (the second
 tranche released between them) and the final report closing it. Then the baseline: from the
 run's histories, the same workflows, children, Updates, Signals, timers and activities, with
 empty bodies, no HTTP and no PostgreSQL (bench/bare.py), on the same server. Prints the
-shape it matched, history events per workflow, PostgreSQL round trips per stage, both
-throughputs and their ratio (target: grantflow at least 0.8 of the baseline)."""
+shape it matched, history events per workflow, both throughputs and their ratio (target:
+grantflow at least 0.8 of the baseline).
+
+grantflow runs as in production: `grantflow worker` and `grantflow api` in processes of their
+own, so that this process's driver does not compete with the API it measures. With
+`--in-process` they run in this process instead (the earlier shape), where the PostgreSQL
+round trips per stage (`--queries`: every statement) can be counted and `--profile` sees
+them."""
 
 from __future__ import annotations
 
@@ -22,7 +29,14 @@ from typing import Any
 
 from bench.bare import Shape, run_baseline, shapes, totals
 from bench.drive import cohort, lifecycles
-from bench.harness import Grantflow, RoundTrips, eventually, grantflow, servers
+from bench.harness import (
+    Grantflow,
+    RoundTrips,
+    eventually,
+    grantflow,
+    grantflow_processes,
+    servers,
+)
 
 
 async def settled(gf: Grantflow) -> None:
@@ -99,8 +113,10 @@ def profiled(path: str | None) -> Iterator[None]:
         print(f"\nprofile of the grantflow run written to {path}")
 
 
-async def main(n: int, concurrency: int, profile: str | None, queries: bool) -> dict[str, Any]:
-    async with servers() as srv, grantflow(srv) as gf:
+async def main(
+    n: int, concurrency: int, profile: str | None, queries: bool, in_process: bool = False
+) -> dict[str, Any]:
+    async with servers() as srv, (grantflow if in_process else grantflow_processes)(srv) as gf:
         c = await cohort(gf, n)
         gf.round_trips.reset()
         loop = asyncio.get_running_loop()
@@ -111,7 +127,8 @@ async def main(n: int, concurrency: int, profile: str | None, queries: bool) -> 
         await settled(gf)
         all_shapes = await shapes(srv.client, gf.settings.task_queue)
         print_shape(all_shapes, n)
-        print_round_trips(gf.round_trips, n)
+        if in_process:
+            print_round_trips(gf.round_trips, n)
         if queries:
             gf.round_trips.print_queries(n)
         baseline_s = await run_baseline(srv.client, all_shapes, f"bare-{uuid.uuid4()}")
@@ -132,12 +149,21 @@ def cli() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=0, help="lifecycles at a time (default: all)"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the worker and the API in this process: round trips counted, profiled",
+    )
     parser.add_argument("--profile", help="write a pyinstrument profile (.html or .txt)")
     parser.add_argument(
         "--queries", action="store_true", help="print every statement per lifecycle"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.concurrency or args.n, args.profile, args.queries))
+    if (args.profile or args.queries) and not args.in_process:
+        parser.error("--profile and --queries see grantflow only with --in-process")
+    asyncio.run(
+        main(args.n, args.concurrency or args.n, args.profile, args.queries, args.in_process)
+    )
 
 
 if __name__ == "__main__":
