@@ -1,6 +1,6 @@
-"""What a grantflow process (the API, a worker, or both in `grantflow dev`) turns on at start:
-tracing when a collector is set, and the Temporal client's runtime (the worker's metrics) and
-interceptors (its spans)."""
+"""What a grantflow process (the API or a worker: `grantflow dev` starts each as a process of
+its own) turns on at start: tracing when a collector is set, and the Temporal client's runtime
+(the worker's metrics) and interceptors (its spans)."""
 
 from __future__ import annotations
 
