@@ -12,16 +12,19 @@ Target: grantflow's p99 within 15 ms of the bare Update's.
     .venv/bin/python -m bench.latency --observability --calls 300
 
 The same submit with metrics and tracing off, then on (the API's request metrics, the
-worker's SDK metrics served, a span per request, Temporal call, workflow, activity and SQL
-statement, batched to an exporter that drops them), on two stacks of the same servers in the
-same run, alternating call by call so that a change in the machine's load weighs on both.
-Target: the p99 with them on within 2 ms of the p99 with them off."""
+worker's SDK metrics served, a span per request, Temporal call, workflow and activity, and per
+SQL statement with `--sql-spans`, batched to an exporter that drops them), on two stacks of
+the same servers in the same run, alternating call by call so that a change in the machine's
+load weighs on both; `--rounds N` repeats it on the same stacks and prints each round's
+differences and their medians. Target: the p99 with them on within 2 ms of the p99 with them
+off."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import functools
+import statistics
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -208,45 +211,68 @@ async def observed_client(srv: Any, settings: Settings) -> Client:
     )
 
 
-async def observability(calls: int, concurrency: int, block: int = 1) -> None:
+async def observability(
+    calls: int, concurrency: int, *, sql_spans: bool = False, rounds: int = 1, block: int = 1
+) -> None:
     """p50 and p99 of the submit with metrics and tracing off and on, alternating by `block`
-    calls (SQL spans are switched on and off between them, outside the timed calls)."""
+    calls, `rounds` times (SQL spans, when asked for, are switched on and off between the
+    legs, outside the timed calls)."""
     async with servers() as srv:
         on = Settings(
             metrics=True,
             worker_metrics_port=free_port(),
             temporal_address=srv.client.service_client.config.target_host,
             OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318",
+            trace_sql=sql_spans,
         )
         tracing.start(on, "bench", exporter=Dropped())  # as a process with tracing on starts
         tracing.uninstrument_sql()  # until the traced stack's turn
         client = await observed_client(srv, on)
+        differences: list[tuple[float, float]] = []
         async with (
             grantflow(srv, settings=Settings(metrics=False)) as off_gf,
             grantflow(srv, settings=on, client=client) as on_gf,
         ):
-            off_tasks = await review_tasks(off_gf, calls, concurrency)
-            tracing.instrument_sql()
-            on_tasks = await review_tasks(on_gf, calls, concurrency)
-            samples: dict[str, list[float]] = {"off": [], "on": []}
-            legs = {"off": (off_gf, off_tasks), "on": (on_gf, on_tasks)}
-            for n, start in enumerate(range(0, calls, block)):
-                # Each leg goes first every other block: the second of two calls in a row was
-                # 2.7 ms slower at p50 with both legs off (an A/A run), a bias that would
-                # otherwise land on one leg only.
-                for leg in ("off", "on") if n % 2 == 0 else ("on", "off"):
-                    gf, tasks = legs[leg]
-                    if leg == "on":
-                        tracing.instrument_sql()
-                    else:
-                        tracing.uninstrument_sql()
-                    chunk = tasks[start : start + block]
-                    samples[leg] += await timed([functools.partial(submit, gf, *t) for t in chunk])
-    print(f"\nLatency with metrics and tracing off and on ({calls} calls each, blocks of {block}):")
-    off50, off99 = report("off: POST /v1/reviews/{task}/review", samples["off"])
-    on50, on99 = report("on:  POST /v1/reviews/{task}/review", samples["on"])
-    print(f"  p50 difference: {on50 - off50:+.2f} ms")
-    print(f"  p99 difference: {on99 - off99:+.2f} ms (target: within 2 ms)")
+            for round_ in range(1, rounds + 1):
+                off_tasks = await review_tasks(off_gf, calls, concurrency)
+                on_tasks = await review_tasks(on_gf, calls, concurrency)
+                samples = await alternate(
+                    {"off": (off_gf, off_tasks), "on": (on_gf, on_tasks)}, block, sql_spans
+                )
+                sql = "on" if sql_spans else "off"
+                print(f"\nRound {round_}, metrics and tracing off and on ({calls} calls each,")
+                print(f"blocks of {block}, SQL spans {sql}):")
+                off50, off99 = report("off: POST /v1/reviews/{task}/review", samples["off"])
+                on50, on99 = report("on:  POST /v1/reviews/{task}/review", samples["on"])
+                print(f"  p50 difference: {on50 - off50:+.2f} ms")
+                print(f"  p99 difference: {on99 - off99:+.2f} ms (target: within 2 ms)")
+                differences.append((on50 - off50, on99 - off99))
+    if rounds > 1:
+        p50 = statistics.median(d[0] for d in differences)
+        p99 = statistics.median(d[1] for d in differences)
+        print(f"\nMedians over {rounds} rounds: p50 difference {p50:+.2f} ms,")
+        print(f"p99 difference {p99:+.2f} ms (target: within 2 ms)")
+
+
+async def alternate(
+    legs: dict[str, tuple[Grantflow, list[tuple[str, Any]]]], block: int, sql_spans: bool
+) -> dict[str, list[float]]:
+    """Each leg's latencies, the legs taking turns by `block` calls."""
+    samples: dict[str, list[float]] = {leg: [] for leg in legs}
+    calls = min(len(tasks) for _, tasks in legs.values())
+    for n, start in enumerate(range(0, calls, block)):
+        # Each leg goes first every other block: the second of two calls in a row was 2.7 ms
+        # slower at p50 with both legs off (an A/A run), a bias that would otherwise land on
+        # one leg only.
+        for leg in ("off", "on") if n % 2 == 0 else ("on", "off"):
+            gf, tasks = legs[leg]
+            if sql_spans and leg == "on":
+                tracing.instrument_sql()
+            elif sql_spans:
+                tracing.uninstrument_sql()
+            chunk = tasks[start : start + block]
+            samples[leg] += await timed([functools.partial(submit, gf, *t) for t in chunk])
+    return samples
 
 
 def cli() -> None:
@@ -261,9 +287,19 @@ def cli() -> None:
         action="store_true",
         help="the submit with metrics and tracing off against on, instead of the baselines",
     )
+    parser.add_argument(
+        "--sql-spans", action="store_true", help="with --observability: a span per SQL statement"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="with --observability: rounds on the same stacks"
+    )
     args = parser.parse_args()
     if args.observability:
-        asyncio.run(observability(args.calls, args.concurrency))
+        asyncio.run(
+            observability(
+                args.calls, args.concurrency, sql_spans=args.sql_spans, rounds=args.rounds
+            )
+        )
     else:
         asyncio.run(main(args.calls, args.concurrency, args.queries))
 

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # Traces go to this OTLP/HTTP collector when set (the OpenTelemetry SDK's own variable).
     otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    # A span per SQL statement too (a dozen per submission): for a hunt, not all the time.
+    trace_sql: bool = False
 
     # Notifications go out by e-mail when smtp_host is set, to the log otherwise.
     smtp_host: str | None = None

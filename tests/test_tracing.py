@@ -147,3 +147,19 @@ async def test_one_submission_is_one_trace_from_http_down_to_sql(traced: Traced)
     hex_id = format(trace_id, "032x")
     registered = [line for line in logs if line["event"] == "application registered"]
     assert registered and all(line["trace_id"] == hex_id for line in registered), registered
+
+
+async def test_a_request_continues_its_callers_trace(traced: Traced) -> None:
+    """A caller that traces (a gateway, another service) sends `traceparent`: the request's span
+    is its child, in its trace, named by the route."""
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    traced.exporter.clear()
+    answered = await traced.api.get(
+        "/livez", headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"}
+    )
+    assert answered.status_code == 200
+    [span] = [s for s in traced.exporter.get_finished_spans() if s.name == "GET /livez"]
+    assert span.kind == trace.SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == caller_trace
+    assert span.parent is not None and format(span.parent.span_id, "016x") == caller_span
+    assert span.attributes is not None and span.attributes["http.response.status_code"] == 200

@@ -80,12 +80,11 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=errors.RESPONSES,
-        # FastAPI's own spans (newer FastAPI makes them whenever a tracer provider is set):
-        # only with tracing on, so that off is off in a process that traces something else;
-        # none per dependency and serialization, which cost more than they tell (the route's
-        # span and its SQL say where the time went).
+        # None of FastAPI's own telemetry (newer FastAPI makes spans whenever a tracer
+        # provider is set): the request's one span is grantflow's (tracing.ServerSpan, with
+        # tracing on), its metrics the Prometheus middleware's.
         telemetry={
-            "tracing": tracing.enabled(settings),
+            "tracing": False,
             "operation_spans": False,
             "metrics": False,
             "logs": False,

@@ -35,11 +35,21 @@ class HttpMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        # Each label set's children, looked up once: `labels()` validates, locks and builds
+        # its key on every call. Bounded as the series are: routes x methods x statuses.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.duration.labels(method, route, code).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            code = str(status)
+            children = self._children[key] = (
+                self.requests.labels(method, route, code),
+                self.duration.labels(method, route, code),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def route_template(scope: Scope) -> str:

@@ -1,10 +1,17 @@
 """Traces with OpenTelemetry, off unless `OTEL_EXPORTER_OTLP_ENDPOINT` names a collector.
 
-One trace follows a request: the HTTP span (the ASGI middleware), the Temporal client's call
-and the workflow and activity spans (the SDK's `TracingInterceptor`, whose context travels in
-the workflow's and the activities' headers), and every SQL statement under them (asyncpg's
-instrumentation). The log lines written inside a span carry its `trace_id` and `span_id`
-(`add_trace_ids`), so a line leads to its trace.
+One trace follows a request: the HTTP span (`ServerSpan`), the Temporal client's call and the
+workflow and activity spans (the SDK's `TracingInterceptor`, whose context travels in the
+workflow's and the activities' headers), and, when `GRANTFLOW_TRACE_SQL` asks for them, every
+SQL statement under them (asyncpg's instrumentation). The log lines written inside a span
+carry its `trace_id` and `span_id` (`add_trace_ids`), so a line leads to its trace.
+
+Every request is traced unless a sampler says otherwise: the SDK's default sampler is
+`parentbased_always_on`, and it reads `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`
+itself (`parentbased_traceidratio` and `0.1` keep one trace in ten, whole). Spans leave the
+request's path in batches (`BatchSpanProcessor`, a thread of its own): no request waits for
+the collector. A span costs CPU on the request's path all the same, which is why SQL spans,
+a dozen per submission, are off unless asked for.
 
 The packages come with `pip install 'grantflow[tracing]'`; they are imported only when tracing
 is on, so a process without them runs as before."""
@@ -12,7 +19,7 @@ is on, so a process without them runs as before."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,9 +33,11 @@ if TYPE_CHECKING:
     from temporalio.client import Interceptor
 
 try:  # the API alone, without the tracing extra: every log line is read without it
+    from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _trace
 except ImportError:  # pragma: no cover - the test extra installs it
     _trace = None  # type: ignore[assignment]
+    _propagate = None  # type: ignore[assignment]
 
 MISSING = (
     "tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT is set) but its packages are not installed: "
@@ -59,7 +68,8 @@ def start(settings: Settings, service: str, exporter: SpanExporter | None = None
     endpoint = f"{(settings.otlp_endpoint or '').rstrip('/')}/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint)))
     trace.set_tracer_provider(provider)
-    instrument_sql(provider)
+    if settings.trace_sql:
+        instrument_sql(provider)
 
 
 def instrument_sql(provider: TracerProvider | None = None) -> None:
@@ -90,36 +100,53 @@ def client_interceptors(settings: Settings) -> Sequence[Interceptor]:
 
 
 def install(app: FastAPI) -> None:
-    """A server span around each request (outside every middleware added before), named by
-    its route template once the router has matched it; no spans for the body's chunks."""
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    app.add_middleware(_NameByRoute)
-    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+    """A server span around each request, outside every middleware added before."""
+    app.add_middleware(ServerSpan)
 
 
-class _NameByRoute:
-    """Renames the request's span `METHOD /route/{template}` as its answer starts: the span
-    starts before the router has matched, when only the raw path (one name per application)
-    is known, and it ends with the answer's last byte, before the app returns."""
+class ServerSpan:
+    """Pure ASGI middleware: one SERVER span per HTTP request, continuing the caller's trace
+    when its `traceparent` header carries one, named `METHOD /route/{template}` as its answer
+    starts (the router has matched by then; the raw path would be one name per application)
+    and ended with the answer's last byte. Nothing else: OpenTelemetry's ASGI middleware also
+    collected a dozen attributes and recorded metrics of its own on every request, which the
+    Prometheus middleware already counts."""
 
     def __init__(self, app: ASGIApp) -> None:
+        # Installed only with tracing on, so with its packages.
+        from opentelemetry.instrumentation.asgi import asgi_getter
+
         self.app = app
+        self.headers = asgi_getter  # reads `traceparent` and `tracestate` from the scope
+        # A proxy until the process sets its provider, then the provider's own tracer.
+        self.tracer = _trace.get_tracer(__name__) if _trace is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _trace is None:
+        if scope["type"] != "http" or _trace is None or self.tracer is None:
             await self.app(scope, receive, send)
             return
-        span = _trace.get_current_span()  # the request's, current while the app is called
+        method = scope.get("method", "HTTP")
+        # The getter is typed for a dict; it reads the scope through `get` alone.
+        parent = _propagate.extract(cast(dict[str, Any], scope), getter=self.headers)
+        with self.tracer.start_as_current_span(
+            method,
+            context=parent,
+            kind=_trace.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
+        ) as span:
 
-        async def naming(message: Message) -> None:
-            if message["type"] == "http.response.start" and span.is_recording():
-                route = route_template(scope)
-                span.update_name(f"{scope.get('method', 'HTTP')} {route}")
-                span.set_attribute("http.route", route)
-            await send(message)
+            async def naming(message: Message) -> None:
+                if message["type"] == "http.response.start" and span.is_recording():
+                    route = route_template(scope)
+                    status = int(message["status"])
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(_trace.Status(_trace.StatusCode.ERROR))
+                await send(message)
 
-        await self.app(scope, receive, naming)
+            await self.app(scope, receive, naming)
 
 
 def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -25,19 +25,11 @@ _INSTITUTION = "a.institution_id = ${}::text"
 _SPECIALTY = "a.specialty = ${}::text"
 _STAGES = "a.stage = ANY (${}::text[])"
 _FLAGGED = "a.flag_reason IS NOT NULL"
-# Overdue: an applicant's deadline, an open review task's, or a report still not in. The union
-# of three sources, each read from an index alone (the deadlines' since migration 0022),
-# computed once as an array that the primary key looks up, so the page and its count read
-# only overdue rows. An id found twice is looked up once (the index sorts the array and
-# drops repeats; as a filter, `= ANY` matches a row once), so the array is not deduplicated.
-_OVERDUE = """a.id = ANY (ARRAY(
-    SELECT o.id FROM applications o WHERE o.deadline < now()
-    UNION ALL
-    SELECT t.application_id FROM review_tasks t
-    WHERE t.status IN ('offered', 'accepted') AND t.deadline < now()
-    UNION ALL
-    SELECT r.application_id FROM reports r
-    WHERE r.overdue AND r.status IN ('due', 'returned')))"""
+# Overdue: an applicant's deadline, an open review task's, or a report still not in; the
+# earliest of them is kept on the application in the same transaction as each change
+# (migration 0030), and the overdue applications, with their stage and submission time, are
+# one range of an index: the page and its count read no table row but the page's own.
+_OVERDUE = "a.overdue_from < now()"
 # The page's rows come in the same statement, each beside the counts (one row of counts alone,
 # its columns null, when nothing is picked): one round trip, and every row is overdue by the
 # same now() that picked it.
@@ -59,11 +51,7 @@ _PAGE_SELECT = """
 SELECT a.id, a.programme_id, a.content ->> 'title' AS title, a.institution_id, a.specialty,
        a.stage, a.requested_rub, a.approved_rub, a.review_score, a.deadline, a.flag_reason,
        a.submitted_at, a.updated_at,
-       (coalesce(a.deadline < now(), false)
-        OR EXISTS (SELECT 1 FROM review_tasks t WHERE t.application_id = a.id
-                   AND t.status IN ('offered', 'accepted') AND t.deadline < now())
-        OR EXISTS (SELECT 1 FROM reports r WHERE r.application_id = a.id
-                   AND r.overdue AND r.status IN ('due', 'returned'))) AS overdue
+       coalesce(a.overdue_from < now(), false) AS overdue
 FROM applications a
 WHERE """
 _PAGE_ORDER = "\nORDER BY a.submitted_at DESC, a.id DESC\nLIMIT ${}::int"
@@ -124,7 +112,7 @@ def overdue_query(
     filters: Filters, after: tuple[object, object] | None, limit: int
 ) -> tuple[str, list[object]]:
     """With the overdue filter, the page and the counts in one statement: thousands may be
-    overdue, and they are found (from the covering index on id, with submitted_at and stage,
+    overdue, and they are found (from the index of overdue_from, with stage and submitted_at,
     without reading the table) once for both. Each row carries the counts; when the page is
     empty, one row carries them alone, its other columns null."""
     where, args = filters.where(stages=False)
