@@ -48,7 +48,14 @@ class ReviewActivities(Recorder):
         Idempotent: the task only moves when its version is below the change's, the review's
         key is its task, the event key is `<workflow id>:<version>`, notifications are keyed,
         and delivery sends each at least once, skipping those marked sent."""
-        await self._record(functools.partial(_record, change))
+        if _task_only(change):
+            # A reviewer's accept (most changes): the task and its event are one statement, a
+            # transaction of its own (one round trip instead of four).
+            await in_transaction(
+                self._pool, functools.partial(_record, change), single_statement=True
+            )
+        else:
+            await self._record(functools.partial(_record, change))
         log.info(
             "review change",
             application_id=change.application_id,
@@ -103,24 +110,25 @@ async def _offer(request: OfferRequest, conn: Conn) -> tuple[Actor | None, str |
     return reviewer, None
 
 
+def _task_only(change: ReviewChange) -> bool:
+    """The change moves one task and writes nothing else but its event."""
+    return (
+        change.task is not None
+        and change.review is None
+        and change.flag is None
+        and not change.clear_flag
+        and not change.cancel_open_tasks
+        and not change.notify
+        and change.notify_admins is None
+    )
+
+
 async def _record(change: ReviewChange, conn: Conn) -> list[NewNotification]:
     """The change's rows, notifications and audit event; returns the notifications."""
     notes = list(change.notify) + await notifications.copies(
         change.notify_admins, functools.partial(review.admins, conn)
     )
-    if change.task is not None:
-        await review.update_task(conn, change.task, change.version, change.at)
-    if change.review is not None:
-        await review.insert_review(conn, change.application_id, change.review)
-    if change.flag is not None:
-        await review.set_flag(conn, change.application_id, change.flag, change.at)
-    elif change.clear_flag:
-        await review.set_flag(conn, change.application_id, None, change.at)
-    if change.cancel_open_tasks:
-        await review.cancel_open_tasks(conn, change.application_id, change.version, change.at)
-    await notifications.add(conn, notes)
-    await audit.append(
-        conn,
+    event = audit.event_args(
         event_key=f"{change.workflow_id}:{change.version}",
         workflow_id=change.workflow_id,
         kind=change.kind,
@@ -131,4 +139,17 @@ async def _record(change: ReviewChange, conn: Conn) -> list[NewNotification]:
         reason=change.reason,
         detail=change.detail,
     )
+    if change.task is not None:
+        await review.update_task_with_event(conn, change.task, change.version, change.at, event)
+    else:
+        await audit.insert(conn, event)
+    if change.review is not None:
+        await review.insert_review(conn, change.application_id, change.review)
+    if change.flag is not None:
+        await review.set_flag(conn, change.application_id, change.flag, change.at)
+    elif change.clear_flag:
+        await review.set_flag(conn, change.application_id, None, change.at)
+    if change.cancel_open_tasks:
+        await review.cancel_open_tasks(conn, change.application_id, change.version, change.at)
+    await notifications.add(conn, notes)
     return notes

@@ -43,6 +43,9 @@ __all__ = ["CouncilSessionWorkflow", "outcome_of"]
 
 # Its writes below are local activities from this patch on (options.write).
 COUNCIL_LOCAL_WRITES = "council-local-writes"
+# From this patch on the session takes its agenda in a local activity and tells every
+# application on it at once (before, one signal and one workflow task after another).
+OPEN_AT_ONCE = "council-open-at-once"
 
 
 @workflow.defn(name="CouncilSession")
@@ -63,11 +66,16 @@ class CouncilSessionWorkflow:
     @workflow.run
     async def run(self, start: SessionStart) -> list[Decision]:
         """Take the agenda, put its applications in council, wait for the close."""
-        agenda = await write(acts.CouncilActivities.open_session, start)
+        agenda = await write(acts.CouncilActivities.open_session, start, local_from=OPEN_AT_ONCE)
         self._agenda = {item.application_id: item for item in agenda}
         self._votes = {item.application_id: {} for item in agenda}
-        for item in agenda:
-            await self._tell(item.application_id, "enter_council", self._start.session_id)
+        entered = [(item.application_id, "enter_council", start.session_id) for item in agenda]
+        if workflow.patched(OPEN_AT_ONCE):
+            # Nothing waits on one signal's outcome: they go out together, in agenda order.
+            await asyncio.gather(*(self._tell(*signal) for signal in entered))
+        else:
+            for signal in entered:
+                await self._tell(*signal)
         self._open = True
         await workflow.wait_condition(lambda: self._close is not None)
         close = self._close

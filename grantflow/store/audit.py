@@ -65,6 +65,11 @@ async def append(
     )
 
 
+async def insert(conn: Conn, event: tuple[Any, ...]) -> None:
+    """Append one event given as `event_args` gives it; a second call writes nothing."""
+    await conn.execute(INSERT_EVENT_SQL, *event)
+
+
 def event_args(
     *,
     event_key: str,

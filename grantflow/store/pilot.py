@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
-from grantflow.store import Conn, Db
+from grantflow.store import Conn, Db, audit
 
 # The review stage's matching: same specialty, no conflict of interest, least loaded first, and
 # never someone who was offered the application for review (so the evaluator is independent).
@@ -32,6 +33,9 @@ ON CONFLICT (application_id) DO UPDATE
 SET status = $3, round = $4, version = $5, evaluator_id = $6, evaluation = $7, decision = $8,
     flag_reason = $9, updated_at = $10
 WHERE pilots.version < $5"""
+# Each with the change's audit event (`audit.event_args`): one statement, atomic on its own.
+UPSERT_SITE_WITH_EVENT_SQL = audit.with_event(UPSERT_SITE_SQL, 17)
+UPSERT_PILOT_WITH_EVENT_SQL = audit.with_event(UPSERT_PILOT_SQL, 11)
 COORDINATORS_SQL = "SELECT id FROM users WHERE role = 'coordinator' AND institution_id = $1"
 CLINIC_SQL = "SELECT organisation_type FROM institutions WHERE id = $1"
 _SITE_COLUMNS = """
@@ -68,10 +72,17 @@ WHERE programme_id = $1 AND overdue AND status IN ('due', 'returned')"""
 
 
 async def save_site(
-    conn: Conn, state: SiteState, programme_id: str, version: int, at: datetime
+    db: Db,
+    state: SiteState,
+    programme_id: str,
+    version: int,
+    at: datetime,
+    event: tuple[Any, ...],
 ) -> None:
-    await conn.execute(
-        UPSERT_SITE_SQL,
+    """The site as of `version` (unless that or a later one is on record) and the change's
+    audit event (appended whether or not the row moved; its key makes a retry a no-op)."""
+    await db.execute(
+        UPSERT_SITE_WITH_EVENT_SQL,
         state.site_id,
         uuid.UUID(state.application_id),
         uuid.UUID(programme_id),
@@ -88,14 +99,22 @@ async def save_site(
         state.reason,
         state.escalated,
         at,
+        *event,
     )
 
 
 async def save_pilot(
-    conn: Conn, state: PilotState, programme_id: str, version: int, at: datetime
+    db: Db,
+    state: PilotState,
+    programme_id: str,
+    version: int,
+    at: datetime,
+    event: tuple[Any, ...],
 ) -> None:
-    await conn.execute(
-        UPSERT_PILOT_SQL,
+    """The pilot as of `version` (unless that or a later one is on record) and the change's
+    audit event (appended whether or not the row moved; its key makes a retry a no-op)."""
+    await db.execute(
+        UPSERT_PILOT_WITH_EVENT_SQL,
         uuid.UUID(state.application_id),
         uuid.UUID(programme_id),
         state.status.value,
@@ -106,6 +125,7 @@ async def save_pilot(
         state.decision.model_dump_json() if state.decision else None,
         state.flag_reason,
         at,
+        *event,
     )
 
 

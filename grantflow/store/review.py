@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from grantflow.store import Conn, Db
+from grantflow.store import Conn, Db, audit
 from grantflow.store.users import institution_id
 from schemas.common import Actor, Role
 from schemas.programme import ProgrammeParams
@@ -62,6 +62,8 @@ UPDATE review_tasks
 SET status = $3, version = $2, due_by = $4, deadline = $5, reason = $6, conflict_declared = $7,
     reminders_sent = $8, updated_at = $9
 WHERE id = $1 AND version < $2"""
+# A task's change and its audit event (`audit.event_args`, from $10 on): one round trip.
+UPDATE_TASK_WITH_EVENT_SQL = audit.with_event(UPDATE_TASK_SQL, 10)
 CANCEL_OPEN_TASKS_SQL = """
 UPDATE review_tasks SET status = 'cancelled', version = $2, deadline = NULL, updated_at = $3
 WHERE application_id = $1 AND status IN ('offered', 'accepted') AND version < $2"""
@@ -206,9 +208,18 @@ def _actor(row: asyncpg.Record) -> Actor:
     )
 
 
-async def update_task(conn: Conn, task: TaskUpdate, version: int, at: datetime) -> None:
-    await conn.execute(
-        UPDATE_TASK_SQL,
+async def update_task_with_event(
+    db: Db, task: TaskUpdate, version: int, at: datetime, event: tuple[Any, ...]
+) -> None:
+    """Move a task to the change's `version` (unless it is there already) and append the
+    change's audit event, in one statement (a transaction of its own
+    when `db` is outside one); the event is appended whether or not the task moved, as a
+    separate insert would (its key makes a retry a no-op)."""
+    await db.execute(UPDATE_TASK_WITH_EVENT_SQL, *_task_args(task, version, at), *event)
+
+
+def _task_args(task: TaskUpdate, version: int, at: datetime) -> tuple[Any, ...]:
+    return (
         uuid.UUID(task.task_id),
         version,
         task.status.value,
