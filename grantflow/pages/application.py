@@ -15,9 +15,10 @@ from grantflow.i18n import gettext as _
 from grantflow.pages import display, forms
 from grantflow.pages.display import N_, finding_field, finding_text, next_step
 from grantflow.pages.web import ApplicantViewer, PageRoute, Res, SignedIn, Viewer, redirect, render
-from grantflow.services import application, draft, programme
+from grantflow.services import agreement, application, draft, programme
 from grantflow.services.draft import Draft
-from grantflow.services.errors import Conflict, Invalid
+from grantflow.services.errors import Conflict, Invalid, NotFound
+from schemas.agreement import AgreementState, AgreementStatus
 from schemas.application import ApplicationPublic, WithdrawalCreate
 from schemas.common import Role, Stage
 from schemas.programme import ProgrammePublic
@@ -47,6 +48,19 @@ DONE = {
 def labels() -> dict[str, str]:
     return {k: _(v) for k, v in LABELS.items()}
 
+
+# Where an application may have an agreement: from the council's approval on (a declined or
+# lapsed one leaves the application withdrawn or expired, a stopped project cancelled).
+AGREEMENT_STAGES = {
+    Stage.approved,
+    Stage.agreement,
+    Stage.piloting,
+    Stage.reporting,
+    Stage.closed,
+    Stage.withdrawn,
+    Stage.expired,
+    Stage.cancelled,
+}
 
 # Other roles' start pages, where "/" (and signing in) takes them.
 START = {Role.council: "/council", Role.coordinator: "/sites", Role.admin: "/admin"}
@@ -292,14 +306,31 @@ async def show(request: Request, viewer: SignedIn, res: Res, application_id: str
     p = await programme.get(res, viewer.caller, uuid.UUID(app.programme_id))
     timeline = await application.timeline(res, viewer.caller, application_id)
     done = DONE.get(request.query_params.get("done", ""))
+    offered = await _agreement(res, viewer, app)
+    step = next_step(app)
+    if offered is not None and offered.status == AgreementStatus.offered:
+        step = display.agreement_step(offered.accept_by)
     context = {
         "app": app,
+        "agreement": offered,
+        "step": step,
         "programme": p,
         "timeline": timeline,
         "labels": labels(),
         "done": _(done) if done else None,
     }
     return render(request, "application.html", context)
+
+
+async def _agreement(res: Res, viewer: Viewer, app: ApplicationPublic) -> AgreementState | None:
+    """The agreement once the council's approval offered one; None before (and never for a
+    stage that cannot have one)."""
+    if app.stage not in AGREEMENT_STAGES:
+        return None
+    try:
+        return await agreement.get(res, viewer.caller, uuid.UUID(app.id))
+    except NotFound:
+        return None
 
 
 def _finding_errors(app: ApplicationPublic) -> forms.Errors:

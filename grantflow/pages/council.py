@@ -173,6 +173,7 @@ async def _standing(res: Res, viewer: Viewer, session_id: str) -> dict[str, Any]
         "rows": rows(state, budget, mine),
         "is_member": viewer.caller.actor.user_id in state.members,
         "voted": len(mine),
+        "institutions": await council.institution_names(res, viewer.caller, state),
     }
 
 

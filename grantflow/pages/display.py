@@ -30,7 +30,7 @@ APPLICANT_STAGE = {
     Stage.in_council: N_("Before the council"),
     Stage.deferred: N_("Moved to the next council session"),
     Stage.approved: N_("Approved"),
-    Stage.agreement: N_("Agreement to accept"),
+    Stage.agreement: N_("Agreement accepted"),
     Stage.piloting: N_("Pilot testing in clinics"),
     Stage.reporting: N_("Reporting"),
     Stage.closed: N_("Completed"),
@@ -63,7 +63,6 @@ STAFF_STAGE = {
 # A stage's tone on the badge: what needs the applicant, what went well, what ended badly.
 TONE = {
     Stage.revision_requested: "attention",
-    Stage.agreement: "attention",
     Stage.approved: "good",
     Stage.closed: "good",
     Stage.rejected: "ended",
@@ -127,6 +126,7 @@ _WAITING = {
     Stage.in_council: N_("Nothing to do now: the council is deciding."),
     Stage.deferred: N_("Nothing to do now: the council decides at its next session."),
     Stage.approved: N_("Nothing to do now: the agreement is being prepared."),
+    Stage.agreement: N_("Nothing to do now: the pilot in the clinics is being planned."),
     Stage.piloting: N_("Clinics are testing the project; send your reports when they are due."),
     Stage.reporting: N_("Send your reports when they are due, until the final report."),
 }
@@ -140,14 +140,17 @@ def next_step(app: ApplicationPublic) -> NextStep | None:
             app.deadline,
             i18n.gettext("Otherwise the application closes."),
         )
-    if app.stage == Stage.agreement:
-        return NextStep(
-            i18n.gettext("Accept the agreement."),
-            app.deadline,
-            i18n.gettext("Otherwise the approval lapses."),
-        )
     waiting = _WAITING.get(app.stage)
     return NextStep(i18n.gettext(waiting), yours=False) if waiting else None
+
+
+def agreement_step(accept_by: datetime) -> NextStep:
+    """Once the approval's agreement is offered (the application is still `approved`)."""
+    return NextStep(
+        i18n.gettext("Accept the agreement."),
+        accept_by,
+        i18n.gettext("Otherwise the approval lapses."),
+    )
 
 
 # Screening's rules, said for the applicant, and the form field each one is about.
@@ -379,6 +382,18 @@ def refusal(message: str) -> str:
     return message
 
 
+# Amounts as the workflows write them in reasons ("for 30 000 000 RUB", "15000000 RUB").
+_AMOUNT = re.compile(r"(?<![\d.,])(\d{1,3}(?: \d{3})+|\d+) RUB\b")
+
+
+def why(reason: str | None) -> str:
+    """A recorded reason as the pages show it: its amounts in roubles, grouped as everywhere
+    else on the pages ("30 000 000 RUB" reads "30 000 000 ₽", or "30,000,000 ₽" in English)."""
+    if not reason:
+        return ""
+    return _AMOUNT.sub(lambda found: i18n.money(int(found[1].replace(" ", ""))), reason)
+
+
 GLOBALS: dict[str, Any] = {
     "money": i18n.money,
     "number": i18n.number,
@@ -394,6 +409,7 @@ GLOBALS: dict[str, Any] = {
     "next_step": next_step,
     "finding_text": finding_text,
     "timeline_text": timeline_text,
+    "why": why,
     "organisation_type": organisation_type,
     "cost_category": cost_category,
     "ORGANISATION_TYPES": ORGANISATION_TYPES,

@@ -1,11 +1,14 @@
-"""The expert's report review: a project's submitted report, read and then accepted or
-returned with a comment (accepting the final one says how the project ends). The same service
-function as the JSON API's `POST /v1/applications/{id}/reports/{seq}/decision`; only the
-expert an admin assigned to the project's reports gets the page (anyone else: not found)."""
+"""Reporting's pages. The applicant's reports (progress, financial, final): written, sent,
+changed and sent again when returned, with the same service function as the JSON API's
+`POST /v1/applications/{id}/reports/{seq}`. The expert's report review: a project's submitted
+report, read and then accepted or returned with a comment (accepting the final one says how
+the project ends), as `POST /v1/applications/{id}/reports/{seq}/decision`; only the expert an
+admin assigned to the project's reports gets that page (anyone else: not found)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,10 +19,18 @@ from grantflow.i18n import gettext as _
 from grantflow.pages import display, forms
 from grantflow.pages.display import N_
 from grantflow.pages.review import ReviewerViewer
-from grantflow.pages.web import PageRoute, Res, Viewer, redirect, render
-from grantflow.services import reporting
+from grantflow.pages.web import ApplicantViewer, PageRoute, Res, Viewer, redirect, render
+from grantflow.services import agreement, application, reporting
 from grantflow.services.errors import Conflict, NotFound
-from schemas.agreement import ProjectOutcome, ReportDecision, ReportKind, ReportToReview
+from schemas.agreement import (
+    ProjectOutcome,
+    Report,
+    ReportCreate,
+    ReportDecision,
+    ReportKind,
+    ReportStatus,
+    ReportToReview,
+)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -145,3 +156,86 @@ async def decide(
         return _page(request, report, values, {field: display.refusal(exc.message)})
     done = "report_accepted" if decision.accept else "report_returned"
     return redirect(f"/reviews?done={done}")
+
+
+# --- the applicant's reports ---------------------------------------------------------------
+
+OPEN = (ReportStatus.due, ReportStatus.returned)
+REPORT_STATUS = {
+    ReportStatus.due: N_("To send"),
+    ReportStatus.submitted: N_("Sent: waiting for the expert's decision"),
+    ReportStatus.returned: N_("Returned for changes"),
+    ReportStatus.accepted: N_("Accepted"),
+}
+
+
+def report_status(report: Report) -> str:
+    if report.status == ReportStatus.due and report.overdue:
+        return _("Late: send it now")
+    return _(REPORT_STATUS[report.status])
+
+
+async def _owed(res: Res, viewer: Viewer, application_id: str, seq: int) -> tuple[Any, Report]:
+    """The applicant's own application and its report `seq`; anyone else's is not found."""
+    wanted = _uuid(application_id)
+    if wanted is None:
+        raise NotFound(agreement.NOT_FOUND)
+    state = await agreement.own(res, viewer.caller, wanted)
+    found = next((r for r in state.reports if r.seq == seq), None)
+    if found is None:
+        raise NotFound(agreement.NOT_FOUND)
+    app = await application.get(res, viewer.caller, application_id)
+    return app, found
+
+
+def _report_page(
+    request: Request,
+    app: Any,
+    report: Report,
+    body: str,
+    errors: forms.Errors | None = None,
+) -> Response:
+    context = {
+        "app": app,
+        "report": report,
+        "kind_name": kind_name,
+        # A refused report keeps its form, with what was typed, beside the reason.
+        "open": report.status in OPEN or bool(errors),
+        "report_status_name": report_status(report),
+        "body": body,
+        "errors": errors or {},
+        "labels": {"body": _("Your report")},
+        "focus": "body" if errors and "body" in errors else None,
+    }
+    return render(request, "report_form.html", context)
+
+
+@router.get("/applications/{application_id}/reports/{seq}")
+async def report_form(
+    request: Request, viewer: ApplicantViewer, res: Res, application_id: str, seq: int
+) -> Response:
+    """A report to write (or, returned, to change with the expert's comment beside it), or
+    what was sent, to read."""
+    app, report = await _owed(res, viewer, application_id, seq)
+    return _report_page(request, app, report, report.body or "")
+
+
+@router.post("/applications/{application_id}/reports/{seq}")
+async def submit_report(
+    request: Request, viewer: ApplicantViewer, res: Res, application_id: str, seq: int
+) -> Response:
+    """Send the report: the same checks as the API's; an error beside the box, a refusal with
+    its reason, and what was typed stays in the form."""
+    app, report = await _owed(res, viewer, application_id, seq)
+    value = (await request.form()).get("body")
+    body = value.strip() if isinstance(value, str) else ""
+    try:
+        created = ReportCreate(body=body)
+    except ValidationError:
+        error = _("Write the report (at most 50,000 characters).")
+        return _report_page(request, app, report, body, {"body": error})
+    try:
+        await reporting.submit(res, viewer.caller, uuid.UUID(app.id), seq, created)
+    except Conflict as exc:
+        return _report_page(request, app, report, body, {"form": display.refusal(exc.message)})
+    return redirect(f"/applications/{app.id}/agreement?done=report_sent#report-{seq}")

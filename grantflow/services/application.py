@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -175,11 +175,60 @@ async def timeline(res: Resources, caller: Caller, application_id: str) -> list[
     """Everything that happened to the application, oldest first. The applicant sees that
     reviews came in, never from whom; admins see every entry with its actor."""
     await get(res, caller, application_id)
-    entries = [
-        TimelineEntry.model_validate({**dict(r), "detail": json.loads(r["detail"])})
-        for r in await audit.for_application(res.pool, uuid.UUID(application_id))
-    ]
+    rows = await audit.history(res.pool, uuid.UUID(application_id))
+    own = ids.application(application_id)
+    entries = _once(
+        [
+            (
+                r["workflow_id"] == own,
+                TimelineEntry.model_validate({**dict(r), "detail": json.loads(r["detail"])}),
+            )
+            for r in rows
+        ]
+    )
     return entries if caller.is_admin else [e for e in map(_blind, entries) if e is not None]
+
+
+# How far apart the two records of one change may be: the child workflow records it, then
+# signals the application's workflow, which records it as well, moments later.
+SAME_CHANGE = timedelta(minutes=5)
+
+
+def _once(entries: list[tuple[bool, TimelineEntry]]) -> list[TimelineEntry]:
+    """One line per change: when the application's workflow (`True`) and one of its children
+    (the agreement, the pilot) both record the same change, a single entry with what each
+    knew (the stage from the application, the actor and the reason from the child). Two
+    children's records of one kind (two reviews sent) stay two lines."""
+    kept: list[TimelineEntry] = []
+    unpaired: list[tuple[int, bool]] = []  # entries not merged yet: index, from the application
+    for own, entry in entries:
+        twin = next(
+            (
+                (k, n)
+                for k, (n, other_own) in enumerate(unpaired)
+                if other_own != own
+                and kept[n].kind == entry.kind
+                and entry.at - kept[n].at <= SAME_CHANGE
+            ),
+            None,
+        )
+        if twin is None:
+            unpaired.append((len(kept), own))
+            kept.append(entry)
+            continue
+        k, n = twin
+        del unpaired[k]
+        first = kept[n]
+        kept[n] = first.model_copy(
+            update={
+                "stage": first.stage or entry.stage,
+                "actor_role": first.actor_role or entry.actor_role,
+                "actor_name": first.actor_name or entry.actor_name,
+                "reason": first.reason or entry.reason,
+                "detail": {**entry.detail, **first.detail},
+            }
+        )
+    return kept
 
 
 def _blind(entry: TimelineEntry) -> TimelineEntry | None:

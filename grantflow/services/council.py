@@ -120,6 +120,14 @@ async def get_session(res: Resources, caller: Caller, session_id: str) -> Sessio
         return await _session(res, session_id).query(CouncilSessionWorkflow.state)
 
 
+async def institution_names(res: Resources, caller: Caller, state: SessionState) -> dict[str, str]:
+    """The names of the institutions that sent the session's agenda items, by id, for the
+    agenda to name them (council members and admins)."""
+    require(caller, Role.council, Role.admin)
+    ids = sorted({i.institution_id for i in state.agenda if i.institution_id})
+    return await council.institution_names(res.pool, ids) if ids else {}
+
+
 async def my_sessions(res: Resources, caller: Caller, limit: int = 100) -> list[SessionListItem]:
     """The council sessions the calling member sits on, open ones first, each with its
     programme, how many items it has, how many are decided and how many the member has

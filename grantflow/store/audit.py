@@ -19,12 +19,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (event_key) DO NOTHING"""
 EVENT_VALUES = "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 EVENT_PARAMS = 11
-APPLICATION_EVENTS_SQL = """
-SELECT e.at, e.kind, e.stage, e.actor_role, u.name AS actor_name, e.reason, e.detail
-FROM audit_events e LEFT JOIN users u ON u.id = e.actor_id
-WHERE e.application_id = $1
-ORDER BY e.at, e.id"""
-# An admin's view (grantflow/services/history.py): with the acting user's id and the workflow.
+# The timeline (services/application.py) and an admin's history (services/history.py):
+# with the acting user's id and the workflow that recorded it.
 APPLICATION_HISTORY_SQL = """
 SELECT e.at, e.kind, e.stage, e.workflow_id, e.actor_id, e.actor_role, u.name AS actor_name,
        e.reason, e.detail
@@ -109,10 +105,6 @@ def with_event(change_sql: str, first: int) -> str:
     return f"WITH change AS ({change_sql})\n" + INSERT_EVENT_SQL.replace(
         EVENT_VALUES, f"VALUES ({values})"
     )
-
-
-async def for_application(conn: Db, application_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(APPLICATION_EVENTS_SQL, application_id)
 
 
 async def history(conn: Db, application_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -82,6 +82,13 @@ DECISIONS_SQL = """
 SELECT session_id, application_id, outcome, amount_rub, reason, votes, decided_at
 FROM decisions WHERE session_id = $1"""
 
+INSTITUTION_NAMES_SQL = "SELECT id, name FROM institutions WHERE id = ANY($1::text[])"
+
+
+async def institution_names(db: Db, ids: list[str]) -> dict[str, str]:
+    """The institutions' names by id (an unknown id is left out)."""
+    return {r["id"]: r["name"] for r in await db.fetch(INSTITUTION_NAMES_SQL, ids)}
+
 
 def _actor(r: asyncpg.Record) -> Actor:
     return Actor(

@@ -36,6 +36,7 @@ ROUBLES = SPACE + "₽"
 MILLIONS_30 = SPACE.join(["30", "000", "000"]) + ROUBLES
 SAYS: dict[str, dict[str, str]] = {
     "ru": {
+        "quorum": "когда проголосуют 2 члена совета",
         "sign_in": "Войти",
         "sessions": "Мои заседания совета",
         "open_one": "1 заседание открыто для ваших голосов.",
@@ -55,6 +56,7 @@ SAYS: dict[str, dict[str, str]] = {
         "not_member": "Вы не член этого заседания",
     },
     "en": {
+        "quorum": "once 2 members have voted",
         "sign_in": "Sign in",
         "sessions": "My council sessions",
         "open_one": "1 session is open for your votes.",
@@ -133,6 +135,15 @@ async def test_council_members_vote_on_the_agenda_and_see_the_tally(
         await expect(page.get_by_text("Sound plan.").first).to_be_visible()
         for reviewer in council.reviewers:
             await expect(page.get_by_text(reviewer.name)).to_have_count(0)
+        # The quorum in words with its plural; each item names the applicant's institution as
+        # people know it, not by its id.
+        await expect(page.get_by_role("main")).to_contain_text(says["quorum"])
+        institution = await stack.pool.fetchval(
+            "SELECT name FROM institutions WHERE id = $1", applicant.institution_id
+        )
+        item = page.locator("section.agenda-item").first
+        await expect(item).to_contain_text(institution)
+        await expect(item).not_to_contain_text(str(applicant.institution_id))
         await visit(page, f"{lang}-council-02-agenda")
 
         # Approving more than asked is refused beside the amount; the reason stays as typed.

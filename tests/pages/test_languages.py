@@ -13,7 +13,9 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from grantflow import i18n
-from grantflow.pages.display import refusal, stage_name, status_bar
+from grantflow.pages.agreement import tranche_text
+from grantflow.pages.display import refusal, stage_name, status_bar, why
+from schemas.agreement import Tranche, TrancheStatus
 from schemas.common import Role, Stage
 
 pytestmark = pytest.mark.unit
@@ -31,6 +33,47 @@ def test_russian_counts_applications_with_its_three_plural_forms(n: int, says: s
     with i18n.using("ru"):
         shown = i18n.ngettext("You have %(num)d application.", "You have %(num)d applications.", n)
     assert shown == says
+
+
+@pytest.mark.parametrize(
+    ("n", "says"),
+    [(1, "проголосует 1 член совета"), (2, "проголосуют 2 члена совета"),
+     (5, "проголосуют 5 членов совета")],
+)  # fmt: skip
+def test_the_councils_quorum_is_said_with_russian_plurals(n: int, says: str) -> None:
+    singular = (
+        "An item is decided by the majority of the votes cast once %(num)d member has voted; "
+        "you may change your vote until it is decided."
+    )
+    plural = singular.replace("member has", "members have")
+    with i18n.using("ru"):
+        assert says in i18n.ngettext(singular, plural, n)
+    with i18n.using("en"):
+        assert "once 1 member has voted" in i18n.ngettext(singular, plural, 1)
+
+
+def test_amounts_in_recorded_reasons_read_as_money_in_each_language() -> None:
+    approved = "approved 3 of 3 for 30 000 000 RUB"
+    with i18n.using("ru"):
+        assert why(approved) == "approved 3 of 3 for 30\u00a0000\u00a0000\u00a0₽"
+    with i18n.using("en"):
+        assert why(approved) == "approved 3 of 3 for 30,000,000\u00a0₽"
+        assert why("tranche 2: 15000000 RUB") == "tranche 2: 15,000,000\u00a0₽"
+        assert why("report 2 is due") == "report 2 is due"
+
+
+def test_a_held_tranche_names_the_report_it_waits_for() -> None:
+    held = Tranche(
+        seq=2,
+        amount_rub=15_000_000,
+        due_at=NOON,
+        status=TrancheStatus.held,
+        held_reason="report 3 is not accepted yet",
+    )
+    with i18n.using("ru"):
+        assert tranche_text(held, "Europe/Moscow") == "Задержан, пока не принят отчёт 3"
+    with i18n.using("en"):
+        assert tranche_text(held, "Europe/Moscow") == "Held back until report 3 is accepted"
 
 
 def test_money_is_grouped_as_each_language_groups_it() -> None:

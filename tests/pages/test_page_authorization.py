@@ -89,6 +89,10 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", APP): owner_or_admin(200),
     ("GET", f"{APP}/revision"): owner_or_admin(303),  # not asked for: back to the application
     ("GET", f"{APP}/withdraw"): owner_or_admin(200),
+    ("GET", f"{APP}/agreement"): owner_or_admin(303),  # none yet: back to the application
+    # The applicant's own agreement and reports only (the world's application has none yet).
+    ("GET", f"{APP}/agreement/decline"): applicants_only(404),
+    ("GET", f"{APP}/reports/{{seq}}"): applicants_only(404),
     ("GET", "/reviews"): reviewers_only(200),
     ("GET", "/reviews/past"): reviewers_only(200),
     ("GET", TASK): reviewers_only(200),
@@ -144,6 +148,9 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("POST", f"{DRAFT}/submit"): applicants_only(200),  # still incomplete: the form again
     ("POST", f"{APP}/revision"): owner_or_admin(200),  # a line added: the form again
     ("POST", f"{APP}/withdraw"): owner_or_admin(200),  # no reason: asked for one
+    ("POST", f"{APP}/agreement/accept"): applicants_only(404),
+    ("POST", f"{APP}/agreement/decline"): applicants_only(404),
+    ("POST", f"{APP}/reports/{{seq}}"): applicants_only(404),
     ("POST", f"{TASK}/accept"): reviewers_only(200),  # no declaration: asked for it
     ("POST", f"{TASK}/decline"): reviewers_only(200),  # no reason: asked for one
     ("POST", f"{TASK}/review"): reviewers_only(303),  # the draft saved

@@ -1,18 +1,16 @@
 """One application's whole life in the browser, registration to the closed project, every
-role signing in as itself: the admin creates the call through the form (second-scale
-durations) and invites the experts, the council member and the clinic's coordinator, who set
-their passwords from the e-mailed link; the applicant registers, confirms the e-mail, drafts,
-submits, revises; an expert accepts and reviews; the admin opens a council session, the member
-votes, the admin decides and closes it; the pilot is planned, the clinic accepts and reports
-its metrics, the other expert evaluates, the admin decides; the reports are decided until the
-project is closed. axe checks every page visited.
+role signing in as itself, through the pages alone: the admin creates the call through the
+form (second-scale durations) and invites the experts, the council member and the clinic's
+coordinator, who set their passwords from the e-mailed link; the applicant registers, confirms
+the e-mail, drafts, submits, revises; an expert accepts and reviews; the admin opens a council
+session, the member votes, the admin decides and closes it; the applicant accepts the
+agreement; the pilot is planned, the clinic accepts and reports its metrics, the other expert
+evaluates, the admin decides; the applicant sends the progress and final reports, which the
+admin accepts, closing the project. axe checks every page visited.
 
 English only: every page here is also driven in Russian by the per-role tests
-(test_applicant, test_reviewer, test_council_pages, test_coordinator, test_admin_manage).
-
-Two steps have no page yet and go through the JSON API, with the applicant's own token:
-accepting the agreement and sending the progress and final reports (the applicant's pages stop
-at the application's page)."""
+(test_applicant, test_agreement_pages, test_reviewer, test_council_pages, test_coordinator,
+test_admin_manage)."""
 
 from __future__ import annotations
 
@@ -24,8 +22,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from grantflow.services import user as users
-from grantflow.services.context import Resources
 from schemas.common import Role
 from tests.conftest import SESSION, Stack, User, UserFactory, eventually
 from tests.pages import test_applicant
@@ -39,7 +35,8 @@ from tests.pages.conftest import (
     visit,
 )
 from tests.pages.test_admin_manage import SAYS as ADMIN_SAYS
-from tests.pages.test_admin_manage import an_admin, caller_of, sign_in
+from tests.pages.test_admin_manage import an_admin, sign_in
+from tests.pages.test_agreement_pages import accept_agreement, send_report
 from tests.pages.test_applicant import SAYS as APPLICANT_SAYS
 from tests.pages.test_applicant import finish_and_submit, register_and_confirm, revise
 from tests.test_review import reaches
@@ -145,13 +142,12 @@ async def until_shown(page: Page, selector: str, within: float = 30) -> None:
     await eventually(shown, within=within, interval=0.5)
 
 
-async def as_applicant_by_api(stack: Stack, admin: User, email: str) -> User:
-    """The applicant's own API token (as `grantflow users token` gives it), for the two steps
-    that have no page yet."""
-    res = Resources(stack.settings, stack.pool, stack.client)
-    applicant_id, _ = await account(stack, email)
-    rotated = await users.rotate_token(res, caller_of(admin), uuid.UUID(applicant_id))
-    return User(applicant_id, "Anna Ivanova", Role.applicant, None, rotated.token)
+async def applicant_signs_in(page: Page, site: Site, email: str) -> None:
+    await page.goto(f"{site.url}/sign-in")
+    await page.locator("#f-email").fill(email)
+    await page.locator("#f-password").fill(PASSWORD)
+    await page.get_by_role("main").get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{site.url}/")
 
 
 async def unpictured(page: Page, name: str | None = None) -> None:
@@ -261,18 +257,15 @@ async def test_one_application_from_registration_to_the_closed_project(
         await office.wait_for_url("**?done=closed")
         await visit(office)
 
-        # No page yet for the applicant to accept the agreement: the JSON API, as the applicant.
-        applicant = await as_applicant_by_api(stack, admin.user, email)
-        base = f"/v1/applications/{application_id}"
-        await reaches(stack, applicant, application_id, "approved")
-
-        async def offered() -> bool:
-            found = await stack.api.get(f"{base}/agreement", headers=applicant.headers)
-            return found.status_code == 200
-
-        await eventually(offered)
-        accepted = await stack.api.post(f"{base}/agreement/acceptance", headers=applicant.headers)
-        assert accepted.status_code == 200, accepted.text
+        # The applicant reads the agreement the approval offers, and accepts it.
+        async with person(browser, locale="en") as page:
+            await applicant_signs_in(page, site, email)
+            await page.goto(f"{site.url}/applications/{application_id}")
+            await until_shown(page, f"a[href='/applications/{application_id}/agreement']")
+            await page.get_by_role("link", name="Read and answer the agreement").click()
+            await expect(page.get_by_role("main")).to_contain_text("Offered")
+            await accept_agreement(page, site, application_id, "Accept the agreement")
+            await expect(page.locator("#tranche-1")).to_contain_text("Paid")
 
         # The admin plans the pilot at the coordinator's clinic, about a second long.
         _, clinic_id = await account(stack, coordinator.email)
@@ -324,14 +317,13 @@ async def test_one_application_from_registration_to_the_closed_project(
         await office.get_by_role("button", name=says["record_decision"]).click()
         await office.wait_for_url(f"{pilot_url}?done=decided")
         await visit(office)
-        await reaches(stack, applicant, application_id, "reporting")
+        await reaches(stack, admin.user, application_id, "reporting")
 
-        # No page yet for the applicant's reports: the JSON API, as the applicant.
-        for seq, body in ((1, "Quarter one: deployed at the clinic."), (2, "Final: in use.")):
-            sent = await stack.api.post(
-                f"{base}/reports/{seq}", json={"body": body}, headers=applicant.headers
-            )
-            assert sent.status_code == 200, sent.text
+        # The applicant sends the progress report, then the final one.
+        async with person(browser, locale="en") as page:
+            await applicant_signs_in(page, site, email)
+            await send_report(page, site, application_id, 1, "Quarter one: deployed.")
+            await send_report(page, site, application_id, 2, "Final: in routine use.")
 
         # The admin accepts the progress report, then the final one, closing the project.
         await office.goto(f"{site.url}/admin/applications/{application_id}/reports")
@@ -347,18 +339,14 @@ async def test_one_application_from_registration_to_the_closed_project(
         await visit(office)
         await office.get_by_role("button", name=says["yes_close_project"]).click()
         await office.wait_for_url("**/reports?done=accepted")
-        await reaches(stack, applicant, application_id, "closed")
+        await reaches(stack, admin.user, application_id, "closed")
         await office.goto(f"{site.url}/admin/applications/{application_id}")
         await expect(office.get_by_role("main")).to_contain_text("Closed")
         await visit(office, "en-whole-life-03-admin-closed")
 
     # The applicant sees the project closed on the application's own page.
     async with person(browser, locale="en") as page:
-        await page.goto(f"{site.url}/sign-in")
-        await page.locator("#f-email").fill(email)
-        await page.locator("#f-password").fill(PASSWORD)
-        await page.get_by_role("main").get_by_role("button", name="Sign in").click()
-        await page.wait_for_url(f"{site.url}/")
+        await applicant_signs_in(page, site, email)
         await page.goto(f"{site.url}/applications/{application_id}")
         await expect(page.locator(".lead .badge")).to_have_text("Completed")
         await expect(page.get_by_text("the final report was accepted")).to_be_visible()
