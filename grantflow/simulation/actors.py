@@ -388,11 +388,15 @@ class Council:
 
     async def session(self) -> None:
         self.sessions += 1
+        # A busy worker can take longer to start the session than the API waits (503): the
+        # retry with the same key finds that session, which holds the agenda, not a new one.
+        programme = self.w.programme["id"]
         state = await self.api.ok(
             "POST",
-            f"/v1/programmes/{self.w.programme['id']}/council-sessions",
+            f"/v1/programmes/{programme}/council-sessions",
             self.w.admin,
             {"name": f"Session {self.sessions}", "member_ids": [m.id for m in self.w.members]},
+            {"Idempotency-Key": f"sim-{programme}-session-{self.sessions}"},
         )
         votes = [
             self._vote(state["session_id"], item, n, member)
