@@ -43,6 +43,11 @@ __all__ = ["CouncilSessionWorkflow", "outcome_of"]
 
 # Its writes below are local activities from this patch on (options.write).
 COUNCIL_LOCAL_WRITES = "council-local-writes"
+# From these patches on, the agenda's applications (on opening) and the decisions (on closing)
+# are signalled all at once: one after another, each signal cost the session a round trip to
+# the server, and opening or closing a session of fifty items took fifty of them.
+AGENDA_AT_ONCE = "council-agenda-signals-at-once"
+DECISIONS_AT_ONCE = "council-decisions-signals-at-once"
 
 
 @workflow.defn(name="CouncilSession")
@@ -66,15 +71,32 @@ class CouncilSessionWorkflow:
         agenda = await write(acts.CouncilActivities.open_session, start)
         self._agenda = {item.application_id: item for item in agenda}
         self._votes = {item.application_id: {} for item in agenda}
-        for item in agenda:
-            await self._tell(item.application_id, "enter_council", self._start.session_id)
+        session_id = self._start.session_id
+        if workflow.patched(AGENDA_AT_ONCE):
+            await asyncio.gather(
+                *(self._tell(item.application_id, "enter_council", session_id) for item in agenda)
+            )
+        else:
+            for item in agenda:
+                await self._tell(item.application_id, "enter_council", session_id)
         self._open = True
         await workflow.wait_condition(lambda: self._close is not None)
         close = self._close
         assert close is not None
         async with self._lock:
-            for item in sorted(self._agenda.values(), key=lambda i: i.rank):
-                if item.application_id not in self._decisions:
+            undecided = [
+                item
+                for item in sorted(self._agenda.values(), key=lambda i: i.rank)
+                if item.application_id not in self._decisions
+            ]
+            if workflow.patched(DECISIONS_AT_ONCE):
+                # Decided in rank order (the budget's reservations), then sent all at once.
+                decided = [
+                    await self._decide(i, refuse_overspend=False, send=False) for i in undecided
+                ]
+                await asyncio.gather(*(self._send(decision) for decision in decided))
+            else:
+                for item in undecided:
                     await self._decide(item, refuse_overspend=False)
             await write(acts.CouncilActivities.close_session, self._start.session_id)
             self._open = False
@@ -84,7 +106,11 @@ class CouncilSessionWorkflow:
     def _application(self, application_id: str) -> workflow.ExternalWorkflowHandle[object]:
         return workflow.get_external_workflow_handle(ids.application(application_id))
 
-    async def _decide(self, item: AgendaItem, *, refuse_overspend: bool) -> Decision:
+    async def _decide(
+        self, item: AgendaItem, *, refuse_overspend: bool, send: bool = True
+    ) -> Decision:
+        """The item's decision on record; sent to the application too unless `send` is False
+        (then the caller sends it)."""
         votes = list(self._votes[item.application_id].values())
         outcome, amount, reason = outcome_of(votes, self._start.quorum, item.requested_rub)
         now = workflow.now()
@@ -119,22 +145,28 @@ class CouncilSessionWorkflow:
             acts.CouncilActivities.record_decision, decision, local_from=COUNCIL_LOCAL_WRITES
         )
         self._decisions[item.application_id] = decision
-        delivered = await self._tell(item.application_id, "council_decision", decision)
+        if send:
+            await self._send(decision)
+        return decision
+
+    async def _send(self, decision: Decision) -> None:
+        """The decision to the application's workflow; an approval that finds the application
+        ended meanwhile releases its money."""
+        delivered = await self._tell(decision.application_id, "council_decision", decision)
         if not delivered and decision.amount_rub is not None:
             # The application ended meanwhile (withdrawn): its money goes back at once.
             await write(
                 acts.CouncilActivities.release,
                 Reservation(
-                    key=f"release:{self._start.session_id}:{item.application_id}",
+                    key=f"release:{self._start.session_id}:{decision.application_id}",
                     programme_id=self._start.programme_id,
-                    application_id=item.application_id,
+                    application_id=decision.application_id,
                     amount_rub=decision.amount_rub,
                     reason="the application ended before the decision reached it",
                     at=workflow.now(),
                 ),
                 local_from=COUNCIL_LOCAL_WRITES,
             )
-        return decision
 
     async def _tell(self, application_id: str, signal: str, arg: object) -> bool:
         """Signal the application's workflow; False when it has already ended."""
