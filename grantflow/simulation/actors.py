@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from grantflow.simulation.http import Api, Person, SimulationError
+from grantflow.simulation.http import Api, Person, SimulationError, taken_meanwhile
 from grantflow.simulation.plan import (
     REVIEW_MISSES_PER_APPLICATION,
     ApplicationPlan,
@@ -140,7 +140,7 @@ class Lifecycle:
                 f"/v1/applications/{self.id}/revision",
                 self.applicant,
                 content(self.w, self.plan, fixed=True),
-            )
+            ) or await self.api.ok("GET", f"/v1/applications/{self.id}", self.applicant)
         if self.plan.fate == Fate.withdraws and app["stage"] not in FINAL:
             await self.w.pause(1)
             await self.api.ok(
@@ -240,6 +240,8 @@ class Lifecycle:
         """A reviewer's answer; False when it came too late (the task expired meanwhile and
         went to someone else), as happens to a slow reviewer."""
         response = await self.api.call("POST", url, reviewer, body)
+        if taken_meanwhile(response):
+            return True
         if response.status_code == 409 and (
             "expired" in response.text or "cancelled" in response.text
         ):
@@ -298,7 +300,9 @@ class Lifecycle:
         met = self.plan.targets_met
         measured = {"patients": 450 if met else 250, "minutes_saved": 8 if met else 14}
         url = f"/v1/sites/{site['site_id']}/report"
-        while (await self.api.call("POST", url, clinic, {"measured": measured})).status_code == 409:
+        while (
+            sent := await self.api.call("POST", url, clinic, {"measured": measured})
+        ).status_code == 409 and not taken_meanwhile(sent):
             await self.w.pause(0.5)  # the clinic's clock ran a little ahead of the server's
 
     async def _site(self, clinic: Person, status: str) -> dict[str, Any]:
@@ -408,7 +412,11 @@ class Council:
         # session closed means the first attempt did it.
         url = f"/v1/council-sessions/{state['session_id']}/close"
         closed = await self.api.call("POST", url, self.w.admin, wait=900)
-        if closed.status_code != 200 and "the session is closed" not in closed.text:
+        if not (
+            closed.status_code == 200
+            or "the session is closed" in closed.text
+            or taken_meanwhile(closed)
+        ):
             raise SimulationError(f"closing the session: {closed.text}")
         for item in state["agenda"]:
             app_id = item["application_id"]

@@ -57,6 +57,17 @@ class Person:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+NO_WORKER = "no worker is processing"  # grantflow/services/updates.py: the server keeps it
+KEPT = "grantflow.simulation.kept"
+
+
+def taken_meanwhile(response: httpx.Response) -> bool:
+    """Whether this refusal (409, or 404 for a workflow that has ended) answers a retry of an
+    action the server had kept after telling it no worker took it up (503): the first attempt
+    took effect meanwhile, as it does for a person who retries."""
+    return bool(response.extensions.get(KEPT))
+
+
 class SimulationError(RuntimeError):
     """The system answered what no user of it should ever see."""
 
@@ -93,6 +104,7 @@ class Api:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + BUSY_PATIENCE
         attempt = failures = 0
+        kept = False
         while True:
             attempt += 1
             async with self._looks if method == "GET" else self._acts:
@@ -111,12 +123,15 @@ class Api:
                 self.latencies.append(took)
                 self.by_kind.setdefault(kind_of(method, url), []).append(took)
             busy = response.status_code in (429, 503)
+            kept = kept or (response.status_code == 503 and NO_WORKER in response.text)
             if busy and loop.time() < give_up:
                 backoff = min(BACKOFF_CAP, 0.5 * attempt)
                 await asyncio.sleep(float(response.headers.get("Retry-After", backoff)))
                 continue
             if response.status_code >= 500:
                 raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
+            if kept and response.status_code in (404, 409):
+                response.extensions[KEPT] = True
             return response
 
     async def ok(
@@ -127,8 +142,11 @@ class Api:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """A request that must succeed; its JSON."""
+        """A request that must succeed; its JSON (None when a retry found the action taken
+        meanwhile: read what it changed)."""
         response = await self.call(method, url, who, body, headers=headers)
+        if taken_meanwhile(response):
+            return None
         if response.status_code >= 300:
             raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
         return response.json()
