@@ -12,10 +12,11 @@ from typing import Any, cast
 import pytest
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionResponse
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 from grantflow.services.context import Resources
 from grantflow.services.errors import Unavailable
-from grantflow.services.updates import NO_WORKER, answered
+from grantflow.services.updates import NO_ANSWER, NO_WORKER, answered
 from grantflow.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -87,3 +88,12 @@ async def test_a_worker_that_stops_midway_is_found_gone_at_the_second_look_after
     with pytest.raises(Unavailable, match=NO_WORKER):
         await answered(_resources(server), "council-1", _answer_after(60))
     assert server.looks == 4
+
+
+async def test_an_update_whose_answer_the_client_stopped_waiting_for_is_told_to_retry() -> None:
+    async def timed_out() -> str:
+        await asyncio.sleep(LOOK / 2)
+        raise WorkflowUpdateRPCTimeoutOrCancelledError()
+
+    with pytest.raises(Unavailable, match=NO_ANSWER):
+        await answered(_resources(Server([None])), "review-1", timed_out())

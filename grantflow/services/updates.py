@@ -21,7 +21,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.workflow import UpdateMethodMultiParam
 
 from grantflow.services.context import Resources
@@ -35,6 +35,7 @@ NO_WORKER = "no worker is processing this action; try again shortly"
 NO_WORKER_SUBMISSION = (
     "no worker is processing applications; try again — your Idempotency-Key makes the retry safe"
 )
+NO_ANSWER = "the action was taken but not answered in time; try again shortly to see it done"
 _WAITING = PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED
 
 
@@ -63,7 +64,12 @@ async def answered(
             while True:
                 done, _ = await asyncio.wait({pending}, timeout=res.settings.worker_answer_seconds)
                 if done:
-                    return pending.result()
+                    try:
+                        return pending.result()
+                    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                        # The client's wait for the outcome ran out (a worker starved for a
+                        # minute): the server keeps the Update, as with no worker (was a 500).
+                        raise Unavailable(NO_ANSWER) from exc
                 seen = await waiting_task(res.client, workflow_id)
                 if seen is not None and seen == waiting:
                     raise Unavailable(NO_WORKER_SUBMISSION if submission else NO_WORKER)

@@ -57,7 +57,9 @@ class Person:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-NO_WORKER = "no worker is processing"  # grantflow/services/updates.py: the server keeps it
+# 503s after which the server keeps the action (grantflow/services/updates.py): a retry may
+# find it taken.
+KEPT_BY_SERVER = ("no worker is processing", "the action was taken but not answered")
 KEPT = "grantflow.simulation.kept"
 
 
@@ -123,7 +125,9 @@ class Api:
                 self.latencies.append(took)
                 self.by_kind.setdefault(kind_of(method, url), []).append(took)
             busy = response.status_code in (429, 503)
-            kept = kept or (response.status_code == 503 and NO_WORKER in response.text)
+            kept = kept or (
+                response.status_code == 503 and any(m in response.text for m in KEPT_BY_SERVER)
+            )
             if busy and loop.time() < give_up:
                 backoff = min(BACKOFF_CAP, 0.5 * attempt)
                 await asyncio.sleep(float(response.headers.get("Retry-After", backoff)))
