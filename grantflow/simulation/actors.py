@@ -186,10 +186,19 @@ class Lifecycle:
 
     async def _submit(self) -> dict[str, Any]:
         body = {"programme_id": self.w.programme["id"], **content(self.w, self.plan, fixed=False)}
-        key = f"sim-{self.w.programme['id']}-{self.plan.index}"
-        app: dict[str, Any] = await self.api.ok(
-            "POST", "/v1/applications", self.applicant, body, {"Idempotency-Key": key}
-        )
+        key = {"Idempotency-Key": f"sim-{self.w.programme['id']}-{self.plan.index}"}
+        while True:
+            sent = await self.api.call(
+                "POST", "/v1/applications", self.applicant, body, headers=key
+            )
+            if sent.status_code < 300:
+                break
+            if not taken_meanwhile(sent):
+                raise SimulationError(f"POST /v1/applications → {sent.status_code}: {sent.text}")
+            # The server kept the submission it answered 503 for, but it is not on record yet
+            # (so intake may have closed meanwhile): the same key finds it once it is.
+            await self.w.pause(1)
+        app: dict[str, Any] = sent.json()
         self.id = app["id"]
         self.w.plans[self.id] = self.plan
         return app
