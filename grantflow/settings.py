@@ -46,9 +46,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
 
     max_body_bytes: int = 1_000_000
-    # How long a request waits for a worker to answer its Update before the server is asked
-    # whether any worker has taken it up; when none has, the caller gets 503 instead of a wait
-    # with no end (grantflow/services/updates.py).
+    # How often a request waiting for its Update's answer asks the server which task of the
+    # workflow waits for a worker; the same task still waiting at the next look means no worker
+    # took it up, and the caller gets 503 instead of a wait with no end (so after about twice
+    # this; grantflow/services/updates.py).
     worker_answer_seconds: float = Field(default=10.0, gt=0)
 
     # Metrics and traces (grantflow/observability/). The API serves /metrics on its own port;

@@ -11,7 +11,13 @@ import uuid
 from datetime import UTC, datetime
 
 from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from grantflow.services.application import parse_id
 from grantflow.services.context import Caller, Resources, require
@@ -42,6 +48,10 @@ from workflows.application import PROGRAMME
 from workflows.council import CouncilSessionWorkflow
 
 NOT_FOUND = "council session not found"
+# A session opened with an Idempotency-Key takes its id from the key, so that the retry of an
+# opening that was told to retry (503, the worker slow to take it up) finds the same session:
+# a second one would leave the first one's agenda `in_council` with nobody voting on it.
+SESSION_KEYS = uuid.UUID("5d0c2f7e-8b1a-4f3e-9c6d-2a7b1e4f8c90")
 
 
 def _session(
@@ -70,19 +80,26 @@ async def _members(res: Resources, caller: Caller, body: SessionCreate) -> tuple
 
 
 async def open_session(
-    res: Resources, caller: Caller, programme_id: uuid.UUID, body: SessionCreate
+    res: Resources,
+    caller: Caller,
+    programme_id: uuid.UUID,
+    body: SessionCreate,
+    idempotency_key: str | None = None,
 ) -> SessionState:
     """Open a council session for a programme (admins). Its agenda is every `reviewed` or
     `deferred` application of the programme, best score first, with the reviews' scores,
     recommendations and comments (never the reviewers' names) and the amount requested. The
     quorum is the programme's, at most the number of members. Members who are not council
-    members, or a chair who is neither a member nor the caller, are Invalid."""
+    members, or a chair who is neither a member nor the caller, are Invalid. A retry with the
+    same idempotency key returns the same session, open or closed (a different session under a
+    used key is Invalid); with no worker up, Unavailable."""
     require(caller, Role.admin)
     programme_start = await programme.get_start(res.pool, programme_id)
     if programme_start is None:
         raise NotFound(PROGRAMME_NOT_FOUND)
     members, chair = await _members(res, caller, body)
-    session_id = str(uuid.uuid4())
+    keyed = f"{programme_id}:{caller.actor.user_id}:{idempotency_key}"
+    session_id = str(uuid.uuid5(SESSION_KEYS, keyed) if idempotency_key else uuid.uuid4())
     start = SessionStart(
         session_id=session_id,
         programme_id=str(programme_id),
@@ -93,23 +110,37 @@ async def open_session(
         opened_by=caller.actor,
         opened_at=datetime.now(UTC),
     )
-    return await answered(
-        res,
-        ids.council(session_id),
-        res.client.execute_update_with_start_workflow(
-            CouncilSessionWorkflow.opened,
-            start_workflow_operation=WithStartWorkflowOperation(
-                CouncilSessionWorkflow.run,
-                start,
-                id=ids.council(session_id),
-                task_queue=res.settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(PROGRAMME, str(programme_id))]
+    try:
+        # Retries share the running session (USE_EXISTING) and its one `opened` update; a
+        # closed one is never started again under its id (REJECT_DUPLICATE).
+        state = await answered(
+            res,
+            ids.council(session_id),
+            res.client.execute_update_with_start_workflow(
+                CouncilSessionWorkflow.opened,
+                id="opened",
+                start_workflow_operation=WithStartWorkflowOperation(
+                    CouncilSessionWorkflow.run,
+                    start,
+                    id=ids.council(session_id),
+                    task_queue=res.settings.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+                    if idempotency_key
+                    else WorkflowIDConflictPolicy.FAIL,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [SearchAttributePair(PROGRAMME, str(programme_id))]
+                    ),
                 ),
             ),
-        ),
-    )
+        )
+    except WorkflowAlreadyStartedError:
+        if not idempotency_key:
+            raise  # a fresh uuid4 already taken: a fault, not a refusal
+        state = await get_session(res, caller, session_id)  # closed since: it still answers
+    if state.name != body.name or set(state.members) != {m.user_id for m in members}:
+        raise Invalid("this Idempotency-Key was used for a different session")
+    return state
 
 
 async def get_session(res: Resources, caller: Caller, session_id: str) -> SessionState:

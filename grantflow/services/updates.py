@@ -1,10 +1,14 @@
 """Updates that wait for a worker, but not forever.
 
 Temporal holds an Update until a worker takes up the workflow's task, however long that is:
-with every worker down, a submission waited without end. Here the wait is bounded: when the
-Update has had no answer for `worker_answer_seconds`, the server is asked whether a worker has
-taken up the workflow's task; if none has, the caller is told so (Unavailable, 503). A worker
-that is merely slow (a long screening, a loaded machine) keeps its caller waiting as before.
+with every worker down, a submission waited without end. Here the wait is bounded: every
+`worker_answer_seconds` without an answer, the server is asked which task of the workflow waits
+for a worker; when the same task was already waiting at the previous look, no worker has taken
+it up for that long and the caller is told so (Unavailable, 503). A worker that is merely slow
+keeps its caller waiting: on a loaded machine, an Update that works through many steps (a
+session's close deciding fifty items, each step a task of its own) moves on from task to task,
+though each task may wait seconds for the busy worker. (Any task seen waiting at two looks a
+second apart was taken for no worker: such opens and closes were refused while they went on.)
 
 The Update stays with the server and takes effect once a worker is back, so the caller's retry
 is safe: a submission's retry with its Idempotency-Key finds the same application. Every
@@ -17,7 +21,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.workflow import UpdateMethodMultiParam
 
 from grantflow.services.context import Resources
@@ -31,6 +35,7 @@ NO_WORKER = "no worker is processing this action; try again shortly"
 NO_WORKER_SUBMISSION = (
     "no worker is processing applications; try again — your Idempotency-Key makes the retry safe"
 )
+NO_ANSWER = "the action was taken but not answered in time; try again shortly to see it done"
 _WAITING = PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED
 
 
@@ -55,29 +60,36 @@ async def answered(
     pending = asyncio.ensure_future(update)
     try:
         with temporal_refusals():
+            waiting: str | None = None
             while True:
                 done, _ = await asyncio.wait({pending}, timeout=res.settings.worker_answer_seconds)
                 if done:
-                    return pending.result()
-                if await no_worker(res.client, workflow_id):
+                    try:
+                        return pending.result()
+                    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                        # The client's wait for the outcome ran out (a worker starved for a
+                        # minute): the server keeps the Update, as with no worker (was a 500).
+                        raise Unavailable(NO_ANSWER) from exc
+                seen = await waiting_task(res.client, workflow_id)
+                if seen is not None and seen == waiting:
                     raise Unavailable(NO_WORKER_SUBMISSION if submission else NO_WORKER)
+                waiting = seen
     finally:
         await _abandon(pending)
 
 
-async def no_worker(client: Client, workflow_id: str, recheck: float = 1.0) -> bool:
-    """Whether the workflow has a task that no worker has taken. A live worker takes one in
-    milliseconds, but a task can be waiting at the moment it is looked at (just after a timed
-    out one was scheduled again), so it must be seen waiting twice, `recheck` seconds apart."""
-    for look in range(2):
-        if look:
-            await asyncio.sleep(recheck)
-        raw = (await client.get_workflow_handle(workflow_id).describe()).raw_description
-        if not raw.HasField("pending_workflow_task"):
-            return False  # the Update was taken up and waits on something else
-        if raw.pending_workflow_task.state != _WAITING:
-            return False
-    return True
+async def waiting_task(client: Client, workflow_id: str) -> str | None:
+    """Which task of the workflow waits for a worker to take it up (when it was first
+    scheduled: a task moved from a stopped worker's sticky queue to the shared one keeps
+    it), or None when none waits: the Update was taken up and waits on something else."""
+    raw = (await client.get_workflow_handle(workflow_id).describe()).raw_description
+    if not raw.HasField("pending_workflow_task"):
+        return None
+    task = raw.pending_workflow_task
+    if task.state != _WAITING:
+        return None
+    first = task.original_scheduled_time if task.HasField("original_scheduled_time") else None
+    return (first or task.scheduled_time).ToJsonString()
 
 
 async def _abandon(pending: asyncio.Future[T]) -> None:

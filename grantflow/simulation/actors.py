@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from grantflow.simulation.http import Api, Person, SimulationError
+from grantflow.simulation.http import Api, Person, SimulationError, taken_meanwhile
 from grantflow.simulation.plan import (
     REVIEW_MISSES_PER_APPLICATION,
     ApplicationPlan,
@@ -135,12 +135,7 @@ class Lifecycle:
         self.w.advance("intake")
         if app["stage"] == "revision_requested" and self.plan.fate != Fate.lets_expire:
             await self.w.pause(1)
-            app = await self.api.ok(
-                "POST",
-                f"/v1/applications/{self.id}/revision",
-                self.applicant,
-                content(self.w, self.plan, fixed=True),
-            )
+            app = await self._revise()
         if self.plan.fate == Fate.withdraws and app["stage"] not in FINAL:
             await self.w.pause(1)
             await self.api.ok(
@@ -160,6 +155,27 @@ class Lifecycle:
         self.w.advance("final")
         return stage
 
+    async def _revise(self) -> dict[str, Any]:
+        """The applicant sends the fixed application; the answer, or the application as it
+        stands when a retry found the revision taken meanwhile."""
+        url = f"/v1/applications/{self.id}/revision"
+        while True:
+            sent = await self.api.call(
+                "POST", url, self.applicant, content(self.w, self.plan, fixed=True)
+            )
+            if sent.status_code < 300:
+                return dict(sent.json())
+            if not taken_meanwhile(sent) and "no revision is expected" not in sent.text:
+                raise SimulationError(f"POST {url} → {sent.status_code}: {sent.text}")
+            app: dict[str, Any] = await self.api.ok(
+                "GET", f"/v1/applications/{self.id}", self.applicant
+            )
+            if taken_meanwhile(sent) or app["stage"] != "revision_requested":
+                return app
+            # Postgres shows the request for a revision, its workflow not yet: a workflow task
+            # that timed out on a starved worker wrote it, and its retry is catching up.
+            await self.w.pause(1)
+
     async def _late(self) -> None:
         body = {"programme_id": self.w.programme["id"], **content(self.w, self.plan, fixed=True)}
         response = await self.api.call("POST", "/v1/applications", self.applicant, body)
@@ -170,10 +186,19 @@ class Lifecycle:
 
     async def _submit(self) -> dict[str, Any]:
         body = {"programme_id": self.w.programme["id"], **content(self.w, self.plan, fixed=False)}
-        key = f"sim-{self.w.programme['id']}-{self.plan.index}"
-        app: dict[str, Any] = await self.api.ok(
-            "POST", "/v1/applications", self.applicant, body, {"Idempotency-Key": key}
-        )
+        key = {"Idempotency-Key": f"sim-{self.w.programme['id']}-{self.plan.index}"}
+        while True:
+            sent = await self.api.call(
+                "POST", "/v1/applications", self.applicant, body, headers=key
+            )
+            if sent.status_code < 300:
+                break
+            if not taken_meanwhile(sent):
+                raise SimulationError(f"POST /v1/applications → {sent.status_code}: {sent.text}")
+            # The server kept the submission it answered 503 for, but it is not on record yet
+            # (so intake may have closed meanwhile): the same key finds it once it is.
+            await self.w.pause(1)
+        app: dict[str, Any] = sent.json()
         self.id = app["id"]
         self.w.plans[self.id] = self.plan
         return app
@@ -240,6 +265,8 @@ class Lifecycle:
         """A reviewer's answer; False when it came too late (the task expired meanwhile and
         went to someone else), as happens to a slow reviewer."""
         response = await self.api.call("POST", url, reviewer, body)
+        if taken_meanwhile(response):
+            return True
         if response.status_code == 409 and (
             "expired" in response.text or "cancelled" in response.text
         ):
@@ -298,7 +325,9 @@ class Lifecycle:
         met = self.plan.targets_met
         measured = {"patients": 450 if met else 250, "minutes_saved": 8 if met else 14}
         url = f"/v1/sites/{site['site_id']}/report"
-        while (await self.api.call("POST", url, clinic, {"measured": measured})).status_code == 409:
+        while (
+            sent := await self.api.call("POST", url, clinic, {"measured": measured})
+        ).status_code == 409 and not taken_meanwhile(sent):
             await self.w.pause(0.5)  # the clinic's clock ran a little ahead of the server's
 
     async def _site(self, clinic: Person, status: str) -> dict[str, Any]:
@@ -388,11 +417,15 @@ class Council:
 
     async def session(self) -> None:
         self.sessions += 1
+        # A busy worker can take longer to start the session than the API waits (503): the
+        # retry with the same key finds that session, which holds the agenda, not a new one.
+        programme = self.w.programme["id"]
         state = await self.api.ok(
             "POST",
-            f"/v1/programmes/{self.w.programme['id']}/council-sessions",
+            f"/v1/programmes/{programme}/council-sessions",
             self.w.admin,
             {"name": f"Session {self.sessions}", "member_ids": [m.id for m in self.w.members]},
+            {"Idempotency-Key": f"sim-{programme}-session-{self.sessions}"},
         )
         votes = [
             self._vote(state["session_id"], item, n, member)
@@ -404,7 +437,11 @@ class Council:
         # session closed means the first attempt did it.
         url = f"/v1/council-sessions/{state['session_id']}/close"
         closed = await self.api.call("POST", url, self.w.admin, wait=900)
-        if closed.status_code != 200 and "the session is closed" not in closed.text:
+        if not (
+            closed.status_code == 200
+            or "the session is closed" in closed.text
+            or taken_meanwhile(closed)
+        ):
             raise SimulationError(f"closing the session: {closed.text}")
         for item in state["agenda"]:
             app_id = item["application_id"]

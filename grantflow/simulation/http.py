@@ -10,7 +10,12 @@ from typing import Any
 
 import httpx
 
-RETRIES = 5
+RETRIES = 5  # connection errors
+# A 503 or 429 is retried for this long, backing off to BACKOFF_CAP seconds: a worker starved of
+# CPU on a loaded machine fails its workflow tasks for a while (503, "retrying a failed step"),
+# and a person would come back until it answers, not give up after five tries in seconds.
+BUSY_PATIENCE = 300.0
+BACKOFF_CAP = 5.0
 
 # Which kind of request a path is, so that the slow kind is named, not just the slowest request.
 # First match wins; GETs are all "read".
@@ -52,6 +57,19 @@ class Person:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+# 503s after which the server keeps the action (grantflow/services/updates.py): a retry may
+# find it taken.
+KEPT_BY_SERVER = ("no worker is processing", "the action was taken but not answered")
+KEPT = "grantflow.simulation.kept"
+
+
+def taken_meanwhile(response: httpx.Response) -> bool:
+    """Whether this refusal (409, or 404 for a workflow that has ended) answers a retry of an
+    action the server had kept after telling it no worker took it up (503): the first attempt
+    took effect meanwhile, as it does for a person who retries."""
+    return bool(response.extensions.get(KEPT))
+
+
 class SimulationError(RuntimeError):
     """The system answered what no user of it should ever see."""
 
@@ -83,9 +101,14 @@ class Api:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One request; connection errors, 503 (a server busy or restarting) and 429 (a
-        workflow's full queue of updates) are retried; any other 5xx is a bug and stops the
-        simulation."""
-        for attempt in range(RETRIES):
+        workflow's full queue of updates) are retried, the busy answers for `BUSY_PATIENCE`
+        seconds; any other 5xx is a bug and stops the simulation."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + BUSY_PATIENCE
+        attempt = failures = 0
+        kept = False
+        while True:
+            attempt += 1
             async with self._looks if method == "GET" else self._acts:
                 started = time.perf_counter()
                 try:
@@ -93,22 +116,27 @@ class Api:
                         method, url, json=body, headers=who.headers | (headers or {}), timeout=wait
                     )
                 except httpx.TransportError:
-                    if attempt == RETRIES - 1:
+                    failures += 1
+                    if failures == RETRIES:
                         raise
-                    await asyncio.sleep(0.5 * (attempt + 1))
+                    await asyncio.sleep(0.5 * failures)
                     continue
                 took = time.perf_counter() - started
                 self.latencies.append(took)
                 self.by_kind.setdefault(kind_of(method, url), []).append(took)
             busy = response.status_code in (429, 503)
-            if busy and attempt < RETRIES - 1:
-                after = float(response.headers.get("Retry-After", 0.5 * (attempt + 1)))
-                await asyncio.sleep(after)
+            kept = kept or (
+                response.status_code == 503 and any(m in response.text for m in KEPT_BY_SERVER)
+            )
+            if busy and loop.time() < give_up:
+                backoff = min(BACKOFF_CAP, 0.5 * attempt)
+                await asyncio.sleep(float(response.headers.get("Retry-After", backoff)))
                 continue
             if response.status_code >= 500:
                 raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
+            if kept and response.status_code in (404, 409):
+                response.extensions[KEPT] = True
             return response
-        raise AssertionError("unreachable")
 
     async def ok(
         self,
@@ -118,8 +146,11 @@ class Api:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """A request that must succeed; its JSON."""
+        """A request that must succeed; its JSON (None when a retry found the action taken
+        meanwhile: read what it changed)."""
         response = await self.call(method, url, who, body, headers=headers)
+        if taken_meanwhile(response):
+            return None
         if response.status_code >= 300:
             raise SimulationError(f"{method} {url} → {response.status_code}: {response.text}")
         return response.json()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Header, status
 
 from grantflow.api.deps import Admin, Caller, Res, require
 from grantflow.services import council
@@ -30,12 +30,24 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     responses=REFUSALS,
 )
 async def open_session(
-    programme_id: uuid.UUID, body: SessionCreate, caller: Admin, res: Res
+    programme_id: uuid.UUID,
+    body: SessionCreate,
+    caller: Admin,
+    res: Res,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="Retries with the same key return the same session.",
+        ),
+    ] = None,
 ) -> SessionState:
     """Open a council session. Its agenda is every `reviewed` or `deferred` application of the
     programme, best score first, with the reviews' scores, recommendations and comments (never
-    the reviewers' names) and the amount requested."""
-    return await council.open_session(res, caller, programme_id, body)
+    the reviewers' names) and the amount requested. After a 503, retry with the same
+    Idempotency-Key: a second session would not take the first one's agenda."""
+    return await council.open_session(res, caller, programme_id, body, idempotency_key)
 
 
 @router.get("/v1/council-sessions/{session_id}", response_model=SessionState, responses=REFUSALS)
