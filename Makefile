@@ -21,14 +21,15 @@ run: $(VENV)/.run-installed
 	$(BIN)/grantflow dev
 
 # pytest's processes (pytest-xdist): most tests wait on Temporal and PostgreSQL, so two share
-# two cores well; each starts its own servers (docs/tests.md). `make test WORKERS=0`: one.
+# two cores well; each starts its own servers and browser (docs/tests.md). `make test
+# WORKERS=0`: one. Whole modules go to a process, longest first (tests/conftest.py).
 WORKERS ?= 2
 
 ## make test: lint, types and the whole suite (every tier: unit, workflow, system, slow)
 test: $(VENV)/.test-installed lint typecheck pytest
 
-## make test-fast: the unit and workflow tiers and the quick system tests, about a minute
-## (no lint, no types, nothing marked slow: see the markers in pyproject.toml)
+## make test-fast: the unit and workflow tiers and the quick system tests, within 90 s on a
+## quiet 2-core machine (no lint, no types, nothing marked slow: see the markers in pyproject.toml)
 test-fast: $(VENV)/.test-installed
 	$(BIN)/pytest -n $(WORKERS) -m "not slow"
 
@@ -41,8 +42,9 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
+# The 20 slowest steps close every run: what tests/conftest.py's MODULE_SECONDS is refreshed from.
 pytest: $(VENV)/.test-installed chromium
-	$(BIN)/pytest -n $(WORKERS)
+	$(BIN)/pytest -n $(WORKERS) --durations=20
 
 ## make histories: re-record the workflow histories the replay tests use (after a patch)
 histories: $(VENV)/.test-installed

@@ -198,41 +198,50 @@ async def test_an_admin_sets_a_tokens_life_rotates_it_and_revokes_it(
     refused = await stack.api.get("/v1/me", headers={"Authorization": f"Bearer {second}"})
     assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
 
+    # The refusals change nothing, so they run side by side (each command is a process).
     nobody = str(uuid.uuid4())
-    for args in (["revoke", nobody], ["rotate", nobody], ["show", nobody]):
-        unknown = await grantflow(stack, tmp_path, "users", "token", *args)
+    *unknowns, bad = await asyncio.gather(
+        *(
+            grantflow(stack, tmp_path, "users", "token", *args)
+            for args in (["revoke", nobody], ["rotate", nobody], ["show", nobody])
+        ),
+        grantflow(
+            stack, tmp_path, "users", "token", "rotate", user["id"], "--expires-in-days", "0"
+        ),
+    )
+    for unknown in unknowns:
         assert unknown.code == 2 and "user not found" in unknown.err, unknown.err
         assert unknown.out == ""
-    bad = await grantflow(
-        stack, tmp_path, "users", "token", "rotate", user["id"], "--expires-in-days", "0"
-    )
     assert bad.code == 2 and "--expires-in-days" in bad.err
 
 
 @pytest.mark.slow
 async def test_bad_input_exits_non_zero_and_creates_no_user(stack: Stack, tmp_path: Path) -> None:
     before = await stack.pool.fetchval("SELECT count(*) FROM users")
-    wizard = await grantflow(stack, tmp_path, "users", "create", "--role", "wizard", "--name", "X")
+    # Five operators' mistakes, side by side (each command is a process of its own).
+    wizard, no_name, no_role, bad_type, reviewer = await asyncio.gather(
+        grantflow(stack, tmp_path, "users", "create", "--role", "wizard", "--name", "X"),
+        grantflow(stack, tmp_path, "users", "create", "--role", "admin"),
+        grantflow(stack, tmp_path, "users", "create", "--name", "Nobody"),
+        grantflow(
+            stack,
+            tmp_path,
+            *("users", "create", "--role", "applicant", "--name", "Y"),
+            *("--institution", "Z", "--organisation-type", "castle"),
+        ),
+        grantflow(
+            stack,
+            tmp_path,
+            *("users", "create", "--role", "reviewer", "--name", "No Specialty"),
+            *("--institution", "Clinic 1"),
+        ),
+    )
     assert wizard.code == 2
     assert "Invalid value for '--role'" in wizard.err and "'wizard' is not one of" in wizard.err
     assert "reviewer" in wizard.err  # the message names the roles there are
-    no_name = await grantflow(stack, tmp_path, "users", "create", "--role", "admin")
     assert no_name.code == 2 and "Missing option '--name'" in no_name.err
-    no_role = await grantflow(stack, tmp_path, "users", "create", "--name", "Nobody")
     assert no_role.code == 2 and "Missing option '--role'" in no_role.err
-    bad_type = await grantflow(
-        stack,
-        tmp_path,
-        *("users", "create", "--role", "applicant", "--name", "Y"),
-        *("--institution", "Z", "--organisation-type", "castle"),
-    )
     assert bad_type.code == 2 and "'castle' is not one of" in bad_type.err
-    reviewer = await grantflow(
-        stack,
-        tmp_path,
-        *("users", "create", "--role", "reviewer", "--name", "No Specialty"),
-        *("--institution", "Clinic 1"),
-    )
     assert reviewer.code == 2 and "specialty" in reviewer.err
     for run in (wizard, no_name, no_role, bad_type, reviewer):
         assert "gf_" not in run.out and "Traceback" not in run.err + run.out
@@ -251,8 +260,11 @@ async def test_without_a_stack_or_servers_it_says_how_to_get_one(
     }
     env.update(GRANTFLOW_HOME=str(tmp_path / "nothing-here"), COLUMNS="200")
     before = await stack.pool.fetchval("SELECT count(*) FROM users")
-    for args in (["migrate"], ["users", "create", "--role", "admin", "--name", "Nobody"]):
-        run = await _run(env, tmp_path, *args)
+    runs = await asyncio.gather(
+        _run(env, tmp_path, "migrate"),
+        _run(env, tmp_path, "users", "create", "--role", "admin", "--name", "Nobody"),
+    )
+    for run in runs:
         assert run.code == 2, run.out + run.err
         said = " ".join((run.out + run.err).split())
         assert f"no running grantflow stack under {tmp_path / 'nothing-here'}" in said
