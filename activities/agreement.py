@@ -10,13 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import Recorder, refuses_bad_data
 from grantflow.store import Conn, agreement, audit, in_transaction, ledger, notifications, review
-from schemas.agreement import (
-    AgreementChange,
-    AgreementEnding,
-    ReportReviewerFound,
-    ReportReviewerRequest,
-    TranchePayment,
-)
+from schemas.agreement import AgreementChange, ReportReviewerFound, ReportReviewerRequest
 from schemas.council import Reservation
 from schemas.notifications import NewNotification
 
@@ -37,13 +31,6 @@ class AgreementActivities(Recorder):
         Idempotent: the row only moves forward (its `version` must be below the change's),
         the event key is `<workflow id>:<version>`, notifications are keyed, and delivery
         sends each notification at least once, skipping those marked sent."""
-        if not change.notify and change.notify_admins is None:
-            # Most changes notify nobody: the row and the event are one statement, a
-            # transaction of its own (one round trip instead of four).
-            await in_transaction(
-                self._pool, functools.partial(_write, change), single_statement=True
-            )
-            return
         await self._record(functools.partial(_write, change))
 
     @activity.defn
@@ -72,55 +59,6 @@ class AgreementActivities(Recorder):
 
     @activity.defn
     @refuses_bad_data
-    async def pay_tranche(self, paid: TranchePayment) -> None:
-        """Pay a tranche out of the application's reservation and record the agreement's change
-        (`tranche_released`) in one transaction: `disburse` and `record_agreement` in one.
-
-        Idempotent as both are: the ledger entry's key is `<workflow id>:tranche:<n>` (a second
-        call finds it and pays nothing), the agreement row only moves forward, the event key is
-        `<workflow id>:<version>`. A tranche its reservation cannot cover is a bug, not a
-        retry: nothing is written and the activity fails for good."""
-
-        async def pay(conn: Conn) -> list[NewNotification]:
-            if not await ledger.disburse(conn, paid.payment):
-                raise ApplicationError(
-                    f"{paid.payment.reason}: the reservation does not cover "
-                    f"{paid.payment.amount_rub}",
-                    non_retryable=True,
-                )
-            return await _write(paid.change, conn)
-
-        await self._record(pay)
-        log.info(
-            "tranche paid",
-            application_id=paid.payment.application_id,
-            amount=paid.payment.amount_rub,
-        )
-
-    @activity.defn
-    @refuses_bad_data
-    async def end_agreement(self, ending: AgreementEnding) -> int:
-        """Return what is left of the application's reservation to the budget and record the
-        agreement's ending change in one transaction: `release_unspent` and `record_agreement`
-        in one. Returns the amount released.
-
-        Idempotent as both are: the ledger entry's key is `<workflow id>:release:<status>` (a
-        second call finds it and releases nothing more), the agreement row only moves forward,
-        the event key is `<workflow id>:<version>`."""
-        released: list[int] = []
-
-        async def end(conn: Conn) -> list[NewNotification]:
-            released[:] = [await ledger.release(conn, ending.release)]
-            return await _write(ending.change, conn)
-
-        await self._record(end)
-        log.info(
-            "budget released", application_id=ending.release.application_id, amount=released[0]
-        )
-        return released[0]
-
-    @activity.defn
-    @refuses_bad_data
     async def release_unspent(self, release: Reservation) -> int:
         """Return what is left of the application's reservation to the programme's budget.
 
@@ -136,7 +74,10 @@ async def _write(change: AgreementChange, conn: Conn) -> list[NewNotification]:
     notes = list(change.notify) + await notifications.copies(
         change.notify_admins, functools.partial(review.admins, conn)
     )
-    event = audit.event_args(
+    await agreement.save(conn, change.state, change.programme_id, change.version)
+    await notifications.add(conn, notes)
+    await audit.append(
+        conn,
         event_key=f"{change.workflow_id}:{change.version}",
         workflow_id=change.workflow_id,
         kind=change.kind,
@@ -147,6 +88,4 @@ async def _write(change: AgreementChange, conn: Conn) -> list[NewNotification]:
         reason=change.reason,
         detail={"status": change.state.status.value},
     )
-    await agreement.save_with_event(conn, change.state, change.programme_id, change.version, event)
-    await notifications.add(conn, notes)
     return notes

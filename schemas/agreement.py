@@ -8,7 +8,6 @@ from enum import StrEnum
 from pydantic import Field
 
 from schemas.common import Actor, Input, Output
-from schemas.council import Reservation
 from schemas.notifications import NewNotification
 from schemas.programme import ParamsSpec
 
@@ -121,22 +120,6 @@ class AgreementChange(Output):
     reason: str | None = None
     notify: list[NewNotification] = Field(default_factory=list)
     notify_admins: NewNotification | None = None  # one copy per admin
-
-
-class TranchePayment(Output):
-    """Activity input: a tranche paid out of the reservation, with the agreement's change that
-    records it (`tranche_released`), written together."""
-
-    payment: Reservation
-    change: AgreementChange
-
-
-class AgreementEnding(Output):
-    """Activity input: what is left of the reservation returned to the budget, with the
-    agreement's change that ends it, written together."""
-
-    release: Reservation
-    change: AgreementChange
 
 
 class AgreementOutcome(Output):

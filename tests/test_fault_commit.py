@@ -36,9 +36,6 @@ SEED = 81
 COHORT = 4
 FAULTS_PER_KIND = 1  # each retry waits for its backoff: the suite stays quick
 READ_ONLY = {"find_report_reviewer"}  # reads only; its sibling find_evaluator is covered
-# Only agreements started before the patch `agreement-local-writes` still call these; today's
-# pay_tranche and end_agreement make the same ledger writes (and are covered).
-BEFORE_PATCH = {"disburse", "release_unspent"}
 
 
 class CommitThenDie(Interceptor):
@@ -145,7 +142,7 @@ async def test_an_activity_retried_after_its_commit_changes_nothing(
             await corrected_programme(Council(stack, admin, make))
         assert hook.problems == []
         # Every kind of write the worker can do was made to crash after its commit.
-        writes = registered_activities(worker) - READ_ONLY - BEFORE_PATCH
+        writes = registered_activities(worker) - READ_ONLY
         assert set(hook.faulted) >= writes, writes - set(hook.faulted)
         assert await duplicates(stack.pool) == {}
         assert len(await final_state(stack.pool)) == COHORT + 2

@@ -88,8 +88,6 @@ def build_worker(
             agreements.record_agreement,
             agreements.disburse,
             agreements.release_unspent,
-            agreements.pay_tranche,
-            agreements.end_agreement,
             agreements.find_report_reviewer,
             pilots.record_site,
             pilots.record_pilot,

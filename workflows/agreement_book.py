@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.agreement import (
         AgreementAction,
         AgreementChange,
-        AgreementEnding,
         AgreementOutcome,
         AgreementStart,
         AgreementState,
@@ -24,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         ProjectOutcome,
         Report,
         Tranche,
-        TranchePayment,
         TrancheStatus,
     )
     from schemas.common import Actor
@@ -32,11 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.notifications import NewNotification, NotificationKind
     from workflows.agreement_rules import Text, split, tranche_count
     from workflows.options import write
-
-# From this patch on the agreement's writes are local activities (options.write), and a
-# tranche's payment and the agreement's end are each one write with the change that records
-# them (before, two activities each).
-LOCAL_WRITES = "agreement-local-writes"
 
 
 class AgreementBook:
@@ -96,35 +89,14 @@ class AgreementBook:
     async def _pay(self, seq: int) -> None:
         tranche = self._state.tranches[seq - 1]
         money = self._money(f"tranche:{seq}", tranche.amount_rub, f"tranche {seq}")
-        detail = f"tranche {seq}: {tranche.amount_rub} RUB"
-        if not workflow.patched(LOCAL_WRITES):
-            await write(acts.AgreementActivities.disburse, money)
-            self._released(seq)
-            await self._record("tranche_released", detail=detail)
-            return
-        before = self._state
-        self._released(seq)
-        try:
-            await write(
-                acts.AgreementActivities.pay_tranche,
-                TranchePayment(
-                    payment=money, change=self._change("tranche_released", detail=detail)
-                ),
-                local_from=LOCAL_WRITES,
-            )
-        except BaseException:
-            self._state = before  # nothing was written: the tranche is as it was
-            raise
-        self._taken()
-
-    def _released(self, seq: int) -> None:
-        amount = self._state.tranches[seq - 1].amount_rub
+        await write(acts.AgreementActivities.disburse, money)
         self._set_tranche(
             seq, status=TrancheStatus.released, held_reason=None, released_at=workflow.now()
         )
         self._state = self._state.model_copy(
-            update={"disbursed_rub": self._state.disbursed_rub + amount}
+            update={"disbursed_rub": self._state.disbursed_rub + tranche.amount_rub}
         )
+        await self._record("tranche_released", detail=f"tranche {seq}: {tranche.amount_rub} RUB")
 
     async def _end(self, status: AgreementStatus, reason: str) -> None:
         """Lapse, decline, cancel, stop or close: what is not paid out goes back to the
@@ -137,15 +109,8 @@ class AgreementBook:
         ]
         self._state = self._state.model_copy(update={"status": status, "tranches": tranches})
         money = self._money(f"release:{status.value}", self._start.amount_rub, reason)
-        if not workflow.patched(LOCAL_WRITES):
-            await write(acts.AgreementActivities.release_unspent, money)
-            await self._record(f"agreement_{status.value}", reason=reason)
-            return
-        ending = AgreementEnding(
-            release=money, change=self._change(f"agreement_{status.value}", reason=reason)
-        )
-        await write(acts.AgreementActivities.end_agreement, ending, local_from=LOCAL_WRITES)
-        self._taken()
+        await write(acts.AgreementActivities.release_unspent, money)
+        await self._record(f"agreement_{status.value}", reason=reason)
 
     def _money(self, key: str, amount: int, reason: str) -> Reservation:
         return Reservation(
@@ -178,30 +143,9 @@ class AgreementBook:
         notify: list[NewNotification] | None = None,
         notify_admins: NewNotification | None = None,
     ) -> None:
-        change = self._change(
-            kind,
-            actor=actor,
-            reason=reason,
-            detail=detail,
-            notify=notify,
-            notify_admins=notify_admins,
-        )
-        await write(acts.AgreementActivities.record_agreement, change, local_from=LOCAL_WRITES)
-        self._taken()
-
-    def _change(
-        self,
-        kind: str,
-        *,
-        actor: Actor | None = None,
-        reason: str | None = None,
-        detail: str | None = None,
-        notify: list[NewNotification] | None = None,
-        notify_admins: NewNotification | None = None,
-    ) -> AgreementChange:
-        """The next change (`version` one past the last on record) with the state as it is."""
-        return AgreementChange(
-            version=self._version + 1,
+        self._version += 1
+        change = AgreementChange(
+            version=self._version,
             kind=kind,
             at=workflow.now(),
             state=self._state,
@@ -212,8 +156,5 @@ class AgreementBook:
             notify=notify or [],
             notify_admins=notify_admins,
         )
-
-    def _taken(self) -> None:
-        """The change `_change` built is on record."""
-        self._version += 1
+        await write(acts.AgreementActivities.record_agreement, change)
         self._changes += 1

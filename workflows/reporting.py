@@ -16,7 +16,7 @@ from datetime import datetime
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows.agreement_book import LOCAL_WRITES, AgreementBook
+from workflows.agreement_book import AgreementBook
 
 with workflow.unsafe.imports_passed_through():
     from activities import agreement as acts
@@ -104,7 +104,7 @@ class Reporting(AgreementBook):
                 application_id=self._start.application_id, reviewer_id=assignment.reviewer_id
             )
             found: ReportReviewerFound = await write(
-                acts.AgreementActivities.find_report_reviewer, request, local_from=LOCAL_WRITES
+                acts.AgreementActivities.find_report_reviewer, request
             )
             if found.reviewer is None:
                 raise ApplicationError(found.refusal or "not eligible")

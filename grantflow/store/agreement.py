@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from grantflow.store import Conn, Db, audit
+from grantflow.store import Conn, Db
 
 # The review stage's matching and conflict rules pick the expert for a project's reports.
 from grantflow.store.review import conflicted_institutions, pick_expert
@@ -69,18 +68,6 @@ WITH agreement AS (
            EXCLUDED.reminded)
 )
 SELECT count(*) FROM agreement"""
-# The same with the change's audit event (parameters $26 on, as `audit.event_args` gives them):
-# the agreement's whole record of one change in one statement, atomic without BEGIN and
-# COMMIT. The event is inserted whether or not the row moved (its key makes a retry a no-op),
-# as a separate INSERT after the save did.
-SAVE_AGREEMENT_WITH_EVENT_SQL = SAVE_AGREEMENT_SQL.replace(
-    "\nSELECT count(*) FROM agreement",
-    ", event AS (\n"
-    + audit.INSERT_EVENT_SQL.replace(
-        audit.EVENT_VALUES, "VALUES (" + ", ".join(f"${26 + i}" for i in range(11)) + ")"
-    )
-    + "\n)\nSELECT count(*) FROM agreement",
-)
 AGREEMENT_SQL = """
 SELECT a.application_id, a.amount_rub, a.status, a.offered_at, a.accept_by, a.accepted_at,
        u.id AS reviewer_id, u.name AS reviewer_name, u.institution_id AS reviewer_institution
@@ -133,25 +120,10 @@ async def save(conn: Conn, state: AgreementState, programme_id: str, version: in
     """Write the agreement as of `version` in one round trip; False (and nothing written) when
     this or a later version is already on record. Tranches and reports that did not change are
     left as they are. Call in a transaction (with the change's event and notifications)."""
-    written = await conn.fetchval(SAVE_AGREEMENT_SQL, *_save_args(state, programme_id, version))
-    return bool(written)
-
-
-async def save_with_event(
-    db: Db, state: AgreementState, programme_id: str, version: int, event: tuple[Any, ...]
-) -> bool:
-    """`save` and the change's audit event (`audit.event_args`) in one round trip, a
-    transaction of its own when `db` is outside one."""
-    written = await db.fetchval(
-        SAVE_AGREEMENT_WITH_EVENT_SQL, *_save_args(state, programme_id, version), *event
-    )
-    return bool(written)
-
-
-def _save_args(state: AgreementState, programme_id: str, version: int) -> tuple[Any, ...]:
     app = uuid.UUID(state.application_id)
     tranches, reports = state.tranches, state.reports
-    return (
+    written = await conn.fetchval(
+        SAVE_AGREEMENT_SQL,
         app,
         uuid.UUID(programme_id),
         state.amount_rub,
@@ -178,6 +150,7 @@ def _save_args(state: AgreementState, programme_id: str, version: int) -> tuple[
         [r.reminded for r in reports],
         [r.kind.value for r in reports],
     )
+    return bool(written)
 
 
 async def get(db: Db, application_id: uuid.UUID) -> AgreementState | None:
