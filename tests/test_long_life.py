@@ -12,7 +12,6 @@ on the session's PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -180,24 +179,13 @@ async def runs(client: Client, workflow_id: str, last_run: str) -> list[list[Any
     return chain
 
 
-# The writes that put one change of the agreement on record (patch agreement-local-writes
-# made the last two, and made all three local activities).
-CHANGE_WRITES = {"record_agreement", "pay_tranche", "end_agreement"}
-
-
 def record_count(events: list[Any]) -> int:
-    """Changes recorded by a run so far: its writes of a change, as activities (histories
-    from before the patch) or as local activities (their markers name the activity)."""
-    count = 0
-    for e in events:
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            count += e.activity_task_scheduled_event_attributes.activity_type.name in CHANGE_WRITES
-        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            marker = e.marker_recorded_event_attributes
-            if marker.marker_name == "core_local_activity":
-                data = json.loads(marker.details["data"].payloads[0].data)
-                count += data["activity_type"] in CHANGE_WRITES
-    return count
+    """Changes recorded by a run so far: its `record_agreement` activities."""
+    return sum(
+        e.activity_task_scheduled_event_attributes.activity_type.name == "record_agreement"
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
 
 
 async def audit_kinds(pool: asyncpg.Pool, application_id: str) -> list[tuple[str, str | None]]:
