@@ -278,7 +278,7 @@ async def ensure_database(server_url: str, name: str, attempts: int = 60) -> Non
 async def connect_with_retry(
     address: str,
     namespace: str,
-    attempts: int = 60,
+    attempts: int = 120,  # a minute: after an unclean stop Temporal may take over 30 s to listen
     telemetry: observability.ClientTelemetry | None = None,
 ) -> Client:
     telemetry = telemetry or observability.ClientTelemetry()
