@@ -22,14 +22,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Interceptor
 
 from grantflow.api.app import create_app
 from grantflow.db import ACQUIRE_TIMEOUT, COMMAND_TIMEOUT, create_pool
+from grantflow.dev.children import worker_polls
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
 from schemas.common import Role
@@ -158,13 +156,7 @@ class WorkerProcess(GrantflowProcess):
     async def polling(self, client: Client, task_queue: str) -> bool:
         """Whether this process's worker polls the task queue for activities yet."""
         assert self.process is not None
-        request = DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-        )
-        described = await client.workflow_service.describe_task_queue(request)
-        return any(p.identity == self.identity for p in described.pollers)
+        return await worker_polls(client, task_queue, self.identity)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

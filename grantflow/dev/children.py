@@ -116,14 +116,8 @@ class GrantflowChild(ManagedProcess):
         """Whether this process's worker polls `task_queue` yet (by the identity the SDK gives
         it by default: its pid and host)."""
         assert self.process is not None
-        request = DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-        )
-        described = await client.workflow_service.describe_task_queue(request)
         identity = f"{self.process.pid}@{socket.gethostname()}"
-        return any(p.identity == identity for p in described.pollers)
+        return await worker_polls(client, task_queue, identity)
 
     def _flushed(self, within: float = 2.0) -> None:
         # Its last lines are in the log once the pump has read to the end of the pipe (a child
@@ -146,3 +140,14 @@ def _pump(source: IO[bytes], log: IO[bytes], prefix: bytes) -> None:
                     sys.stdout.buffer.flush()
             except (OSError, ValueError):
                 pass
+
+
+async def worker_polls(client: Client, task_queue: str, identity: str) -> bool:
+    """Whether the worker of `identity` polls `task_queue` for activities yet."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    )
+    described = await client.workflow_service.describe_task_queue(request)
+    return any(p.identity == identity for p in described.pollers)
