@@ -8,11 +8,14 @@ Every test is in a tier (pyproject.toml's markers): `make test-fast` runs all bu
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import functools
+import gc
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,6 +54,36 @@ from workers.main import WORKFLOWS, build_worker
 from workers.sandbox import sandbox_runner
 
 TIERS = ("unit", "workflow", "system", "slow")
+
+
+def _ast_parse_without_gc() -> None:
+    """CPython 3.11 keeps the AST constructor's recursion counter in one place per interpreter
+    (gh-106905; 3.12 counts per call), and its traceback module calls `ast.parse` to place its
+    carets. A garbage collection in the middle of an `ast.parse` runs finalizers, such as
+    asyncio's "Future exception was never retrieved", which logs a traceback: a second
+    `ast.parse` inside the first. The first then fails with "SystemError: AST constructor
+    recursion depth mismatch", and when it was pytest reporting a failure, the report becomes
+    an INTERNALERROR that ends the whole run (CI at 4c703ca, in test_fault_servers). No
+    collection during `ast.parse`, so no finalizer runs inside it (nor another thread: only
+    Python code switches threads)."""
+    if sys.version_info >= (3, 12):
+        return
+    parse = ast.parse
+
+    @functools.wraps(parse)
+    def without_gc(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return parse(*args, **kwargs)
+        gc.disable()
+        try:
+            return parse(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    ast.parse = without_gc
+
+
+_ast_parse_without_gc()
 SESSION = pytest.mark.asyncio(loop_scope="session")
 
 

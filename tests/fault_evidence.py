@@ -234,6 +234,71 @@ def hit_by(fault: Fault, lost: list[Interrupted]) -> list[Interrupted]:
     ]
 
 
+_TASK_CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow_task_completed_event_attributes",
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "workflow_task_failed_event_attributes",
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "workflow_task_timed_out_event_attributes",
+}
+_ACTIVITY_CLOSED = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
+}
+
+
+def _under_way(events: list[HistoryEvent]) -> bool:
+    """Whether these events (a history up to some moment) leave a workflow task started and
+    not ended, or an activity scheduled and not ended."""
+    tasks: set[int] = set()
+    activities: set[int] = set()
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            tasks.add(e.event_id)
+        elif e.event_type in _TASK_CLOSED:
+            tasks.discard(getattr(e, _TASK_CLOSED[e.event_type]).started_event_id)
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activities.add(e.event_id)
+        elif e.event_type in _ACTIVITY_CLOSED:
+            activities.discard(getattr(e, _ACTIVITY_CLOSED[e.event_type]).scheduled_event_id)
+    return bool(tasks or activities)
+
+
+def update_tasks_lost(fault: Fault, histories: list[WorkflowHistory]) -> list[Interrupted]:
+    """The Update handlers the fault cut short, of the workflows it caught writing. The server
+    records an Update's workflow task (a speculative one) only once a worker completes it, so
+    one cut short leaves no event. What shows it: the database saw the workflow's write in
+    flight at the fault while its history had nothing under way then (no workflow task nor
+    activity started and not ended), so the write was an Update handler's; and the history
+    accepts an Update only after the fault: the handler ran again."""
+    found = []
+    for history in histories:
+        if history.workflow_id not in fault.writing:
+            continue
+        before = [e for e in history.events if _at(e) <= fault.at]
+        if not before or _under_way(before):
+            continue
+        accepted = next(
+            (
+                e
+                for e in history.events
+                if _at(e) > fault.at
+                and e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+            ),
+            None,
+        )
+        if accepted is None:
+            continue
+        request = accepted.workflow_execution_update_accepted_event_attributes.accepted_request
+        found.append(
+            Interrupted(
+                history.workflow_id, request.input.name, "update", "LOST", "", "",
+                _at(before[-1]), _at(accepted),
+            )
+        )  # fmt: skip
+    return found
+
+
 def finished_by(history: WorkflowHistory, identity: str, after: datetime) -> list[str]:
     """The workflow tasks and activities the worker `identity` completed after `after`."""
     done = {

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from grantflow.api.errors import DATABASE_DOWN, DATABASE_HUNG
@@ -30,7 +31,14 @@ from grantflow.dev.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port
 from grantflow.dev.stack import connect_with_retry
 from schemas.common import Stage
 from tests.conftest import SESSION, Stack, application_body
-from tests.fault_evidence import Fault, Interrupted, interruptions, slow_writes
+from tests.fault_evidence import (
+    Fault,
+    Interrupted,
+    interrupted,
+    slow_writes,
+    task_queue_histories,
+    update_tasks_lost,
+)
 from tests.faults import (
     IN_PROCESS_WORKER,
     Cohort,
@@ -175,10 +183,17 @@ def assert_refused_while_down(d: Dealt, *, database: bool) -> None:
     assert d.took <= d.outage.bound, f"{d.outage.what}: an answer took {d.took:.1f}s"
 
 
-def redone(fault: Fault, lost: list[Interrupted]) -> list[Interrupted]:
+def redone(fault: Fault, histories: list[WorkflowHistory]) -> list[Interrupted]:
     """The work of the workflows whose write the outage caught that the histories show done
-    again after it: a local activity or activity retried, a workflow task timed out or lost."""
-    return [i for i in lost if i.workflow_id in fault.writing and i.ended > fault.at]
+    again after it: a local activity or activity retried, a workflow task timed out or lost,
+    an Update handler run again (`update_tasks_lost`)."""
+    lost = interrupted_in(histories)
+    again = [i for i in lost if i.workflow_id in fault.writing and i.ended > fault.at]
+    return again + update_tasks_lost(fault, histories)
+
+
+def interrupted_in(histories: list[WorkflowHistory]) -> list[Interrupted]:
+    return [i for history in histories for i in interrupted(history)]
 
 
 def assert_everything_completed(cohort: Cohort, state: list[dict[str, Any]]) -> None:
@@ -205,10 +220,10 @@ async def test_temporal_restarted_then_killed_mid_lifecycle(
                 Outage("killed", deciding, temporal.kill, temporal.start, *TEMPORAL),
             ]
             dealt, _ = await outages_during(stack, cohort, outages, database=False)
-            lost = await interruptions(stack.client, stack.settings.task_queue)
+            histories = await task_queue_histories(stack.client, stack.settings.task_queue)
             for d in dealt:
                 assert_refused_while_down(d, database=False)
-                assert redone(d.fault, lost), (d.fault, lost)
+                assert redone(d.fault, histories), (d.fault, interrupted_in(histories))
             state = await final_state(stack.pool)
             # Only the cohort's: the submissions during the outages made nothing.
             assert len(state) == APPLICATIONS
@@ -280,10 +295,10 @@ async def test_postgres_restarted_killed_and_hung_mid_lifecycle(
             dealt, created = await outages_during(stack, cohort, outages, database=True)
             # The kill was a crash: PostgreSQL replayed its WAL on the way back.
             assert "automatic recovery in progress" in server.log_path.read_text(errors="replace")
-            lost = await interruptions(stack.client, stack.settings.task_queue)
+            histories = await task_queue_histories(stack.client, stack.settings.task_queue)
             for d in dealt:
                 assert_refused_while_down(d, database=True)
-                assert redone(d.fault, lost), (d.fault, lost)
+                assert redone(d.fault, histories), (d.fault, interrupted_in(histories))
             # No request waited long, whatever it waited on.
             slowest = max(cohort.answers, key=lambda a: a.took)
             assert slowest.took < SLOWEST, slowest
