@@ -6,13 +6,16 @@ however slowly (a council session's close deciding item after item on a loaded m
 from __future__ import annotations
 
 import asyncio
+import gc
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionResponse
-from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from grantflow.services.context import Resources
 from grantflow.services.errors import Unavailable
@@ -97,3 +100,35 @@ async def test_an_update_whose_answer_the_client_stopped_waiting_for_is_told_to_
 
     with pytest.raises(Unavailable, match=NO_ANSWER):
         await answered(_resources(Server([None])), "review-1", timed_out())
+
+
+async def test_a_refused_update_with_start_leaves_no_error_for_asyncio_to_log() -> None:
+    """With Temporal down, the SDK sets the error both on the update-with-start and on its
+    start operation's handle, which nobody awaits: before, every refused submission logged a
+    "Future exception was never retrieved" traceback once collected. (`refused` does what
+    the SDK's update-with-start does on a connection error.)"""
+    run: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        "Application",
+        id="application-1",
+        task_queue="tq",
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+    async def refused(start: WithStartWorkflowOperation[Any, Any]) -> str:
+        error = RPCError("tcp connect error", RPCStatusCode.UNAVAILABLE, b"")
+        start._workflow_handle.set_exception(error)
+        raise error
+
+    logged: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: logged.append(context))
+    try:
+        with pytest.raises(Unavailable):
+            await answered(_resources(Server([None])), "application-1", refused(run), started=run)
+        del run
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c["message"] for c in logged] == []

@@ -120,26 +120,26 @@ async def submit(
     # id, so all of them get the same application once it is on record (also the retry of
     # one refused because no worker was up).
     workflow_id = ids.application(application_id)
+    run = WithStartWorkflowOperation(
+        ApplicationWorkflow.run,
+        start,
+        id=workflow_id,
+        task_queue=res.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(PROGRAMME, start_of.programme_id),
+                SearchAttributePair(STAGE, Stage.submitted.value),
+            ]
+        ),
+    )
     await answered(
         res,
         workflow_id,
         res.client.execute_update_with_start_workflow(
-            ApplicationWorkflow.registered,
-            id="registered",
-            start_workflow_operation=WithStartWorkflowOperation(
-                ApplicationWorkflow.run,
-                start,
-                id=workflow_id,
-                task_queue=res.settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(PROGRAMME, start_of.programme_id),
-                        SearchAttributePair(STAGE, Stage.submitted.value),
-                    ]
-                ),
-            ),
+            ApplicationWorkflow.registered, id="registered", start_workflow_operation=run
         ),
+        started=run,
         submission=True,
     )
     return Submitted(await get(res, caller, application_id), created=True)

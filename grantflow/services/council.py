@@ -110,29 +110,29 @@ async def open_session(
         opened_by=caller.actor,
         opened_at=datetime.now(UTC),
     )
+    # Retries share the running session (USE_EXISTING) and its one `opened` update; a closed
+    # one is never started again under its id (REJECT_DUPLICATE).
+    run = WithStartWorkflowOperation(
+        CouncilSessionWorkflow.run,
+        start,
+        id=ids.council(session_id),
+        task_queue=res.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+        if idempotency_key
+        else WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(PROGRAMME, str(programme_id))]
+        ),
+    )
     try:
-        # Retries share the running session (USE_EXISTING) and its one `opened` update; a
-        # closed one is never started again under its id (REJECT_DUPLICATE).
         state = await answered(
             res,
             ids.council(session_id),
             res.client.execute_update_with_start_workflow(
-                CouncilSessionWorkflow.opened,
-                id="opened",
-                start_workflow_operation=WithStartWorkflowOperation(
-                    CouncilSessionWorkflow.run,
-                    start,
-                    id=ids.council(session_id),
-                    task_queue=res.settings.task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
-                    if idempotency_key
-                    else WorkflowIDConflictPolicy.FAIL,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [SearchAttributePair(PROGRAMME, str(programme_id))]
-                    ),
-                ),
+                CouncilSessionWorkflow.opened, id="opened", start_workflow_operation=run
             ),
+            started=run,
         )
     except WorkflowAlreadyStartedError:
         if not idempotency_key:

@@ -67,14 +67,14 @@ async def create(res: Resources, caller: Caller, body: ProgrammeCreate) -> Progr
     programme_id = str(uuid.uuid4())
     spec = ProgrammeSpec.model_validate(body.model_dump())  # the workflow's lenient payload
     start = ProgrammeStart(programme_id=programme_id, created_by=caller.actor.user_id, spec=spec)
+    run = _run(res, start)
     await answered(
         res,
         ids.programme(programme_id),
         res.client.execute_update_with_start_workflow(
-            ProgrammeWorkflow.registered,
-            id="registered",
-            start_workflow_operation=_run(res, start),
+            ProgrammeWorkflow.registered, id="registered", start_workflow_operation=run
         ),
+        started=run,
     )
     return await get(res, caller, uuid.UUID(programme_id))
 
@@ -122,6 +122,9 @@ async def correct(
         raise NotFound(NOT_FOUND)
     correction_id = str(uuid.uuid4())
     changes = ProgrammeChanges.model_validate(body.model_dump(exclude={"reason"}))
+    # Running: the update goes to it. Ended (intake closed): a fresh run of the programme as on
+    # record takes it, finds intake closed, and ends once the correction is written.
+    run = _run(res, current)
     await answered(
         res,
         ids.programme(current.programme_id),
@@ -131,11 +134,9 @@ async def correct(
                 correction_id=correction_id, actor=caller.actor, reason=body.reason, changes=changes
             ),
             id=f"correction-{correction_id}",
-            # Running: the update goes to it. Ended (intake closed): a fresh run of the
-            # programme as on record takes it, finds intake closed, and ends once the
-            # correction is written.
-            start_workflow_operation=_run(res, current),
+            start_workflow_operation=run,
         ),
+        started=run,
     )
     return await get(res, caller, programme_id)
 

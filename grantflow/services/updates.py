@@ -21,7 +21,12 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.workflow import UpdateMethodMultiParam
 
 from grantflow.services.context import Resources
@@ -51,12 +56,17 @@ async def send(
 
 
 async def answered(
-    res: Resources, workflow_id: str, update: Awaitable[T], *, submission: bool = False
+    res: Resources,
+    workflow_id: str,
+    update: Awaitable[T],
+    *,
+    started: WithStartWorkflowOperation[Any, Any] | None = None,
+    submission: bool = False,
 ) -> T:
-    """The answer to `update`, an Update (or update-with-start) of the workflow `workflow_id`,
-    with Temporal's refusals mapped as `temporal_refusals` does; Unavailable when no worker
-    takes it up (for a `submission`, with the hint that its Idempotency-Key makes the retry
-    safe)."""
+    """The answer to `update`, an Update (or an update-with-start of the operation `started`)
+    of the workflow `workflow_id`, with Temporal's refusals mapped as `temporal_refusals` does;
+    Unavailable when no worker takes it up (for a `submission`, with the hint that its
+    Idempotency-Key makes the retry safe)."""
     pending = asyncio.ensure_future(update)
     try:
         with temporal_refusals():
@@ -76,6 +86,8 @@ async def answered(
                 waiting = seen
     finally:
         await _abandon(pending)
+        if started is not None:
+            _forget_start(started)
 
 
 async def waiting_task(client: Client, workflow_id: str) -> str | None:
@@ -90,6 +102,16 @@ async def waiting_task(client: Client, workflow_id: str) -> str | None:
         return None
     first = task.original_scheduled_time if task.HasField("original_scheduled_time") else None
     return (first or task.scheduled_time).ToJsonString()
+
+
+def _forget_start(started: WithStartWorkflowOperation[Any, Any]) -> None:
+    """A refused update-with-start also sets the error on its start operation's handle, which
+    nobody awaits: asyncio would log it, traceback and all, as "Future exception was never
+    retrieved" (one per refused submission while Temporal is down). The SDK keeps that future
+    private and offers only a wait on it, which never ends when the start was not tried."""
+    handle = started._workflow_handle
+    if handle.done() and not handle.cancelled():
+        handle.exception()
 
 
 async def _abandon(pending: asyncio.Future[T]) -> None:
