@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
-from grantflow.services.account import set_demo_password
+from grantflow.services.account import set_demo_passwords
 from grantflow.store import Conn, users
 from schemas.common import OrganisationType, Role
 from schemas.users import UserCreate, UserWithToken
@@ -81,6 +81,6 @@ async def create_demo_users(conn: Conn) -> list[DemoUser]:
         for new in DEMO_USERS:
             created = await users.create_user(conn, new)
             email, password = demo_email(new.name), secrets.token_urlsafe(9)
-            await set_demo_password(conn, uuid.UUID(created.user.id), email, password)
             made.append(DemoUser(**created.model_dump(), email=email, password=password))
+        await set_demo_passwords(conn, [(uuid.UUID(d.user.id), d.email, d.password) for d in made])
         return made

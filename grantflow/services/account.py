@@ -9,11 +9,13 @@ used once, before they expire, and sent through the notification outbox."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -54,8 +56,6 @@ LINK_PATHS = {
 Purpose = Literal["confirm_email", "set_password", "reset_password"]
 
 _hasher = PasswordHash.recommended()  # argon2id
-# Verified when no account matches, so that a wrong address takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -125,8 +125,19 @@ async def _hash(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when no account matches, so that a wrong address takes as long as a wrong
+    password. Made at its first need, not at import: every process that imports this module
+    (each CLI command, the API, the worker) paid a hash's CPU for it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 async def _verify(password: str, hashed: str | None) -> bool:
-    return await asyncio.to_thread(_hasher.verify, password, hashed or _DUMMY_HASH) and bool(hashed)
+    def verify() -> bool:
+        return _hasher.verify(password, hashed or _dummy_hash())
+
+    return await asyncio.to_thread(verify) and bool(hashed)
 
 
 async def _send_link(
@@ -390,10 +401,19 @@ async def set_locale(pool: asyncpg.Pool, caller: Caller, locale: str) -> None:
 
 
 async def set_demo_password(pool: Db, user_id: uuid.UUID, email: str, password: str) -> None:
-    """A demo user's e-mail and password, confirmed (`grantflow dev` on a fresh database)."""
-    await account.set_email(pool, user_id, email)
-    await account.set_password(pool, user_id, await _hash(password))
-    await account.confirm_email(pool, user_id)
+    """A demo user's e-mail and password, confirmed (tests and benches)."""
+    await set_demo_passwords(pool, [(user_id, email, password)])
+
+
+async def set_demo_passwords(conn: Db, demo: Sequence[tuple[uuid.UUID, str, str]]) -> None:
+    """Demo users' (id, e-mail, password), confirmed (`grantflow dev` on a fresh database).
+    The passwords are hashed side by side (argon2 lets go of the GIL while it works): a fresh
+    `grantflow dev` makes fourteen, a core-second or more one after the other."""
+    hashes = await asyncio.gather(*(_hash(password) for *_ids, password in demo))
+    for (user_id, email, _password), password_hash in zip(demo, hashes, strict=True):
+        await account.set_email(conn, user_id, email)
+        await account.set_password(conn, user_id, password_hash)
+        await account.confirm_email(conn, user_id)
 
 
 async def live_sessions(pool: asyncpg.Pool, caller: Caller) -> int:
