@@ -6,19 +6,23 @@ JavaScript + CSS each page loads against 100 KB, and fail when a page asks for a
 own host.
 
 The bulk-loaded applications have no workflow, and the admins' application page reads Temporal
-(grantflow/services/history.py: the application's `status` and `waiting_for` Queries, then
-the description and event history of each of its workflows). So the bench also starts the
-Temporal dev server and grantflow's worker in-process (bench/harness.py, as the lifecycle bench
-does), and plays two applications through the API into the same database with second-scale
-durations (bench/drive.py): one to its close (submission, three reviews, a council session, the
-agreement, a pilot at one clinic, two reports), one as far as its first report (open, its
-children's workflows running). Their pages are timed with the Temporal reads production makes.
+(grantflow/services/history.py, waiting.py): the application's `status` Query (a completed
+workflow's Stage search attribute instead) and the `waiting_for` Queries down its children,
+then the description and event history of each run of its workflow, its children and its
+council session. So the bench also starts the Temporal dev server and grantflow's worker
+in-process (bench/harness.py, as the lifecycle bench does), and plays two applications through
+the API into the same database with second-scale durations (bench/drive.py): one to its close
+(submission, three reviews, a council session, the agreement, a pilot at one clinic, two
+reports), one as far as its first report (left open, its agreement's workflow running). The
+worker stays up while the pages are timed: their pages make the Temporal reads production
+makes, the Queries answered by it.
 
     .venv/bin/python -m bench.pages                       # 100,000 applications
     .venv/bin/python -m bench.pages --applications 5000   # a quick check
 
 A new page is one line in PAGES: (name, path, role); the path's {placeholders} are the ids
-`subjects` finds in the loaded data for that role's person.
+`subjects` finds in the loaded data for that role's person, and the played applications'
+({closed}, {open}).
 """
 
 from __future__ import annotations
