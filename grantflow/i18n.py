@@ -150,7 +150,7 @@ def zone_label(zone: str, at: datetime) -> str:
 @cache
 def _zone_label(zone: str, locale: str, offset: timedelta) -> str:
     # Babel's city lookup costs about 0.1 ms, and a page's history says it for every line
-    # (hundreds): a zone's label changes only with its offset (summer time).
+    # (over a hundred for one lifecycle): a zone's label changes only with its offset (summer time).
     city = get_timezone_location(ZoneInfo(zone), locale=locale, return_city=True)
     minutes = int(offset.total_seconds()) // 60
     hours, rest = divmod(abs(minutes), 60)
@@ -162,7 +162,7 @@ def when(at: datetime, zone: str) -> str:
     UTC+03:00)". Never a bare time: users read GMT as their own and miss deadlines."""
     local = at.astimezone(ZoneInfo(zone))
     # Babel's "d MMMM y, HH:mm" in two parts: the day's words once per day and locale (Babel
-    # takes about 0.05 ms a call, and an admin's history has hundreds of lines), the hour and
+    # takes about 0.05 ms a call, and an admin's history has over a hundred lines), the hour and
     # minute as the pattern gives them (two digits each, Latin in both languages).
     shown = f"{_day(local.date(), _current.get())}, {local:%H:%M}"
     return f"{shown} ({zone_label(zone, at)})"
