@@ -5,11 +5,24 @@ page's whole server side, no network); print p50/p99 per page against the 50 ms 
 JavaScript + CSS each page loads against 100 KB, and fail when a page asks for anything off its
 own host.
 
+The bulk-loaded applications have no workflow, and the admins' application page reads Temporal
+(grantflow/services/history.py, waiting.py): the application's `status` Query (a completed
+workflow's Stage search attribute instead) and the `waiting_for` Queries down its children,
+then the description and event history of each run of its workflow, its children and its
+council session. So the bench also starts the Temporal dev server and grantflow's worker
+in-process (bench/harness.py, as the lifecycle bench does), and plays two applications through
+the API into the same database with second-scale durations (bench/drive.py): one to its close
+(submission, three reviews, a council session, the agreement, a pilot at one clinic, two
+reports), one as far as its first report (left open, its agreement's workflow running). The
+worker stays up while the pages are timed: their pages make the Temporal reads production
+makes, the Queries answered by it.
+
     .venv/bin/python -m bench.pages                       # 100,000 applications
     .venv/bin/python -m bench.pages --applications 5000   # a quick check
 
 A new page is one line in PAGES: (name, path, role); the path's {placeholders} are the ids
-`subjects` finds in the loaded data for that role's person.
+`subjects` finds in the loaded data for that role's person, and the played applications'
+({closed}, {open}).
 """
 
 from __future__ import annotations
@@ -20,26 +33,24 @@ import json
 import os
 import re
 import statistics
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-from temporalio.client import Client
 
-from bench.queries import Seed, connect, load
+from bench import drive
+from bench.drive import Cohort, after_council, cohort, council, pilot, stage, submit_and_review
+from bench.harness import Grantflow, eventually, grantflow, ok, servers
+from bench.queries import REVIEWERS, SPECIALTIES, Seed, connect, load
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
-from grantflow.dev.embedded import EmbeddedPostgres, free_port
 from grantflow.services import account
 from grantflow.services.context import Resources
 from grantflow.settings import Settings
-from grantflow.store.migrations import migrate
 from tests.support import application_body
 
 TARGET_MS = 50.0
@@ -75,6 +86,8 @@ PAGES = [
     Page("admin: list, a programme", "/admin/applications?programme_id={programme}", "admin"),
     Page("admin: list, a stage", "/admin/applications?stage=under_review", "admin"),
     Page("admin: list, overdue", "/admin/applications?overdue=1", "admin"),
+    Page("admin: application, closed", "/admin/applications/{closed}", "admin"),
+    Page("admin: application, open", "/admin/applications/{open}", "admin"),
     Page("stranger: sign-in", "/sign-in", "stranger"),
 ]
 
@@ -105,9 +118,12 @@ async def person(pool: asyncpg.Pool, role: str, seed: Seed) -> uuid.UUID:
     return cast(uuid.UUID, found)
 
 
-async def subjects(pool: asyncpg.Pool, people: dict[str, uuid.UUID]) -> dict[str, str]:
+async def subjects(
+    pool: asyncpg.Pool, people: dict[str, uuid.UUID], played: dict[str, str]
+) -> dict[str, str]:
     """The ids the pages' paths name: the applicant's own application (open), one awaiting
-    its revision, a draft and a call; the reviewer's offered and accepted tasks."""
+    its revision, a draft and a call; the reviewer's offered and accepted tasks; the
+    applications played through their workflows (`play`: closed, open)."""
     applicant, reviewer = people["applicant"], people["reviewer"]
 
     async def one(sql: str, *args: Any) -> str:
@@ -153,7 +169,44 @@ async def subjects(pool: asyncpg.Pool, people: dict[str, uuid.UUID]) -> dict[str
             "SELECT id FROM review_tasks WHERE reviewer_id = $1 AND status = 'accepted' LIMIT 1",
             reviewer,
         ),
+        **played,
     }
+
+
+async def play(gf: Grantflow) -> dict[str, str]:
+    """Two applications through the API and the worker, with second-scale durations: both
+    submitted, reviewed by three experts and approved in one council session; then one lives
+    to its close, the other accepts its agreement, runs its pilot and has its first report
+    accepted, and stays open (its agreement waits for the final report). Then the cohort's
+    specialty gets as many reviewers as each of the loaded data's has: the page lists them."""
+    c = await cohort(gf, 2)
+    c.app_ids = list(await asyncio.gather(*(submit_and_review(c, i) for i in range(2))))
+    await council(c)
+    await asyncio.gather(after_council(c, 0), _first_report(c, 1))
+    await gf.pool.executemany(
+        "INSERT INTO users (id, name, role, specialty, token_hash) VALUES ($1, $2, $3, $4, $5)",
+        [
+            (u, f"reviewer {u}", "reviewer", c.specialty, u.bytes)
+            for u in (uuid.uuid4() for _ in range(REVIEWERS // SPECIALTIES))
+        ],
+    )
+    return {"closed": c.app_ids[0], "open": c.app_ids[1]}
+
+
+async def _first_report(c: Cohort, i: int) -> None:
+    """`after_council` up to the report before the final one."""
+    app_id, applicant = c.app_ids[i], c.applicants[i]
+    base = f"/v1/applications/{app_id}"
+    await stage(c, app_id, "approved")
+
+    async def offered() -> bool:
+        response = await c.api.get(f"{base}/agreement", headers=applicant.headers)
+        return bool(response.status_code == 200)
+
+    await eventually(offered)
+    ok(await c.api.post(f"{base}/agreement/acceptance", headers=applicant.headers))
+    await stage(c, app_id, "agreement")
+    await asyncio.gather(drive.report(c, app_id, 1, applicant), pilot(c, i))
 
 
 def _content(programme_id: str) -> dict[str, Any]:
@@ -245,42 +298,59 @@ async def measure(client: httpx.AsyncClient, path: str, runs: int) -> tuple[Timi
     return Timing(cuts[49], cuts[98], cpu_ms), html
 
 
-async def bench(url: str, args: argparse.Namespace) -> int:
-    conn = await connect(url)
-    try:
-        await migrate(conn)
-        started = time.perf_counter()
-        seed = Seed(args.applications)
-        await load(conn, seed)
-        await fill_content(conn)  # one statement over every row: past the pool's timeout
-    finally:
-        await conn.close()
-    pool = await create_pool(url, min_size=1, max_size=4)
-    try:
+async def bench(args: argparse.Namespace) -> int:
+    async with servers() as srv:
+        url = srv.database_url  # migrated
+        conn = await connect(url)
+        try:
+            started = time.perf_counter()
+            seed = Seed(args.applications)
+            await load(conn, seed)
+            await fill_content(conn)  # one statement over every row: past the pool's timeout
+        finally:
+            await conn.close()
         print(f"loaded {len(seed.applications):,} applications, {len(seed.tasks):,} review tasks "
               f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
-        settings = Settings(database_url=url, temporal_address="unused: pages read PostgreSQL")
-        # GET pages read PostgreSQL only: no Temporal client is made.
-        res = Resources(settings, pool, cast(Client, None))
-        app = create_app(settings, res)
-        roles = sorted({p.role for p in PAGES} - {"stranger"})
-        people = {role: await person(pool, role, seed) for role in roles}
-        ids = await subjects(pool, people)
-        clients = {
-            role: await sign_in(app, pool, settings, role, people.get(role))
-            for role in [*roles, "stranger"]
-        }
-        results = []
+        # The worker stays up while the pages are timed: the application page's Queries are
+        # answered by it (a closed workflow's by replaying its history), as in production.
+        async with grantflow(srv) as gf:
+            started = time.perf_counter()
+            played = await play(gf)
+            print(f"played 2 applications through their workflows in "
+                  f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+            pool = await create_pool(url, min_size=1, max_size=4)
+            try:
+                results = await time_pages(gf.settings, Resources(gf.settings, pool, srv.client),
+                                           seed, played, args.runs)  # fmt: skip
+            finally:
+                await pool.close()
+    return report(results, args.runs)
+
+
+async def time_pages(
+    settings: Settings, res: Resources, seed: Seed, played: dict[str, str], runs: int
+) -> list[tuple[str, Timing, int, list[str]]]:
+    """Every page of PAGES timed by its role's person."""
+    app = create_app(settings, res)
+    pool = res.pool
+    roles = sorted({p.role for p in PAGES} - {"stranger"})
+    people = {role: await person(pool, role, seed) for role in roles}
+    ids = await subjects(pool, people, played)
+    clients = {
+        role: await sign_in(app, pool, settings, role, people.get(role))
+        for role in [*roles, "stranger"]
+    }
+    results = []
+    try:
         for page in PAGES:
             path = page.path.format(**ids)
-            timing, html = await measure(clients[page.role], path, args.runs)
+            timing, html = await measure(clients[page.role], path, runs)
             size, elsewhere = await assets(clients[page.role], html)
             results.append((page.name, timing, size, elsewhere))
+    finally:
         for client in clients.values():
             await client.aclose()
-    finally:
-        await pool.close()
-    return report(results, args.runs)
+    return results
 
 
 def report(results: list[tuple[str, Timing, int, list[str]]], runs: int) -> int:
@@ -308,22 +378,12 @@ def report(results: list[tuple[str, Timing, int, list[str]]], runs: int) -> int:
     return 1 if over else 0
 
 
-async def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="grantflow-bench-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "data", free_port(), durable=False)
-        server.start()
-        try:
-            return await bench(server.url, args)
-        finally:
-            server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--applications", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=200, help="timed requests per page")
     args = parser.parse_args()
-    raise SystemExit(asyncio.run(run(args)))
+    raise SystemExit(asyncio.run(bench(args)))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from temporalio.worker import (
 from grantflow.api.app import create_app
 from grantflow.db import create_pool
 from grantflow.services.context import Resources
-from schemas.common import Role
+from grantflow.services.waiting import ended_stage
+from schemas.common import Role, Stage
 from tests.conftest import (
     SESSION,
     Stack,
@@ -41,6 +42,7 @@ from tests.test_council import Council
 from tests.test_pilot import Project
 from tests.test_review import act, reaches, task_for
 from workers.main import build_worker
+from workflows import ids
 
 pytestmark = [SESSION, pytest.mark.system]
 UI = "http://temporal-ui.test:8080"
@@ -475,6 +477,15 @@ async def test_a_closed_application_waits_for_nothing(
     )
     [update] = find(entries, "Update withdraw accepted from applicant")
     assert update["actor"] == {"user_id": applicant.id, "role": "applicant", "name": applicant.name}
+    # Completed now: its Stage search attribute says where it ended (no Query replaying its
+    # history on a worker), and the answer is the same.
+    described = await stack.client.get_workflow_handle(ids.application(app["id"])).describe()
+    assert ended_stage(described) == Stage.withdrawn
+    assert await waiting(stack, admin, app["id"]) == {
+        "application_id": app["id"],
+        "stage": "withdrawn",
+        "waiting": [],
+    }
 
 
 async def test_only_admins_inspect_and_an_unknown_application_is_404(

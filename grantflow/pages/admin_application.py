@@ -6,6 +6,7 @@ history when the page comes back."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -137,8 +138,14 @@ async def _page(
 ) -> Response:
     caller = viewer.caller
     app = await application.get(res, caller, application_id)
-    history, lines = await dashboard.story(res, caller, application_id)
-    reviews = await review.of_application(res, caller, application_id)
+    # Independent reads at once: the history's Temporal round trips are the longest, and the
+    # PostgreSQL ones go while they wait.
+    (history, lines), reviews, reviewers, temporal_url = await asyncio.gather(
+        dashboard.story(res, caller, application_id),
+        review.of_application(res, caller, application_id),
+        dashboard.reviewers(res, caller, app.content.specialty),
+        dashboard.technical_view(res, caller, application_id),
+    )
     open_tasks = [t for t in reviews.tasks if t.status in OPEN_TASKS]
     form = form or FormState()
     done = DONE.get(request.query_params.get("done", ""))
@@ -149,8 +156,8 @@ async def _page(
         "technical": [line for line in lines if line.technical],
         "reviews": reviews,
         "open_tasks": open_tasks,
-        "reviewers": await dashboard.reviewers(res, caller, app.content.specialty),
-        "temporal_url": await dashboard.technical_view(res, caller, application_id),
+        "reviewers": reviewers,
+        "temporal_url": temporal_url,
         "actions": _available(app.stage, open_tasks),
         "deadline_kinds": _deadline_kinds(app.stage, open_tasks, viewer),
         "form": form,

@@ -84,9 +84,15 @@ async def home(request: Request, viewer: SignedIn, res: Res, cursor: str | None 
     found = await application.page(res, viewer.caller, cursor=cursor, limit=20)
     drafts = await draft.mine(res, viewer.caller)
     names = await _programme_names(res, viewer, {d.programme_id for d in drafts})
-    todo = sum(1 for a in found.items if (s := next_step(a)) is not None and s.yours)
+    # An approved application's agreement may be offered and waiting for the applicant: one
+    # query for the page's approved ones (none when there are none).
+    approved = [a.id for a in found.items if a.stage == Stage.approved]
+    offered = await agreement.offered(res, viewer.caller, approved)
+    steps = {a.id: next_step(a, offered.get(a.id)) for a in found.items}
+    todo = sum(1 for s in steps.values() if s is not None and s.yours)
     context = {
         "applications": found.items,
+        "steps": steps,
         "next_cursor": found.next_cursor,
         "drafts": drafts,
         "programme_names": names,
@@ -307,9 +313,10 @@ async def show(request: Request, viewer: SignedIn, res: Res, application_id: str
     timeline = await application.timeline(res, viewer.caller, application_id)
     done = DONE.get(request.query_params.get("done", ""))
     offered = await _agreement(res, viewer, app)
-    step = next_step(app)
+    answer_by = None
     if offered is not None and offered.status == AgreementStatus.offered:
-        step = display.agreement_step(offered.accept_by)
+        answer_by = offered.accept_by
+    step = next_step(app, answer_by)
     context = {
         "app": app,
         "agreement": offered,

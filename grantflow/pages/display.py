@@ -132,8 +132,12 @@ _WAITING = {
 }
 
 
-def next_step(app: ApplicationPublic) -> NextStep | None:
-    """What the applicant must do next, and by when; None once the application has ended."""
+def next_step(app: ApplicationPublic, accept_by: datetime | None = None) -> NextStep | None:
+    """What the applicant must do next, and by when; None once the application has ended.
+    `accept_by`: the deadline of the agreement offered to an approved application and not yet
+    answered (services/agreement.py's `offered`), which is then the applicant's to accept."""
+    if app.stage == Stage.approved and accept_by is not None:
+        return agreement_step(accept_by)
     if app.stage == Stage.revision_requested:
         return NextStep(
             i18n.gettext("Fix what the check found and send the application again."),

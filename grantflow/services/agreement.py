@@ -6,6 +6,8 @@ PostgreSQL. Another applicant's agreement is NotFound, never Forbidden."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 
 from temporalio.client import WorkflowHandle
 
@@ -44,6 +46,22 @@ async def get(res: Resources, caller: Caller, application_id: uuid.UUID) -> Agre
     if caller.actor.user_id != await agreement.report_reviewer(res.pool, application_id):
         await application.get(res, caller, str(application_id))
     return await existing(res, application_id)
+
+
+async def offered(
+    res: Resources, caller: Caller, application_ids: Iterable[str]
+) -> dict[str, datetime]:
+    """The deadline to accept each offered agreement that waits for its applicant's answer,
+    by application id, among `application_ids`: an applicant's own only, an admin's any. One
+    query for a whole list (the applicant's dashboard); an id with no offered agreement, or
+    not the caller's, is left out; NotFound for one that is not even a UUID."""
+    require(caller, Role.applicant, Role.admin)
+    wanted = [application.parse_id(i) for i in application_ids]
+    if not wanted:
+        return {}
+    mine = None if caller.is_admin else uuid.UUID(caller.actor.user_id)
+    found = await agreement.offered(res.pool, wanted, mine)
+    return {str(k): v for k, v in found.items()}
 
 
 async def own(res: Resources, caller: Caller, application_id: uuid.UUID) -> AgreementState:

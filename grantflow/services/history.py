@@ -68,8 +68,10 @@ async def application_history(
     """The merged history and what the application waits for now. Raises
     grantflow.services.waiting.ApplicationNotFound when no workflow has this id."""
     app = str(application_id)
-    waiting = await waiting_for(client, app)
-    runs, rows = await asyncio.gather(collect(client, app), audit.history(db, application_id))
+    # Independent reads, at once: the page waits for the slowest, not for their sum.
+    waiting, runs, rows = await asyncio.gather(
+        waiting_for(client, app), collect(client, app), audit.history(db, application_id)
+    )
     links = Links(ui_url, client.namespace)
     entries = [e for run in runs for e in temporal_entries(run, app, links)]
     entries += [audit_entry(row, runs, links) for row in rows]

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
@@ -105,7 +106,12 @@ Translation = Callable[[HistoryEvent, Run], Line | None]
 
 def kind_of(event: HistoryEvent) -> str:
     """`EVENT_TYPE_ACTIVITY_TASK_COMPLETED` -> `ActivityTaskCompleted`, as the Web UI names it."""
-    name = E.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    return _kind(event.event_type)
+
+
+@cache  # a few dozen event types, and a history's every event asks
+def _kind(event_type: EventType.ValueType) -> str:
+    name = E.Name(event_type).removeprefix("EVENT_TYPE_")
     return "".join(part.capitalize() for part in name.split("_"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from grantflow.store import Conn, Db
 
@@ -74,6 +75,12 @@ SELECT a.application_id, a.amount_rub, a.status, a.offered_at, a.accept_by, a.ac
 FROM agreements a LEFT JOIN users u ON u.id = a.report_reviewer_id
 WHERE a.application_id = $1"""
 REPORT_REVIEWER_SQL = "SELECT report_reviewer_id FROM agreements WHERE application_id = $1"
+# A list's offered agreements at once (by primary key); an applicant's only among its own.
+OFFERED_SQL = """
+SELECT a.application_id, a.accept_by
+FROM agreements a JOIN applications p ON p.id = a.application_id
+WHERE a.application_id = ANY($1::uuid[]) AND a.status = 'offered'
+  AND ($2::uuid IS NULL OR p.applicant_id = $2::uuid)"""
 APPLICATION_FACTS_SQL = """
 SELECT specialty, institution_id,
        ARRAY(SELECT jsonb_array_elements_text(content -> 'partner_institutions')) AS partners
@@ -180,6 +187,15 @@ async def get(db: Db, application_id: uuid.UUID) -> AgreementState | None:
             institution_id=row["reviewer_institution"],
         ),
     )
+
+
+async def offered(
+    db: Db, application_ids: list[uuid.UUID], applicant_id: uuid.UUID | None
+) -> dict[uuid.UUID, datetime]:
+    """The deadline to accept each of these applications' agreements that is offered and not
+    yet answered (of `applicant_id`'s applications only, unless it is None), in one query."""
+    rows = await db.fetch(OFFERED_SQL, application_ids, applicant_id)
+    return {r["application_id"]: r["accept_by"] for r in rows}
 
 
 async def report_reviewer(db: Db, application_id: uuid.UUID) -> str | None:

@@ -7,10 +7,11 @@ a returned report read with the expert's comment and sent again. axe on every pa
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from grantflow.store.account import set_preferences
 from schemas.common import Role
@@ -209,3 +210,69 @@ async def test_an_applicant_accepts_the_agreement_and_sends_reports_in_both_lang
     state = await agreement(council, applicant, app)
     assert state["reports"][0]["status"] == "submitted"
     assert state["reports"][0]["body"] == "Quarter one: 40 000 studies labelled in 2 clinics."
+
+
+DASHBOARD = {
+    "ru": {
+        "two": "У вас 2 заявки.",  # noqa: RUF001 - Russian letters, meant
+        "one_needs_you": "1 ждёт ваших действий.",
+        "accept": "Примите соглашение.",
+        "being_prepared": "готовится соглашение",
+        "reviewing": "независимые эксперты",
+    },
+    "en": {
+        "two": "You have 2 applications.",
+        "one_needs_you": "1 needs you.",
+        "accept": "Accept the agreement.",
+        "being_prepared": "the agreement is being prepared",
+        "reviewing": "independent experts are reviewing it",
+    },
+}
+
+
+def _card(page: Page, application_id: str) -> Locator:
+    """An application's card on the dashboard, found by its link."""
+    return page.locator("li.card", has=page.locator(f'a[href="/applications/{application_id}"]'))
+
+
+@pytest.mark.timeout(300)
+async def test_the_dashboard_asks_to_accept_an_offered_agreement_in_both_languages(
+    site: Site, stack: Stack, make_user: UserFactory, browser: Browser
+) -> None:
+    """An approved application whose agreement is offered is the applicant's to act on: the
+    dashboard's card says to accept it by its deadline (not "being prepared") and counts it
+    among those that need the applicant, unlike an application under review beside it."""
+    admin = await make_user(Role.admin)
+    applicant = await make_user(Role.applicant)
+    council = Council(stack, admin, make_user)
+    approved = await approve(council, applicant)
+    offered = await agreement(council, applicant, approved)
+    assert offered["status"] == "offered"
+    accept_by = datetime.fromisoformat(offered["accept_by"])
+    in_review = await council.submit(applicant)
+    member = await applicant_member(stack, applicant, "ru")
+
+    async with person(browser, locale="ru") as page:
+        await sign_in(page, site, member, SAYS["ru"])
+        for lang, says in DASHBOARD.items():
+            if lang == "en":
+                await switch_language(page, SAYS["ru"]["language"])
+            main = page.get_by_role("main")
+            await expect(main.locator(".lead")).to_contain_text(says["two"])
+            await expect(main.locator(".lead strong")).to_have_text(says["one_needs_you"])
+            card = _card(page, approved["id"])
+            step = card.locator(".next.yours")
+            await expect(step).to_contain_text(says["accept"])
+            await expect(card).not_to_contain_text(says["being_prepared"])
+            shown = await step.locator("time").get_attribute("datetime")
+            assert shown is not None and datetime.fromisoformat(shown) == accept_by
+            other = _card(page, in_review["id"])
+            await expect(other).to_contain_text(says["reviewing"])
+            await expect(other.locator(".next.yours")).to_have_count(0)
+            await expect(main.locator("li.card.needs-you")).to_have_count(1)
+            await visit(page)
+        # The application's own page says the same.
+        await _card(page, approved["id"]).get_by_role("link").click()
+        await page.wait_for_url(f"**/applications/{approved['id']}")
+        await expect(page.get_by_role("main")).to_contain_text(DASHBOARD["en"]["accept"])
+        await visit(page)
