@@ -90,7 +90,7 @@ SESSION = pytest.mark.asyncio(loop_scope="session")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test has a tier (pyproject.toml's markers), so that `make test-fast` knows
     whether to run it: a module says its own with `pytestmark`. The longest modules run first
-    (see `_expected_seconds`), so that the two processes of `make test` end together."""
+    (see `_expected_seconds`), so that the processes of `make test` end together."""
     untiered = [
         item.nodeid for item in items if not any(m.name in TIERS for m in item.iter_markers())
     ]
