@@ -39,7 +39,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from bench.drive import PARAMS
-from bench.harness import Servers, grantflow_processes, percentile, servers
+from bench.harness import IDLE_EXPIRY, Servers, grantflow_processes, percentile, servers
 from schemas.common import Role
 from tests.support import application_body, make_user, programme_body
 from workflows import ids
@@ -93,7 +93,9 @@ async def grantflow_burst(
 ) -> tuple[Burst, str, dict[str, int]]:
     """grantflow's burst; returns its figures, one application's workflow id and the counts
     on record (the burst's rows, and how many of the answered ids have one)."""
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    limits = httpx.Limits(
+        max_connections=in_flight, max_keepalive_connections=in_flight, keepalive_expiry=IDLE_EXPIRY
+    )
     queue = f"burst-{uuid.uuid4().hex[:8]}"
     async with grantflow_processes(srv, limits=limits, task_queue=queue) as gf:
         http, pool = gf.api, gf.pool

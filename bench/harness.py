@@ -42,6 +42,10 @@ from workers.main import build_worker
 # told apart by their own activity type.
 STEP: contextvars.ContextVar[str] = contextvars.ContextVar("bench_step", default="other")
 METHOD: contextvars.ContextVar[str] = contextvars.ContextVar("bench_method", default="")
+# A connection idle this long is dropped by the driver, before uvicorn drops it (5 s): a
+# request sent on one the server is closing at that moment fails with httpx.ReadError (seen
+# in bench.lifecycle, a report sent after the 4 s wait for the second tranche).
+IDLE_EXPIRY = 2.0
 
 
 async def _mark_method(request: httpx.Request) -> None:
@@ -204,7 +208,8 @@ async def grantflow_processes(
             async with httpx.AsyncClient(
                 base_url=f"http://{settings.api_host}:{settings.api_port}",
                 timeout=120,
-                limits=limits or httpx.Limits(max_connections=None),  # the driver bounds it
+                # The driver bounds the connections.
+                limits=limits or httpx.Limits(max_connections=None, keepalive_expiry=IDLE_EXPIRY),
             ) as api:
                 await _until_up(api, children, srv.client, settings.task_queue)
                 yield Grantflow(srv, settings, api, pool, RoundTrips())
