@@ -112,20 +112,26 @@ async def collect(client: Client, application_id: str) -> list[Run]:
 
 async def runs_of(client: Client, workflow_id: str) -> list[Run]:
     """The workflow's runs, oldest first, following the continue-as-new chain back from the
-    latest; none when there is no such workflow."""
-    try:
-        run_id: str | None = (await client.get_workflow_handle(workflow_id).describe()).run_id
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return []
-        raise
+    latest; none when there is no such workflow.
+
+    The latest run's history is asked for by the workflow id alone, with no describe first (a
+    round trip per level of children saved); its run id is its started event's, as the SDK's
+    `WorkflowHistory.run_id` reads it."""
     runs: list[Run] = []
-    while run_id and len(runs) < MAX_RUNS:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    run_id: str | None = None
+    while len(runs) < MAX_RUNS:
+        try:
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND and not runs:
+                return []
+            raise
         events = list(history.events)
         started = events[0].workflow_execution_started_event_attributes
-        runs.append(Run(workflow_id, run_id, started.workflow_type.name, events))
+        runs.append(Run(workflow_id, run_id or history.run_id, started.workflow_type.name, events))
         run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            break
     return runs[::-1]
 
 
