@@ -88,6 +88,8 @@ PAGES = [
     Page("admin: list, overdue", "/admin/applications?overdue=1", "admin"),
     Page("admin: application, closed", "/admin/applications/{closed}", "admin"),
     Page("admin: application, open", "/admin/applications/{open}", "admin"),
+    # The workflow events in the engine's words, which the application page loads when asked.
+    Page("admin: workflow events, closed", "/admin/applications/{closed}/events", "admin"),
     Page("stranger: sign-in", "/sign-in", "stranger"),
 ]
 
