@@ -25,7 +25,9 @@ from grantflow.pages.web import PageRoute, Res, Viewer, redirect, render
 from grantflow.services import admin, application, dashboard, review
 from grantflow.services.errors import Conflict, Invalid, NotFound
 from schemas.admin import DeadlineKind, DeadlineMove, ReassignCreate
+from schemas.application import ApplicationPublic
 from schemas.common import Stage
+from schemas.dashboard import ReviewerChoice
 from schemas.review import ReviewerAdd, TaskStatus
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -137,15 +139,19 @@ async def _page(
     request: Request, res: Res, viewer: Viewer, application_id: str, form: FormState | None = None
 ) -> Response:
     caller = viewer.caller
-    app = await application.get(res, caller, application_id)
+
+    async def app_and_reviewers() -> tuple[ApplicationPublic, list[ReviewerChoice]]:
+        found = await application.get(res, caller, application_id)
+        return found, await dashboard.reviewers(res, caller, found.content.specialty)
+
     # Independent reads at once: the history's Temporal round trips are the longest, and the
     # PostgreSQL ones go while they wait.
     # The workflow events in the engine's words are not drawn here (over a hundred lines, most
     # of the page's time): the events page shows them when asked.
-    (history, lines), reviews, reviewers = await asyncio.gather(
+    (app, reviewers), (history, lines), reviews = await asyncio.gather(
+        app_and_reviewers(),
         dashboard.story(res, caller, application_id, technical=False),
         review.of_application(res, caller, application_id),
-        dashboard.reviewers(res, caller, app.content.specialty),
     )
     open_tasks = [t for t in reviews.tasks if t.status in OPEN_TASKS]
     form = form or FormState()
