@@ -142,6 +142,8 @@ async def _page(
 
     async def app_and_reviewers() -> tuple[ApplicationPublic, list[ReviewerChoice]]:
         found = await application.get(res, caller, application_id)
+        if found.stage != Stage.under_review:  # only its forms (reassign, add one) list them
+            return found, []
         return found, await dashboard.reviewers(res, caller, found.content.specialty)
 
     # Independent reads at once: the history's Temporal round trips are the longest, and the
