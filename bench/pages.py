@@ -8,10 +8,11 @@ own host.
 The bulk-loaded applications have no workflow, and the admins' application page reads Temporal
 (grantflow/services/history.py, waiting.py): the application's `status` Query (a completed
 workflow's Stage search attribute instead) and the `waiting_for` Queries down its children,
-then the description and event history of each run of its workflow, its children and its
-council session. So the bench also starts the Temporal dev server and grantflow's worker
-in-process (bench/harness.py, as the lifecycle bench does), and plays two applications through
-the API into the same database with second-scale durations (bench/drive.py): one to its close
+then the event history of each run of its workflow, its children and its council session
+(the events page puts them in words). So the bench also starts the Temporal dev server and
+grantflow's worker in-process (bench/harness.py, as the lifecycle bench does), and plays two
+applications through the API into the same database with second-scale durations
+(bench/drive.py): one to its close
 (submission, three reviews, a council session, the agreement, a pilot at one clinic, two
 reports), one as far as its first report (left open, its agreement's workflow running). The
 worker stays up while the pages are timed: their pages make the Temporal reads production
@@ -88,6 +89,8 @@ PAGES = [
     Page("admin: list, overdue", "/admin/applications?overdue=1", "admin"),
     Page("admin: application, closed", "/admin/applications/{closed}", "admin"),
     Page("admin: application, open", "/admin/applications/{open}", "admin"),
+    # The workflow events in the engine's words, which the application page loads when asked.
+    Page("admin: workflow events, closed", "/admin/applications/{closed}/events", "admin"),
     Page("stranger: sign-in", "/sign-in", "stranger"),
 ]
 

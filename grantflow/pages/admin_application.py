@@ -25,7 +25,9 @@ from grantflow.pages.web import PageRoute, Res, Viewer, redirect, render
 from grantflow.services import admin, application, dashboard, review
 from grantflow.services.errors import Conflict, Invalid, NotFound
 from schemas.admin import DeadlineKind, DeadlineMove, ReassignCreate
+from schemas.application import ApplicationPublic
 from schemas.common import Stage
+from schemas.dashboard import ReviewerChoice
 from schemas.review import ReviewerAdd, TaskStatus
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -137,14 +139,21 @@ async def _page(
     request: Request, res: Res, viewer: Viewer, application_id: str, form: FormState | None = None
 ) -> Response:
     caller = viewer.caller
-    app = await application.get(res, caller, application_id)
+
+    async def app_and_reviewers() -> tuple[ApplicationPublic, list[ReviewerChoice]]:
+        found = await application.get(res, caller, application_id)
+        if found.stage != Stage.under_review:  # only its forms (reassign, add one) list them
+            return found, []
+        return found, await dashboard.reviewers(res, caller, found.content.specialty)
+
     # Independent reads at once: the history's Temporal round trips are the longest, and the
     # PostgreSQL ones go while they wait.
-    (history, lines), reviews, reviewers, temporal_url = await asyncio.gather(
-        dashboard.story(res, caller, application_id),
+    # The workflow events in the engine's words are not drawn here (over a hundred lines, most
+    # of the page's time): the events page shows them when asked.
+    (app, reviewers), (history, lines), reviews = await asyncio.gather(
+        app_and_reviewers(),
+        dashboard.story(res, caller, application_id, technical=False),
         review.of_application(res, caller, application_id),
-        dashboard.reviewers(res, caller, app.content.specialty),
-        dashboard.technical_view(res, caller, application_id),
     )
     open_tasks = [t for t in reviews.tasks if t.status in OPEN_TASKS]
     form = form or FormState()
@@ -152,12 +161,11 @@ async def _page(
     context = {
         "app": app,
         "waiting": history.waiting,
-        "lines": [line for line in lines if not line.technical],
-        "technical": [line for line in lines if line.technical],
+        "lines": lines,
         "reviews": reviews,
         "open_tasks": open_tasks,
         "reviewers": reviewers,
-        "temporal_url": temporal_url,
+        "temporal_url": dashboard.workflows_url(res, app.id),
         "actions": _available(app.stage, open_tasks),
         "deadline_kinds": _deadline_kinds(app.stage, open_tasks, viewer),
         "form": form,
@@ -206,6 +214,20 @@ def _when(at: datetime | None, viewer: Viewer) -> str:
 async def page(request: Request, viewer: AdminViewer, res: Res, application_id: str) -> Response:
     """Stage, what it waits for, the history in plain words, the reviews, the interventions."""
     return await _page(request, res, viewer, application_id)
+
+
+@router.get("/admin/applications/{application_id}/events")
+async def events(request: Request, viewer: AdminViewer, res: Res, application_id: str) -> Response:
+    """The workflow events of the application's history, in the engine's words: the technical
+    view, asked for from the application page (its list alone, for htmx)."""
+    app = await application.get(res, viewer.caller, application_id)
+    _history, lines = await dashboard.story(res, viewer.caller, application_id)
+    context = {
+        "app": app,
+        "technical": [line for line in lines if line.technical],
+        "temporal_url": dashboard.workflows_url(res, app.id),
+    }
+    return render(request, "admin_events.html", context, block="events")
 
 
 # --- the interventions -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from grantflow.services import application, inspection
 from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import NotFound
 from grantflow.services.programme import NOT_FOUND as PROGRAMME_NOT_FOUND
-from grantflow.store import audit, dashboard
+from grantflow.store import dashboard
 from schemas.common import STEP_OF_STAGE, Role, Stage
 from schemas.dashboard import (
     Attention,
@@ -149,7 +149,12 @@ async def technical_view(res: Resources, caller: Caller, application_id: str) ->
     (admins). NotFound for an unknown application."""
     require(caller, Role.admin)
     found = await application.get(res, caller, application_id)
-    query = quote(f'WorkflowId="{ids.application(found.id)}"', safe="")
+    return workflows_url(res, found.id)
+
+
+def workflows_url(res: Resources, application_id: str) -> str:
+    """`technical_view`'s address, for an application already found."""
+    query = quote(f'WorkflowId="{ids.application(application_id)}"', safe="")
     namespace = quote(res.client.namespace, safe="")
     return f"{res.settings.ui_url}/namespaces/{namespace}/workflows?query={query}"
 
@@ -162,15 +167,17 @@ async def reviewers(res: Resources, caller: Caller, specialty: str) -> list[Revi
 
 
 async def story(
-    res: Resources, caller: Caller, application_id: str
+    res: Resources, caller: Caller, application_id: str, *, technical: bool = True
 ) -> tuple[HistoryPublic, list[StoryLine]]:
     """The application's merged history (services/inspection.py's `history`, admins) and its
     lines oldest first: each audit event with its stage, actor and reason apart, each workflow
-    event marked technical; every line links to the Temporal Web UI. NotFound as `history`."""
+    event marked technical; every line links to the Temporal Web UI. Without `technical`, the
+    audit events' lines alone (the workflow events are not put in words). NotFound as
+    `history`."""
     app_id = application.parse_id(application_id)
-    history = await inspection.history(res, caller, app_id)
+    history, rows = await inspection.history_and_rows(res, caller, app_id, technical=technical)
     links = {(e.at, e.kind): e.link for e in history.entries if e.source == "audit"}
-    fallback = await technical_view(res, caller, application_id)
+    fallback = workflows_url(res, str(app_id))
     lines = [
         StoryLine(
             at=row["at"],
@@ -183,7 +190,7 @@ async def story(
             reason=row["reason"],
             link=links.get((row["at"], row["kind"]), fallback),
         )
-        for row in await audit.history(res.pool, app_id)
+        for row in rows
     ]
     lines += [
         StoryLine(at=e.at, kind=e.kind, technical=True, text=e.text, link=e.link,

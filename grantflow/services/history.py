@@ -67,25 +67,36 @@ async def application_history(
 ) -> HistoryPublic:
     """The merged history and what the application waits for now. Raises
     grantflow.services.waiting.ApplicationNotFound when no workflow has this id."""
+    history, _rows = await merged_history(client, db, application_id, ui_url=ui_url)
+    return history
+
+
+async def merged_history(
+    client: Client, db: Db, application_id: uuid.UUID, *, ui_url: str, technical: bool = True
+) -> tuple[HistoryPublic, list[Any]]:
+    """`application_history`, and the audit rows it merged. Without `technical`, the workflow
+    events are not put in words (its entries are the audit events alone, each still linking
+    to its run): for a page that shows them only when asked."""
     app = str(application_id)
     # Independent reads, at once: the page waits for the slowest, not for their sum.
     waiting, runs, rows = await asyncio.gather(
         waiting_for(client, app), collect(client, app), audit.history(db, application_id)
     )
     links = Links(ui_url, client.namespace)
-    entries = [e for run in runs for e in temporal_entries(run, app, links)]
+    entries = [e for run in runs for e in temporal_entries(run, app, links)] if technical else []
     entries += [audit_entry(row, runs, links) for row in rows]
     # Stable: at the same instant (a run continued as new and its successor's start; an
     # accepted Update and the audit events its handler wrote) the Temporal events, in the
     # order of the runs and of each run's events, come first.
     entries.sort(key=lambda e: e.at)
-    return HistoryPublic(
+    history = HistoryPublic(
         application_id=app,
         stage=waiting.stage,
         waiting=waiting.waiting,
         workflows=[f"{r.workflow_id}/{r.run_id}" for r in runs],
         entries=entries,
     )
+    return history, rows
 
 
 # --- the workflows -----------------------------------------------------------------------------
@@ -112,20 +123,26 @@ async def collect(client: Client, application_id: str) -> list[Run]:
 
 async def runs_of(client: Client, workflow_id: str) -> list[Run]:
     """The workflow's runs, oldest first, following the continue-as-new chain back from the
-    latest; none when there is no such workflow."""
-    try:
-        run_id: str | None = (await client.get_workflow_handle(workflow_id).describe()).run_id
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return []
-        raise
+    latest; none when there is no such workflow.
+
+    The latest run's history is asked for by the workflow id alone, with no describe first (a
+    round trip per level of children saved); its run id is its started event's, as the SDK's
+    `WorkflowHistory.run_id` reads it."""
     runs: list[Run] = []
-    while run_id and len(runs) < MAX_RUNS:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    run_id: str | None = None
+    while len(runs) < MAX_RUNS:
+        try:
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND and not runs:
+                return []
+            raise
         events = list(history.events)
         started = events[0].workflow_execution_started_event_attributes
-        runs.append(Run(workflow_id, run_id, started.workflow_type.name, events))
+        runs.append(Run(workflow_id, run_id or history.run_id, started.workflow_type.name, events))
         run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            break
     return runs[::-1]
 
 

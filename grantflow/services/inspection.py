@@ -6,13 +6,14 @@ now, and whether the workflows agree with their PostgreSQL rows. The same answer
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from grantflow.services import application
 from grantflow.services.consistency import CheckResult
 from grantflow.services.consistency import check as compare_all
 from grantflow.services.context import Caller, Resources, require
 from grantflow.services.errors import NotFound
-from grantflow.services.history import application_history
+from grantflow.services.history import merged_history
 from grantflow.services.waiting import ApplicationNotFound, waiting_for
 from schemas.common import Role
 from schemas.history import HistoryPublic, WaitingPublic
@@ -23,11 +24,20 @@ async def history(res: Resources, caller: Caller, application_id: uuid.UUID) -> 
     histories of the application's workflow, its children and the council sessions that
     decided on it, in plain words, each linking to the Temporal Web UI. NotFound for an
     application with no row or no workflow."""
+    found, _rows = await history_and_rows(res, caller, application_id)
+    return found
+
+
+async def history_and_rows(
+    res: Resources, caller: Caller, application_id: uuid.UUID, *, technical: bool = True
+) -> tuple[HistoryPublic, list[Any]]:
+    """`history` and the audit rows in it; without `technical`, the workflow events are left
+    out (services/history.py's `merged_history`)."""
     require(caller, Role.admin)
     await application.get(res, caller, str(application_id))
     try:
-        return await application_history(
-            res.client, res.pool, application_id, ui_url=res.settings.ui_url
+        return await merged_history(
+            res.client, res.pool, application_id, ui_url=res.settings.ui_url, technical=technical
         )
     except ApplicationNotFound:
         raise NotFound(application.NOT_FOUND) from None

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
@@ -32,34 +32,53 @@ E = EventType
 
 @dataclass
 class Run:
-    """One run of one workflow, with its events indexed for the lookups translations need."""
+    """One run of one workflow, with its events indexed for the lookups translations need (each
+    index built when first used: a page that does not put the events in words needs none)."""
 
     workflow_id: str
     run_id: str
     workflow_type: str
     events: list[HistoryEvent]
-    by_id: dict[int, HistoryEvent] = field(default_factory=dict)
-    closed_timers: set[str] = field(default_factory=set)
-    # The events a workflow task's completion wrote (its commands, markers and Update
-    # messages), by the id of its WorkflowTaskCompleted event, and each event's task.
-    tasks: dict[int, list[HistoryEvent]] = field(default_factory=dict)
-    task_of: dict[int, int] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.by_id = {e.event_id: e for e in self.events}
-        last_task = 0
+    @cached_property
+    def by_id(self) -> dict[int, HistoryEvent]:
+        return {e.event_id: e for e in self.events}
+
+    @cached_property
+    def closed_timers(self) -> set[str]:
+        closed = set()
         for e in self.events:
             if e.event_type == E.EVENT_TYPE_TIMER_FIRED:
-                self.closed_timers.add(e.timer_fired_event_attributes.timer_id)
+                closed.add(e.timer_fired_event_attributes.timer_id)
             elif e.event_type == E.EVENT_TYPE_TIMER_CANCELED:
-                self.closed_timers.add(e.timer_canceled_event_attributes.timer_id)
+                closed.add(e.timer_canceled_event_attributes.timer_id)
+        return closed
+
+    @property
+    def tasks(self) -> dict[int, list[HistoryEvent]]:
+        """The events a workflow task's completion wrote (its commands, markers and Update
+        messages), by the id of its WorkflowTaskCompleted event."""
+        return self._task_index[0]
+
+    @property
+    def task_of(self) -> dict[int, int]:
+        """Each such event's task."""
+        return self._task_index[1]
+
+    @cached_property
+    def _task_index(self) -> tuple[dict[int, list[HistoryEvent]], dict[int, int]]:
+        tasks: dict[int, list[HistoryEvent]] = {}
+        task_of: dict[int, int] = {}
+        last_task = 0
+        for e in self.events:
             if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                 last_task = e.event_id
                 continue
             task = _completed_by(e) or (last_task if e.event_type in UPDATE_MESSAGES else 0)
             if task:
-                self.task_of[e.event_id] = task
-                self.tasks.setdefault(task, []).append(e)
+                task_of[e.event_id] = task
+                tasks.setdefault(task, []).append(e)
+        return tasks, task_of
 
     def happened_at(self, event: HistoryEvent) -> datetime:
         """When the event happened. The server writes an accepted Update when the workflow

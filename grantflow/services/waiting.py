@@ -37,14 +37,18 @@ async def waiting_for(client: Client, application_id: str) -> WaitingPublic:
         ended = ended_stage(await handle.describe())
         if ended is not None:
             return WaitingPublic(application_id=application_id, stage=ended, waiting=[])
-        status = await handle.query("status", result_type=ApplicationStatus)
+        # A running workflow: its status and what it waits for, at once (a round trip saved;
+        # what the second says is dropped when the first says the stage is final).
+        status, found = await asyncio.gather(
+            handle.query("status", result_type=ApplicationStatus),
+            _ask(client, [handle.id], application_id, seen=set(), depth=0),
+        )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ApplicationNotFound(application_id) from None
         raise
     if status.stage.is_final:
         return WaitingPublic(application_id=application_id, stage=status.stage, waiting=[])
-    found = await _ask(client, [handle.id], application_id, seen=set(), depth=0)
     if not found and status.waiting_for is not None:
         # A workflow started before `waiting_for` existed: its status still says who acts.
         own = status.waiting_for

@@ -150,6 +150,16 @@ async def test_an_admin_finds_an_overdue_review_and_moves_its_deadline(
         await expect(moved).to_contain_text("Irina Admin")
         await look(page, javascript, f"{lang}-admin-04-application")
 
+        # The workflow events in the engine's words, when asked: in place on opening (htmx),
+        # or on their own page by the link without JavaScript.
+        await history.locator("#events summary").click()
+        if not javascript:
+            await history.locator("#events-list a").click()
+            await page.wait_for_url(f"**/admin/applications/{application_id}/events")
+        started = page.locator("ol.history li", has_text="workflow Application started")
+        await expect(started).to_have_count(1)
+        await look(page, javascript)
+
     if not javascript:  # axe on the page as it is now, in a browser that runs it
         async with person(browser, locale=lang) as page:
             await sign_in(page, site, me, says)

@@ -136,6 +136,7 @@ PAGES: dict[tuple[str, str], Expect] = {
     ("GET", "/admin/applications"): admins_only(200),
     ("GET", "/admin/applications.csv"): admins_only(200),
     ("GET", ADMIN_APP): admins_only(200),
+    ("GET", f"{ADMIN_APP}/events"): admins_only(200),
     ("POST", "/sign-in"): each(200),  # a wrong password: the form again
     ("POST", "/register"): each(200),  # an empty form: its errors
     ("POST", "/forgot-password"): each(200),
