@@ -4,6 +4,7 @@ decisions under the budget (the agreements that follow: tests/test_agreement.py)
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -173,6 +174,40 @@ async def test_an_item_without_the_quorum_or_voted_deferred_comes_back_next_sess
     await reaches(council.stack, applicant, app["id"], "deferred")
     third = await council.session("May")
     assert [i["application_id"] for i in third["agenda"]] == [app["id"]]
+
+
+@pytest.mark.slow
+async def test_a_decided_application_is_on_no_later_agenda_while_its_own_stage_write_lags(
+    council: Council, applicant: User
+) -> None:
+    """A decision is on record before its session closes; the application's stage follows
+    from its own workflow's write, which lags by a workflow task's timeout when its worker was
+    killed. In the chaos soak, sessions opened in that window each took the application again:
+    one was decided nine times in ten seconds, and an approval decided twice held its grant
+    twice. Played here by putting the row back where a lagging write leaves it."""
+    a, b, c = await council.setup()
+    app = await council.reviewed(applicant, 8)
+    first = await council.session("March")
+    for member in (a, b, c):
+        await council.vote(first, member, app, "approve", amount_rub=20_000_000)
+    assert (await council.close(first)).status_code == 200
+    await reaches(council.stack, applicant, app["id"], "approved")
+    other = await council.reviewed(applicant, 6)
+    row = uuid.UUID(app["id"])
+    await council.stack.pool.execute(
+        "UPDATE applications SET stage = 'reviewed' WHERE id = $1", row
+    )
+    try:
+        second = await council.session("April")
+    finally:
+        await council.stack.pool.execute(
+            "UPDATE applications SET stage = 'approved' WHERE id = $1", row
+        )
+    assert [i["application_id"] for i in second["agenda"]] == [other["id"]]
+    for member in (a, b, c):
+        await council.vote(second, member, other, "reject")
+    assert (await council.close(second)).status_code == 200
+    assert (await council.ledger())["reserved_rub"] == 20_000_000
 
 
 @pytest.mark.slow

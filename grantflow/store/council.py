@@ -36,8 +36,12 @@ INSERT INTO council_sessions (id, programme_id, name, status, chair_id, quorum, 
                               opened_by, opened_at)
 VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO NOTHING"""
-# Reviewed or deferred applications of the programme that no open session has on its agenda,
-# best score first. The insert takes them for this session in one statement.
+# Reviewed or deferred applications of the programme that no open session has on its agenda
+# and no session has decided (but to defer), best score first. The insert takes them for this
+# session in one statement. A decision is on record before its session closes, while the
+# application's stage follows from its own workflow's write, which lags by a task timeout when
+# a worker dies: without the decisions, a session opened meanwhile took the application again
+# (the chaos soak: one decided nine times in ten seconds, an approval's grant held twice).
 TAKE_AGENDA_SQL = """
 INSERT INTO council_items (session_id, application_id, rank)
 SELECT $1, a.id, row_number() OVER (ORDER BY a.review_score DESC NULLS LAST, a.submitted_at, a.id)
@@ -46,6 +50,8 @@ WHERE a.programme_id = $2 AND a.stage IN ('reviewed', 'deferred')
   AND NOT EXISTS (
       SELECT 1 FROM council_items i JOIN council_sessions s ON s.id = i.session_id
       WHERE i.application_id = a.id AND s.status = 'open')
+  AND NOT EXISTS (
+      SELECT 1 FROM decisions d WHERE d.application_id = a.id AND d.outcome <> 'deferred')
 ON CONFLICT DO NOTHING"""
 HAS_AGENDA_SQL = "SELECT EXISTS (SELECT 1 FROM council_items WHERE session_id = $1)"
 AGENDA_SQL = """
