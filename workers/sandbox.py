@@ -39,7 +39,7 @@ PASSTHROUGH_MODULES = (
     "grantflow",
     "asyncpg",
     "structlog",
-    "opentelemetry",  # the SDK's tracing interceptor, with tracing on
+    "opentelemetry",  # grantflow.observability.temporal_spans, with tracing on
     "workflows.ids",
     "workflows.options",
     "workflows.deadline",

@@ -1,7 +1,7 @@
 """Traces with OpenTelemetry, off unless `OTEL_EXPORTER_OTLP_ENDPOINT` names a collector.
 
-One trace follows a request: the HTTP span (`ServerSpan`), the Temporal client's call and the
-workflow and activity spans (the SDK's `TracingInterceptor`, whose context travels in the
+One trace follows a request: the HTTP span (`ServerSpan`), then the
+workflow and activity spans (`temporal_spans.TemporalSpans`, whose context travels in the
 workflow's and the activities' headers), and, when `GRANTFLOW_TRACE_SQL` asks for them, every
 SQL statement under them (asyncpg's instrumentation). The log lines written inside a span
 carry its `trace_id` and `span_id` (`add_trace_ids`), so a line leads to its trace.
@@ -90,13 +90,13 @@ def uninstrument_sql() -> None:
 
 
 def client_interceptors(settings: Settings) -> Sequence[Interceptor]:
-    """The Temporal client's interceptors: with tracing on, the SDK's, which the worker made
-    from that client uses too (workflow and activity spans)."""
+    """The Temporal client's interceptors: with tracing on, `TemporalSpans`, which the worker
+    made from that client uses too (workflow and activity spans)."""
     if not enabled(settings):
         return ()
-    from temporalio.contrib.opentelemetry import TracingInterceptor
+    from grantflow.observability.temporal_spans import TemporalSpans
 
-    return (TracingInterceptor(),)
+    return (TemporalSpans(),)
 
 
 def install(app: FastAPI) -> None:
